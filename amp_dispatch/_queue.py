@@ -1,0 +1,465 @@
+"""
+The most-able-worker queue: pure logic, no I/O, time from an injected clock.
+
+Each pool keeps its workers that have a free slot in a heap ordered by
+C{(-free, order)}: most free slots first, then round robin among equals.
+C{order} is the tick of the worker's last answer, or, for a worker never
+answered since it entered the pool, its entering tick shifted below every
+answer tick (so it goes first, and among those the earliest to enter).  A
+change of a worker's key pushes a new heap entry and leaves the old one stale
+(the worker points at its one live entry); stale entries are skipped at the
+head and dropped when they outnumber the live ones.  So C{update}, C{gone} and
+C{next_worker} cost O(log n) amortized, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import heapq
+from itertools import count
+from typing import Any, Dict, Hashable, Iterator, List, Optional, Set, Union
+
+import structlog
+from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded
+from attrs import define, field, frozen
+from sortedcontainers import SortedList
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from ._deadlines import DeadlineHeap
+
+_log = structlog.get_logger("amp_dispatch.queue")
+
+#: Added to entering ticks so that never-answered workers sort before answered ones.
+_NEVER_ANSWERED = -(1 << 62)
+
+#: Who sent a worker's updates: a scheduler connection (any hashable token).
+Owner = Hashable
+
+
+@frozen
+class Assignment:
+    """
+    A C{NextWorker} answer: the worker that takes the job.
+    """
+
+    worker_id: str
+    host: str
+    port: int
+
+
+@frozen
+class WorkerInfo:
+    """
+    A registered worker as C{ListWorkers} shows it.
+    """
+
+    worker_id: str
+    host: str
+    port: int
+    pool: str
+    capacity: int
+    free: int
+    expires_in: float
+
+
+@frozen
+class QueueStats:
+    """
+    The counters C{Stats} answers.
+    """
+
+    workers: int
+    free_slots: int
+    waiting: int
+    dispatched: int
+
+
+# Heap entry: [-free, order, worker]; a list so a worker can point at its live one.
+_Entry = List[Any]
+
+
+@define(eq=False)
+class _Worker:
+    worker_id: str
+    host: str
+    port: int
+    pool: _Pool
+    capacity: int
+    order: int
+    assigned: int = 0
+    seq: Optional[int] = None
+    ttl: Optional[float] = None
+    ttl_deadline: Optional[float] = None
+    lease_deadline: Optional[float] = None
+    owner: Optional[Owner] = None
+    entry: Optional[_Entry] = None
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.assigned
+
+    def deadline(self) -> Optional[float]:
+        if self.ttl_deadline is None:
+            return self.lease_deadline
+        if self.lease_deadline is None:
+            return self.ttl_deadline
+        return min(self.ttl_deadline, self.lease_deadline)
+
+
+@define(eq=False)
+class _Waiter:
+    deferred: Deferred[Assignment]
+    timer: Optional[IDelayedCall] = None
+
+
+@define(eq=False)
+class _Pool:
+    name: str
+    heap: List[_Entry] = field(factory=list)
+    ids: SortedList = field(factory=SortedList)
+    # Insertion-ordered set: first come first served, O(1) removal.
+    waiters: Dict[_Waiter, None] = field(factory=dict)
+
+
+class WorkerQueue:
+    """
+    The shared state of a dispatcher: workers by pool, waiting calls, leases.
+
+    @param clock: where time comes from (the reactor, or a L{Clock} in tests).
+    @param lease_grace: seconds a worker outlives the loss of its scheduler
+        connection (0: removed at once).
+    @param max_waiting: the most C{NextWorker} calls that may wait at once.
+    """
+
+    def __init__(
+        self, clock: IReactorTime, *, lease_grace: float = 30.0, max_waiting: int = 10_000
+    ) -> None:
+        self._clock = clock
+        self.lease_grace = lease_grace
+        self.max_waiting = max_waiting
+        self._workers: Dict[str, _Worker] = {}
+        self._pools: Dict[str, _Pool] = {}
+        self._owned: Dict[Owner, Set[_Worker]] = {}
+        self._deadlines: DeadlineHeap[_Worker] = DeadlineHeap(clock, self._deadline_due)
+        self._ticks = count()
+        self._free_slots = 0
+        self._waiting = 0
+        self._dispatched = 0
+
+    # -- the scheduler's side -------------------------------------------------
+
+    def update(
+        self,
+        worker_id: str,
+        host: str,
+        port: int,
+        capacity: int,
+        pool: Optional[str] = None,
+        seq: Optional[int] = None,
+        ttl: Optional[float] = None,
+        owner: Optional[Owner] = None,
+    ) -> bool:
+        """
+        Apply a C{WorkerUpdate} sent by C{owner}; return whether it was accepted.
+        """
+        pool_name = pool or DEFAULT_POOL
+        worker = self._workers.get(worker_id)
+        if worker is not None and seq is not None and worker.seq is not None:
+            if seq < worker.seq:
+                _log.debug("update stale", worker_id=worker_id, seq=seq, last_seq=worker.seq)
+                return False
+            if seq == worker.seq:
+                self._renew(worker, owner)
+                _log.debug("update duplicate", worker_id=worker_id, seq=seq)
+                return False
+        if worker is None:
+            worker = self._enter(worker_id, host, port, capacity, pool_name)
+            _log.info(
+                "worker registered",
+                worker_id=worker_id,
+                host=host,
+                port=port,
+                pool=pool_name,
+                capacity=capacity,
+            )
+        else:
+            if worker.pool.name != pool_name:
+                _log.info(
+                    "worker moved", worker_id=worker_id, from_pool=worker.pool.name, pool=pool_name
+                )
+                self._leave_pool(worker)
+                worker.pool = self._pool(pool_name)
+                worker.pool.ids.add(worker_id)
+                worker.order = _NEVER_ANSWERED + next(self._ticks)
+            else:
+                _log.debug("worker updated", worker_id=worker_id, capacity=capacity)
+            self._free_slots -= worker.free
+            worker.host = host
+            worker.port = port
+            worker.capacity = capacity
+            worker.assigned = 0
+            self._free_slots += capacity
+        worker.seq = seq
+        worker.ttl = ttl if ttl else None
+        self._renew(worker, owner)
+        self._requeue(worker)
+        if worker.pool.waiters and capacity > 0:
+            self._serve_waiters(worker.pool)
+        return True
+
+    def gone(self, worker_id: str) -> bool:
+        """
+        Remove a worker at once; return whether it was registered.
+        """
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            return False
+        self._remove(worker, "gone")
+        return True
+
+    def owner_lost(self, owner: Owner) -> None:
+        """
+        C{owner}'s connection closed: its workers go after the lease grace,
+        unless another connection sends an update for them first.
+        """
+        workers = self._owned.pop(owner, set())
+        if not workers:
+            return
+        _log.info("lease grace started", workers=len(workers), grace=self.lease_grace)
+        deadline = self._clock.seconds() + self.lease_grace
+        for worker in workers:
+            worker.owner = None
+            if self.lease_grace <= 0:
+                self._remove(worker, "lease expired")
+            else:
+                worker.lease_deadline = deadline
+                self._deadlines.add(deadline, worker)
+
+    # -- the front end's side -------------------------------------------------
+
+    def next_worker(
+        self, pool: Optional[str] = None, timeout: Optional[float] = None
+    ) -> Union[Assignment, Deferred[Assignment]]:
+        """
+        Take a slot of the head of C{pool}'s queue.
+
+        @return: the L{Assignment} at once when a slot is free; else, with a
+            C{timeout} > 0, a L{Deferred} that fires with one when an update
+            frees a slot, fails with L{NoWorkerAvailable} when the timeout runs
+            out, and gives up its place in line when cancelled.
+        @raise NoWorkerAvailable: no free slot and no C{timeout}.
+        @raise Overloaded: no free slot and C{max_waiting} calls already wait.
+        """
+        pool_name = pool or DEFAULT_POOL
+        target = self._pools.get(pool_name)
+        if target is not None and not target.waiters:
+            answer = self._take(target)
+            if answer is not None:
+                return answer
+        if not timeout:
+            raise NoWorkerAvailable(f"no worker of pool {pool_name!r} has a free slot")
+        if self._waiting >= self.max_waiting:
+            _log.warning("waiting call refused", pool=pool_name, max_waiting=self.max_waiting)
+            raise Overloaded(f"{self.max_waiting} calls are already waiting")
+        return self._wait(self._pool(pool_name), timeout)
+
+    # -- reading --------------------------------------------------------------
+
+    def stats(self) -> QueueStats:
+        return QueueStats(
+            workers=len(self._workers),
+            free_slots=self._free_slots,
+            waiting=self._waiting,
+            dispatched=self._dispatched,
+        )
+
+    def list_workers(self, pool: Optional[str] = None, after: Optional[str] = None) -> Iterator[
+        WorkerInfo
+    ]:
+        """
+        The workers of C{pool} (of every pool when C{None}) whose id is greater
+        than C{after}, in id order, lazily.
+        """
+        if pool is None:
+            pools = list(self._pools.values())
+        else:
+            pools = [self._pools[pool]] if pool in self._pools else []
+        ranges = [
+            p.ids.irange(minimum=after, inclusive=(after is None, True))
+            for p in pools
+        ]
+        ids: Iterator[str] = ranges[0] if len(ranges) == 1 else heapq.merge(*ranges)
+        now = self._clock.seconds()
+        for worker_id in ids:
+            worker = self._workers[worker_id]
+            deadline = worker.deadline()
+            yield WorkerInfo(
+                worker_id=worker_id,
+                host=worker.host,
+                port=worker.port,
+                pool=worker.pool.name,
+                capacity=worker.capacity,
+                free=worker.free,
+                expires_in=-1.0 if deadline is None else max(0.0, deadline - now),
+            )
+
+    def stop(self) -> None:
+        """
+        Stop the expiry timer and fail every waiting call (shutting down).
+        """
+        self._deadlines.stop()
+        for target in list(self._pools.values()):
+            for waiter in list(target.waiters):
+                self._end_wait(target, waiter)
+                waiter.deferred.errback(NoWorkerAvailable("the dispatcher is shutting down"))
+
+    # -- internals ------------------------------------------------------------
+
+    def _pool(self, name: str) -> _Pool:
+        target = self._pools.get(name)
+        if target is None:
+            target = self._pools[name] = _Pool(name)
+        return target
+
+    def _enter(self, worker_id: str, host: str, port: int, capacity: int, pool_name: str) -> _Worker:
+        target = self._pool(pool_name)
+        worker = _Worker(
+            worker_id=worker_id,
+            host=host,
+            port=port,
+            pool=target,
+            capacity=capacity,
+            order=_NEVER_ANSWERED + next(self._ticks),
+        )
+        self._workers[worker_id] = worker
+        target.ids.add(worker_id)
+        self._free_slots += capacity
+        return worker
+
+    def _renew(self, worker: _Worker, owner: Optional[Owner]) -> None:
+        """
+        An accepted or duplicate update: C{owner} holds the worker now, and its
+        ttl starts again.
+        """
+        if worker.owner is not owner:
+            if worker.owner is not None:
+                self._owned[worker.owner].discard(worker)
+            worker.owner = owner
+        if owner is not None:
+            self._owned.setdefault(owner, set()).add(worker)
+        worker.lease_deadline = None
+        if worker.ttl is None:
+            worker.ttl_deadline = None
+        else:
+            worker.ttl_deadline = self._clock.seconds() + worker.ttl
+            self._deadlines.add(worker.ttl_deadline, worker)
+            if len(self._deadlines) > 2 * len(self._workers) + 64:
+                self._deadlines.compact(self._deadline_stands)
+
+    def _deadline_stands(self, deadline: float, worker: _Worker) -> bool:
+        return self._workers.get(worker.worker_id) is worker and deadline in (
+            worker.ttl_deadline,
+            worker.lease_deadline,
+        )
+
+    def _deadline_due(self, worker: _Worker) -> None:
+        if self._workers.get(worker.worker_id) is not worker:
+            return
+        now = self._clock.seconds()
+        if worker.ttl_deadline is not None and worker.ttl_deadline <= now:
+            self._remove(worker, "ttl expired")
+        elif worker.lease_deadline is not None and worker.lease_deadline <= now:
+            self._remove(worker, "lease expired")
+
+    def _requeue(self, worker: _Worker) -> None:
+        """
+        Put the worker's current key in its pool's heap (or none when full).
+        """
+        worker.entry = None
+        free = worker.free
+        if free <= 0:
+            return
+        entry = [-free, worker.order, worker]
+        worker.entry = entry
+        heap = worker.pool.heap
+        heapq.heappush(heap, entry)
+        if len(heap) > 2 * len(worker.pool.ids) + 32:
+            heap[:] = [e for e in heap if e[2].entry is e]
+            heapq.heapify(heap)
+
+    def _take(self, target: _Pool) -> Optional[Assignment]:
+        heap = target.heap
+        while heap:
+            entry = heap[0]
+            worker: _Worker = entry[2]
+            if worker.entry is not entry:
+                heapq.heappop(heap)
+                continue
+            worker.assigned += 1
+            worker.order = next(self._ticks)
+            self._free_slots -= 1
+            self._dispatched += 1
+            free = worker.capacity - worker.assigned
+            if free > 0:
+                worker.entry = [-free, worker.order, worker]
+                heapq.heapreplace(heap, worker.entry)
+            else:
+                worker.entry = None
+                heapq.heappop(heap)
+            return Assignment(worker.worker_id, worker.host, worker.port)
+        return None
+
+    def _leave_pool(self, worker: _Worker) -> None:
+        worker.entry = None
+        target = worker.pool
+        target.ids.remove(worker.worker_id)
+        if not target.ids and not target.waiters:
+            del self._pools[target.name]
+
+    def _remove(self, worker: _Worker, reason: str) -> None:
+        del self._workers[worker.worker_id]
+        self._leave_pool(worker)
+        self._free_slots -= worker.free
+        if worker.owner is not None:
+            self._owned[worker.owner].discard(worker)
+        _log.info("worker removed", worker_id=worker.worker_id, pool=worker.pool.name, reason=reason)
+
+    def _wait(self, target: _Pool, timeout: float) -> Deferred[Assignment]:
+        def cancel(_: Deferred[Assignment]) -> None:
+            self._end_wait(target, waiter)
+
+        waiter = _Waiter(Deferred(cancel))
+        waiter.timer = self._clock.callLater(timeout, self._wait_timed_out, target, waiter)
+        target.waiters[waiter] = None
+        self._waiting += 1
+        return waiter.deferred
+
+    def _wait_timed_out(self, target: _Pool, waiter: _Waiter) -> None:
+        waiter.timer = None
+        self._end_wait(target, waiter)
+        waiter.deferred.errback(
+            NoWorkerAvailable(f"no worker of pool {target.name!r} had a free slot in time")
+        )
+
+    def _end_wait(self, target: _Pool, waiter: _Waiter) -> None:
+        if waiter in target.waiters:
+            del target.waiters[waiter]
+            self._waiting -= 1
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+            waiter.timer = None
+        if not target.waiters and not target.ids:
+            self._pools.pop(target.name, None)
+
+    def _serve_waiters(self, target: _Pool) -> None:
+        waiters = target.waiters
+        while waiters:
+            answer = self._take(target)
+            if answer is None:
+                return
+            waiter = next(iter(waiters))
+            self._end_wait(target, waiter)
+            waiter.deferred.callback(answer)
+
+
+__all__ = ["Assignment", "Owner", "QueueStats", "WorkerInfo", "WorkerQueue"]

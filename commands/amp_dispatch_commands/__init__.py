@@ -1,0 +1,63 @@
+"""
+The wire schema of amp-dispatch, protocol v1.
+
+A front end sends L{NextWorker} (and L{Stats}) to the front-end listener; the
+scheduler sends L{WorkerUpdate}, L{WorkerGone}, L{ListWorkers} (and L{Stats})
+to the scheduler listener.  Every command declares L{InvalidArgument}; the
+errors cross the wire as the codes in L{ERROR_CODES}.
+"""
+
+from ._arguments import MAX_TEXT_BYTES, BoundedInteger, HostName, Identifier, Seconds
+from ._errors import (
+    INVALID_ARGUMENT,
+    NO_WORKER_AVAILABLE,
+    OVERLOADED,
+    DispatchError,
+    InvalidArgument,
+    NoWorkerAvailable,
+    Overloaded,
+)
+from ._frontend import NextWorker
+from ._scheduler import DEFAULT_PAGE, MAX_PAGE, ListWorkers, WorkerGone, WorkerUpdate
+from ._shared import PROTOCOL_VERSION, Stats
+
+#: The pool a command means when it names none.
+DEFAULT_POOL = "default"
+
+#: Every error class of the protocol and its code on the wire.
+ERROR_CODES = {
+    NoWorkerAvailable: NO_WORKER_AVAILABLE,
+    Overloaded: OVERLOADED,
+    InvalidArgument: INVALID_ARGUMENT,
+}
+
+#: The commands each listener serves.
+FRONTEND_COMMANDS = (NextWorker, Stats)
+SCHEDULER_COMMANDS = (WorkerUpdate, WorkerGone, ListWorkers, Stats)
+
+__all__ = [
+    "BoundedInteger",
+    "DEFAULT_PAGE",
+    "DEFAULT_POOL",
+    "DispatchError",
+    "ERROR_CODES",
+    "FRONTEND_COMMANDS",
+    "HostName",
+    "INVALID_ARGUMENT",
+    "Identifier",
+    "InvalidArgument",
+    "ListWorkers",
+    "MAX_PAGE",
+    "MAX_TEXT_BYTES",
+    "NO_WORKER_AVAILABLE",
+    "NextWorker",
+    "NoWorkerAvailable",
+    "OVERLOADED",
+    "Overloaded",
+    "PROTOCOL_VERSION",
+    "SCHEDULER_COMMANDS",
+    "Seconds",
+    "Stats",
+    "WorkerGone",
+    "WorkerUpdate",
+]

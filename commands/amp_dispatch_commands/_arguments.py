@@ -1,0 +1,123 @@
+"""
+Argument types of the v1 commands.
+
+Each type is wire-compatible with the stock AMP type it extends (the bytes are
+the same) and adds the range checks of the protocol.  Both directions check:
+a sender learns of a bad value before it leaves, and a receiver refuses one
+with a C{ValueError} whose text says why (the server turns it into
+C{INVALID_ARGUMENT}, naming the field).
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from typing import Optional
+
+from twisted.protocols import amp
+
+MAX_TEXT_BYTES = 255
+
+
+def _check_text(text: str, *, printable: bool) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise ValueError(f"must be at most {MAX_TEXT_BYTES} UTF-8 bytes")
+    if printable and any(unicodedata.category(c) == "Cc" for c in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+class Identifier(amp.Unicode):
+    """
+    A worker id or pool name: 1 to 255 UTF-8 bytes, no control characters
+    (Unicode category Cc).
+    """
+
+    def fromString(self, inString: bytes) -> str:
+        return _check_text(inString.decode("utf-8"), printable=True)
+
+    def toString(self, inObject: str) -> bytes:
+        return _check_text(inObject, printable=True).encode("utf-8")
+
+
+class HostName(amp.Unicode):
+    """
+    A worker's host name or address: 1 to 255 UTF-8 bytes.
+    """
+
+    def fromString(self, inString: bytes) -> str:
+        return _check_text(inString.decode("utf-8"), printable=False)
+
+    def toString(self, inObject: str) -> bytes:
+        return _check_text(inObject, printable=False).encode("utf-8")
+
+
+class BoundedInteger(amp.Integer):
+    """
+    An integer within C{minimum} and C{maximum} (inclusive; C{None} for no
+    upper bound).
+    """
+
+    def __init__(
+        self, minimum: int, maximum: Optional[int] = None, optional: bool = False
+    ) -> None:
+        super().__init__(optional=optional)
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def _check(self, value: int) -> int:
+        if self.maximum is None:
+            if value < self.minimum:
+                raise ValueError(f"must be at least {self.minimum}")
+        elif not self.minimum <= value <= self.maximum:
+            raise ValueError(f"must be within {self.minimum}..{self.maximum}")
+        return value
+
+    def fromString(self, inString: bytes) -> int:
+        try:
+            value = int(inString)
+        except ValueError:
+            raise ValueError(f"must be an integer, not {_shown(inString)}") from None
+        return self._check(value)
+
+    def toString(self, inObject: int) -> bytes:
+        if isinstance(inObject, bool) or not isinstance(inObject, int):
+            raise ValueError(f"must be an integer, not {inObject!r}")
+        return b"%d" % (self._check(inObject),)
+
+
+class Seconds(amp.Float):
+    """
+    A duration in seconds: finite and not negative.  A sender may give an
+    C{int}; it is sent as a float.
+    """
+
+    @staticmethod
+    def _check(value: float) -> float:
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError("must be a finite number")
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    def fromString(self, inString: bytes) -> float:
+        try:
+            value = float(inString)
+        except ValueError:
+            raise ValueError(f"must be a number, not {_shown(inString)}") from None
+        return self._check(value)
+
+    def toString(self, inObject: float) -> bytes:
+        if isinstance(inObject, bool) or not isinstance(inObject, (int, float)):
+            raise ValueError(f"must be a number, not {inObject!r}")
+        return repr(self._check(float(inObject))).encode("ascii")
+
+
+def _shown(raw: bytes) -> str:
+    """
+    A short printable rendering of a received value, for error messages.
+    """
+    text = repr(raw[:40])[1:]
+    return text + ("..." if len(raw) > 40 else "")

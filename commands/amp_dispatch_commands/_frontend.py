@@ -1,0 +1,38 @@
+"""
+Commands a front end sends, on the front-end listener.
+"""
+
+from __future__ import annotations
+
+from twisted.protocols import amp
+
+from ._arguments import Identifier, Seconds
+from ._errors import COMMON_ERRORS, NO_WORKER_AVAILABLE, OVERLOADED, NoWorkerAvailable, Overloaded
+
+
+class NextWorker(amp.Command):
+    """
+    Which worker takes my next job?
+
+    Answers the head of C{pool}'s queue (the pool C{"default"} when left out):
+    the worker with the most free slots, round robin among equals, taking one
+    of its slots.  With no free slot in the pool it fails at once with
+    L{NoWorkerAvailable}, or with C{timeout} > 0 waits that many seconds for
+    one, first come first served.  L{Overloaded} when too many calls wait.
+    """
+
+    commandName = b"NextWorker"
+    arguments = [
+        (b"pool", Identifier(optional=True)),
+        (b"timeout", Seconds(optional=True)),
+    ]
+    response = [
+        (b"worker_id", amp.Unicode()),
+        (b"host", amp.Unicode()),
+        (b"port", amp.Integer()),
+    ]
+    errors = {
+        **COMMON_ERRORS,
+        NoWorkerAvailable: NO_WORKER_AVAILABLE,
+        Overloaded: OVERLOADED,
+    }
