@@ -1,0 +1,68 @@
+"""
+The C{amp-dispatch} command: C{serve} runs the dispatcher, C{probe} talks to one.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, List, NoReturn, Optional
+
+import structlog
+from twisted.internet.defer import Deferred
+from twisted.internet.task import react
+from twisted.python import usage
+
+from . import __version__
+from ._probe import ProbeOptions, run_probe
+from ._tap import ServeOptions, make_service
+
+
+class Options(usage.Options):
+    """
+    The C{amp-dispatch} command line.
+    """
+
+    synopsis = "amp-dispatch serve|probe [options]"
+    subCommands = [
+        ["serve", None, ServeOptions, "Run the dispatcher."],
+        ["probe", None, ProbeOptions, "Send one command to a dispatcher and print the answer."],
+    ]
+
+    def opt_version(self) -> NoReturn:
+        """
+        Print the version and exit.
+        """
+        print(f"amp-dispatch {__version__}")
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("give a command: serve or probe")
+
+
+async def _serve(reactor: Any, options: ServeOptions) -> None:
+    service = make_service(options, reactor)
+    try:
+        await service.listen()
+    except Exception as e:
+        structlog.get_logger("amp_dispatch").error("cannot listen", error=str(e))
+        raise SystemExit(1) from None
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    await Deferred()  # until SIGINT or SIGTERM stops the reactor
+
+
+def main(argv: Optional[List[str]] = None) -> NoReturn:
+    """
+    Run the C{amp-dispatch} command with C{argv} (default: C{sys.argv[1:]}).
+    """
+    options = Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as e:
+        print(f"amp-dispatch: {e}", file=sys.stderr)
+        print(f"Run 'amp-dispatch {options.subCommand or ''} --help' for help.", file=sys.stderr)
+        sys.exit(2)
+    if options.subCommand == "serve":
+        react(_serve, [options.subOptions])
+    react(run_probe, [options.subOptions])

@@ -1,0 +1,65 @@
+"""
+Log set-up for the command line: structlog events as console lines for people
+or JSON lines for machines, and Twisted's own warnings and errors passed into
+the same stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Dict, List, TextIO
+
+import structlog
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogBeginner
+from zope.interface import provider
+
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("console", "json")
+
+
+def configure(log_format: str = "console", level: str = "info", stream: TextIO = sys.stdout) -> None:
+    """
+    Send structlog events at C{level} and above to C{stream}, and Twisted's
+    log events of level warn and above into structlog.
+    """
+    processors: List[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if log_format == "json":
+        processors += [
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ]
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=True,
+    )
+    globalLogBeginner.beginLoggingTo([_from_twisted], redirectStandardIO=False)
+
+
+_twisted_log = structlog.get_logger("twisted")
+
+
+@provider(ILogObserver)
+def _from_twisted(event: Dict[str, Any]) -> None:
+    """
+    Pass a Twisted log event of level warn or above on to structlog.
+    """
+    level = event.get("log_level", LogLevel.info)
+    if level < LogLevel.warn:
+        return
+    fields: Dict[str, Any] = {"system": event.get("log_namespace", "twisted")}
+    failure = event.get("log_failure")
+    if failure is not None:
+        fields["exc_info"] = (failure.type, failure.value, failure.getTracebackObject())
+    message = formatEvent(event) or (failure.getErrorMessage() if failure else "")
+    if level >= LogLevel.error:
+        _twisted_log.error(message, **fields)
+    else:
+        _twisted_log.warning(message, **fields)

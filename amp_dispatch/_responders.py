@@ -1,0 +1,246 @@
+"""
+Per-connection responders: one L{BoxDispatcher} per role over the shared queue.
+
+A responder sees each command box before any parsing, so it answers arguments
+that are missing, do not parse or are out of range with C{INVALID_ARGUMENT}
+and keeps the connection (stock AMP would answer an unknown error and drop
+it).  A command the role does not serve gets AMP's standard unhandled-command
+error, which also keeps the connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Set, Tuple, Type
+
+import structlog
+from amp_dispatch_commands import (
+    DEFAULT_PAGE,
+    PROTOCOL_VERSION,
+    InvalidArgument,
+    ListWorkers,
+    NextWorker,
+    NoWorkerAvailable,
+    Stats,
+    WorkerGone,
+    WorkerUpdate,
+)
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from ._queue import Assignment, WorkerInfo, WorkerQueue
+
+_log = structlog.get_logger("amp_dispatch.responders")
+
+_Result = Dict[str, Any]
+_Handler = Callable[..., Any]
+_Responder = Callable[[amp.AmpBox], Any]
+
+#: Room kept under AMP's 65,535-byte value limit for a ListWorkers page.
+MAX_PAGE_BYTES = 60_000
+
+
+def parse_arguments(command: Type[amp.Command], box: amp.AmpBox) -> Dict[str, Any]:
+    """
+    Parse C{box} by C{command}'s arguments, naming the field of any failure.
+
+    @raise InvalidArgument: an argument is missing, does not parse or is out
+        of range.
+    """
+    parsed: Dict[str, Any] = {}
+    for name, argument in command.arguments:
+        if name not in box and not argument.optional:
+            raise InvalidArgument(f"{name.decode()}: missing")
+        try:
+            argument.fromBox(name, box, parsed, None)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise InvalidArgument(f"{name.decode()}: {e}") from None
+    return parsed
+
+
+class _RoleResponder(amp.BoxDispatcher):
+    """
+    Answers one connection's commands for one role (its own locator).
+
+    Subclasses name the role and map each command they serve to a handler
+    method taking the parsed arguments as keywords.
+    """
+
+    role: ClassVar[str]
+    handlers: ClassVar[Dict[Type[amp.Command], str]]
+
+    def __init__(self, queue: WorkerQueue) -> None:
+        super().__init__(locator=self)
+        self.queue = queue
+        self.peer = "?"
+        self._responders: Dict[bytes, _Responder] = {
+            command.commandName: self._responder(command, getattr(self, method))
+            for command, method in self.handlers.items()
+        }
+
+    def locateResponder(self, name: bytes) -> Optional[_Responder]:
+        responder = self._responders.get(name)
+        if responder is None:
+            self._rejected(name.decode("utf-8", "replace"), "command not served on this listener")
+        return responder
+
+    def startReceivingBoxes(self, boxSender: amp.IBoxSender) -> None:
+        super().startReceivingBoxes(boxSender)
+        transport = getattr(boxSender, "transport", None)
+        if transport is not None:
+            peer = transport.getPeer()
+            self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        _log.info("connection opened", role=self.role, peer=self.peer)
+
+    def stopReceivingBoxes(self, reason: Failure) -> None:
+        super().stopReceivingBoxes(reason)
+        _log.info("connection closed", role=self.role, peer=self.peer)
+
+    def _rejected(self, command: str, reason: str) -> None:
+        _log.warning("input rejected", role=self.role, peer=self.peer, command=command, reason=reason)
+
+    def _responder(self, command: Type[amp.Command], handler: _Handler) -> _Responder:
+        """
+        Wrap C{handler} with parsing, response serialization and the mapping of
+        C{command}'s declared errors to their codes.
+        """
+        errors = command.allErrors
+        name = command.commandName.decode()
+
+        def declared(failure: Failure) -> Failure:
+            error = failure.trap(*errors)
+            return Failure(amp.RemoteAmpError(errors[error], str(failure.value), local=failure))
+
+        def respond(box: amp.AmpBox) -> Any:
+            try:
+                result = handler(**parse_arguments(command, box))
+            except InvalidArgument as e:
+                self._rejected(name, str(e))
+                raise amp.RemoteAmpError(errors[InvalidArgument], str(e)) from None
+            except tuple(errors) as e:
+                raise amp.RemoteAmpError(errors[type(e)], str(e)) from None
+            if isinstance(result, Deferred):
+                return result.addCallback(command.makeResponse, self.boxSender).addErrback(
+                    declared
+                )
+            return command.makeResponse(result, self.boxSender)
+
+        return respond
+
+    def stats(self) -> _Result:
+        stats = self.queue.stats()
+        return {
+            "workers": stats.workers,
+            "free_slots": stats.free_slots,
+            "waiting": stats.waiting,
+            "dispatched": stats.dispatched,
+            "protocol": PROTOCOL_VERSION,
+        }
+
+
+class FrontendResponder(_RoleResponder):
+    """
+    The front-end listener's responder: C{NextWorker} and C{Stats} only.
+    """
+
+    role = "frontend"
+    handlers = {NextWorker: "next_worker", Stats: "stats"}
+
+    def __init__(self, queue: WorkerQueue) -> None:
+        super().__init__(queue)
+        self._waiting: Set[Deferred[Assignment]] = set()
+
+    def next_worker(self, pool: Optional[str], timeout: Optional[float]) -> Any:
+        answer = self.queue.next_worker(pool, timeout)
+        if isinstance(answer, Assignment):
+            return _assignment(answer)
+        waiting = answer
+        self._waiting.add(waiting)
+
+        def done(result: Any) -> Any:
+            self._waiting.discard(waiting)
+            if isinstance(result, Failure) and result.check(CancelledError):
+                # The connection closed while waiting; nobody reads the answer.
+                return Failure(NoWorkerAvailable("connection closed while waiting"))
+            return result
+
+        return waiting.addBoth(done).addCallback(_assignment)
+
+    def stopReceivingBoxes(self, reason: Failure) -> None:
+        for waiting in list(self._waiting):
+            waiting.cancel()
+        super().stopReceivingBoxes(reason)
+
+
+def _assignment(answer: Assignment) -> _Result:
+    return {"worker_id": answer.worker_id, "host": answer.host, "port": answer.port}
+
+
+class SchedulerResponder(_RoleResponder):
+    """
+    The scheduler listener's responder: the commands that change the worker
+    list, C{ListWorkers} and C{Stats}.  The connection owns the workers it
+    updates (see L{WorkerQueue.owner_lost}).
+    """
+
+    role = "scheduler"
+    handlers = {
+        WorkerUpdate: "worker_update",
+        WorkerGone: "worker_gone",
+        ListWorkers: "list_workers",
+        Stats: "stats",
+    }
+
+    def worker_update(self, **arguments: Any) -> _Result:
+        return {"accepted": self.queue.update(owner=self, **arguments)}
+
+    def worker_gone(self, worker_id: str) -> _Result:
+        return {"known": self.queue.gone(worker_id)}
+
+    def list_workers(
+        self, pool: Optional[str], after: Optional[str], limit: Optional[int]
+    ) -> _Result:
+        rows, next_after = _page(self.queue.list_workers(pool, after), limit or DEFAULT_PAGE)
+        result: _Result = {"workers": rows}
+        if next_after is not None:
+            result["next_after"] = next_after
+        return result
+
+    def stopReceivingBoxes(self, reason: Failure) -> None:
+        super().stopReceivingBoxes(reason)
+        self.queue.owner_lost(self)
+
+
+def _page(workers: Iterator[WorkerInfo], limit: int) -> Tuple[List[_Result], Optional[str]]:
+    """
+    Take up to C{limit} rows, fewer if their encoding would near AMP's value
+    limit; the id to continue after when more follow.
+    """
+    rows: List[_Result] = []
+    size = 2
+    for worker in workers:
+        row = {
+            "worker_id": worker.worker_id,
+            "host": worker.host,
+            "port": worker.port,
+            "pool": worker.pool,
+            "capacity": worker.capacity,
+            "free": worker.free,
+            "expires_in": worker.expires_in,
+        }
+        size += _encoded_size(row)
+        if len(rows) == limit or size > MAX_PAGE_BYTES:
+            return rows, rows[-1]["worker_id"] if rows else None
+        rows.append(row)
+    return rows, None
+
+
+def _encoded_size(row: _Result) -> int:
+    """
+    The bytes C{row} takes as one box of an C{AmpList} value.
+    """
+    size = 2
+    for key, value in row.items():
+        text = value if isinstance(value, str) else repr(value)
+        size += 4 + len(key) + len(text.encode("utf-8"))
+    return size

@@ -1,0 +1,12 @@
+"""
+The C{twist amp-dispatch} plugin: runs the same service as C{amp-dispatch serve}.
+"""
+
+from twisted.application.service import ServiceMaker
+
+amp_dispatch = ServiceMaker(
+    "amp-dispatch",
+    "amp_dispatch._tap",
+    "Worker dispatcher: answers NextWorker with the most able worker.",
+    "amp-dispatch",
+)
