@@ -18,7 +18,9 @@ LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("console", "json")
 
 
-def configure(log_format: str = "console", level: str = "info", stream: TextIO = sys.stdout) -> None:
+def configure(
+    log_format: str = "console", level: str = "info", stream: TextIO = sys.stdout
+) -> None:
     """
     Send structlog events at C{level} and above to C{stream}, and Twisted's
     log events of level warn and above into structlog.

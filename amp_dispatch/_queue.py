@@ -273,9 +273,9 @@ class WorkerQueue:
             dispatched=self._dispatched,
         )
 
-    def list_workers(self, pool: Optional[str] = None, after: Optional[str] = None) -> Iterator[
-        WorkerInfo
-    ]:
+    def list_workers(
+        self, pool: Optional[str] = None, after: Optional[str] = None
+    ) -> Iterator[WorkerInfo]:
         """
         The workers of C{pool} (of every pool when C{None}) whose id is greater
         than C{after}, in id order, lazily.
@@ -284,10 +284,7 @@ class WorkerQueue:
             pools = list(self._pools.values())
         else:
             pools = [self._pools[pool]] if pool in self._pools else []
-        ranges = [
-            p.ids.irange(minimum=after, inclusive=(after is None, True))
-            for p in pools
-        ]
+        ranges = [p.ids.irange(minimum=after, inclusive=(after is None, True)) for p in pools]
         ids: Iterator[str] = ranges[0] if len(ranges) == 1 else heapq.merge(*ranges)
         now = self._clock.seconds()
         for worker_id in ids:
@@ -321,7 +318,9 @@ class WorkerQueue:
             target = self._pools[name] = _Pool(name)
         return target
 
-    def _enter(self, worker_id: str, host: str, port: int, capacity: int, pool_name: str) -> _Worker:
+    def _enter(
+        self, worker_id: str, host: str, port: int, capacity: int, pool_name: str
+    ) -> _Worker:
         target = self._pool(pool_name)
         worker = _Worker(
             worker_id=worker_id,
@@ -422,7 +421,9 @@ class WorkerQueue:
         self._free_slots -= worker.free
         if worker.owner is not None:
             self._owned[worker.owner].discard(worker)
-        _log.info("worker removed", worker_id=worker.worker_id, pool=worker.pool.name, reason=reason)
+        _log.info(
+            "worker removed", worker_id=worker.worker_id, pool=worker.pool.name, reason=reason
+        )
 
     def _wait(self, target: _Pool, timeout: float) -> Deferred[Assignment]:
         def cancel(_: Deferred[Assignment]) -> None:

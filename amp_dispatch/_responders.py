@@ -97,14 +97,17 @@ class _RoleResponder(amp.BoxDispatcher):
         _log.info("connection closed", role=self.role, peer=self.peer)
 
     def _rejected(self, command: str, reason: str) -> None:
-        _log.warning("input rejected", role=self.role, peer=self.peer, command=command, reason=reason)
+        _log.warning(
+            "input rejected", role=self.role, peer=self.peer, command=command, reason=reason
+        )
 
     def _responder(self, command: Type[amp.Command], handler: _Handler) -> _Responder:
         """
         Wrap C{handler} with parsing, response serialization and the mapping of
         C{command}'s declared errors to their codes.
         """
-        errors = command.allErrors
+        # Set by amp's Command metaclass: errors and fatalErrors together.
+        errors: Dict[Type[Exception], bytes] = command.allErrors  # type: ignore[attr-defined]
         name = command.commandName.decode()
 
         def declared(failure: Failure) -> Failure:
@@ -120,9 +123,7 @@ class _RoleResponder(amp.BoxDispatcher):
             except tuple(errors) as e:
                 raise amp.RemoteAmpError(errors[type(e)], str(e)) from None
             if isinstance(result, Deferred):
-                return result.addCallback(command.makeResponse, self.boxSender).addErrback(
-                    declared
-                )
+                return result.addCallback(command.makeResponse, self.boxSender).addErrback(declared)
             return command.makeResponse(result, self.boxSender)
 
         return respond

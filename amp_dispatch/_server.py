@@ -49,7 +49,7 @@ class _ListenerFactory(ServerFactory):
         self.responder = responder
         self.queue = queue
 
-    def buildProtocol(self, addr: IAddress) -> _Protocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> _Protocol:
         protocol = _Protocol(self.responder(self.queue))
         protocol.factory = self
         return protocol
@@ -118,7 +118,9 @@ class DispatcherService(Service):
             self._ports = ports
             for role, port in zip(("frontend", "scheduler"), ports):
                 host = port.getHost()
-                address = ListenAddress(role, str(getattr(host, "host", host)), getattr(host, "port", 0))
+                address = ListenAddress(
+                    role, str(getattr(host, "host", host)), getattr(host, "port", 0)
+                )
                 self.addresses.append(address)
                 _log.info(
                     "listening",
@@ -161,4 +163,7 @@ class DispatcherService(Service):
         self.dispatcher.queue.stop()
         ports, self._ports = self._ports, []
         _log.info("stopping")
-        return gatherResults([port.stopListening() for port in ports if port is not None])
+        stopping = [port.stopListening() for port in ports]
+        return gatherResults([d for d in stopping if d is not None]).addCallback(
+            lambda _: _log.info("stopped")
+        )

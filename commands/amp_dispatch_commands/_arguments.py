@@ -60,9 +60,7 @@ class BoundedInteger(amp.Integer):
     upper bound).
     """
 
-    def __init__(
-        self, minimum: int, maximum: Optional[int] = None, optional: bool = False
-    ) -> None:
+    def __init__(self, minimum: int, maximum: Optional[int] = None, optional: bool = False) -> None:
         super().__init__(optional=optional)
         self.minimum = minimum
         self.maximum = maximum
@@ -75,7 +73,7 @@ class BoundedInteger(amp.Integer):
             raise ValueError(f"must be within {self.minimum}..{self.maximum}")
         return value
 
-    def fromString(self, inString: bytes) -> int:
+    def fromString(self, inString: bytes) -> int:  # type: ignore[override]
         try:
             value = int(inString)
         except ValueError:
@@ -102,7 +100,7 @@ class Seconds(amp.Float):
             raise ValueError("must not be negative")
         return value
 
-    def fromString(self, inString: bytes) -> float:
+    def fromString(self, inString: bytes) -> float:  # type: ignore[override]
         try:
             value = float(inString)
         except ValueError:
