@@ -14,6 +14,7 @@ from twisted.python import usage
 
 from . import __version__
 from ._probe import ProbeOptions, run_probe
+from ._logging import configure
 from ._tap import ServeOptions, make_service
 
 
@@ -41,6 +42,7 @@ class Options(usage.Options):
 
 
 async def _serve(reactor: Any, options: ServeOptions) -> None:
+    configure(options["log-format"], options["log-level"])
     service = make_service(options, reactor)
     try:
         await service.listen()

@@ -10,7 +10,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from ._logging import FORMATS, LEVELS, configure
+from ._logging import FORMATS, LEVELS, configure_under_twist
 from ._server import DEFAULT_FRONTEND, DEFAULT_SCHEDULER, DispatcherService
 
 
@@ -81,9 +81,8 @@ Options = ServeOptions
 
 def make_service(options: ServeOptions, reactor: Any) -> DispatcherService:
     """
-    Configure logging and build the service from parsed options.
+    Build the service from parsed options.
     """
-    configure(options["log-format"], options["log-level"])
     return DispatcherService(
         reactor,
         frontend=options["frontend"],
@@ -99,4 +98,5 @@ def makeService(options: ServeOptions) -> IService:
     """
     from twisted.internet import reactor
 
+    configure_under_twist(options["log-format"], options["log-level"])
     return make_service(options, reactor)
