@@ -96,6 +96,15 @@ class _RoleResponder(amp.BoxDispatcher):
         super().stopReceivingBoxes(reason)
         _log.info("connection closed", role=self.role, peer=self.peer)
 
+    def unhandledError(self, failure: Failure) -> None:
+        # A refused command that asked for no answer (no _ask) ends here; it
+        # was logged when refused and there is nobody to tell: keep the
+        # connection, as for a refused command that asked.
+        error = failure.value
+        if isinstance(error, amp.RemoteAmpError) and not error.fatal:
+            return
+        super().unhandledError(failure)
+
     def _rejected(self, command: str, reason: str) -> None:
         _log.warning(
             "input rejected", role=self.role, peer=self.peer, command=command, reason=reason

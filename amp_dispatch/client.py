@@ -1,0 +1,57 @@
+"""
+Client libraries of amp-dispatch: L{FrontendClient} for front ends (which
+worker takes my next job?) and L{SchedulerClient} for the scheduler (worker
+updates, removals, listing).
+
+Both are built from the reactor and a Twisted client endpoint string, keep one
+connection up with L{ClientService} and backoff once started, and return
+Deferreds (awaitable in C{async def} code run by C{Deferred.fromCoroutine} or
+C{ensureDeferred})::
+
+    client = FrontendClient(reactor, "tcp:127.0.0.1:8750")
+    client.start()
+    worker = await client.next_worker(pool="gpu", timeout=2.0)
+    await client.stop()
+
+Every call has a timeout (C{call_timeout}, plus the call's own C{timeout} for
+C{next_worker}).  A call fails with the dispatcher's errors from
+C{amp_dispatch_commands} (L{NoWorkerAvailable}, L{Overloaded},
+L{InvalidArgument}, the latter also at once for an argument out of range), or
+with the client's own: L{DispatcherUnavailable} (no connection within the
+timeout, connecting failed, connection lost before the answer, client
+stopped) and L{CallTimedOut} (sent, but no answer within the timeout).
+"""
+
+from __future__ import annotations
+
+from amp_dispatch_commands import (
+    DispatchError,
+    InvalidArgument,
+    NoWorkerAvailable,
+    Overloaded,
+)
+
+from ._client_connection import (
+    CallTimedOut,
+    ClientError,
+    DispatcherStats,
+    DispatcherUnavailable,
+)
+from ._client_frontend import FrontendClient, Worker
+from ._client_scheduler import RegisteredWorker, SchedulerClient, WorkerPage
+
+__all__ = [
+    "CallTimedOut",
+    "ClientError",
+    "DispatchError",
+    "DispatcherStats",
+    "DispatcherUnavailable",
+    "FrontendClient",
+    "InvalidArgument",
+    "NoWorkerAvailable",
+    "Overloaded",
+    "RegisteredWorker",
+    "SchedulerClient",
+    "Worker",
+    "WorkerPage",
+]

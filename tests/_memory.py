@@ -1,0 +1,336 @@
+"""
+In-memory connections to a dispatcher, for the protocol tests.
+
+Each connection joins a real L{amp.AMP} client to a listener's server protocol
+over L{twisted.test.iosim}, so every box is really serialized and parsed.  The
+dispatcher's queue runs on a L{Clock}; no reactor is involved.  Every call's
+L{Deferred} is consumed at once by an L{Outcome} (AMP drops a connection whose
+call fails unconsumed).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Type, cast
+
+import pytest
+from amp_dispatch_commands import InvalidArgument, ListWorkers, Stats, WorkerUpdate
+from structlog.testing import capture_logs
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.task import Clock
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from twisted.test.iosim import FakeAddress, connectedServerAndClient
+
+from amp_dispatch._queue import WorkerQueue
+from amp_dispatch._server import Dispatcher
+
+Result = Dict[str, Any]
+
+
+class RecordingAMP(amp.AMP):
+    """
+    A plain AMP client that keeps every box it receives, as parsed off the
+    wire (keys and values are bytes).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: List[amp.AmpBox] = []
+
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        self.received.append(box)
+        super().ampBoxReceived(box)
+
+
+class Outcome:
+    """
+    The outcome of one call, its L{Deferred} consumed as soon as it is made.
+    """
+
+    def __init__(self, deferred: Deferred[Any]) -> None:
+        self.done = False
+        self._value: Any = None
+        self._failure: Optional[Failure] = None
+        deferred.addCallbacks(self._succeeded, self._failed)
+
+    def _succeeded(self, value: Any) -> None:
+        self.done = True
+        self._value = value
+
+    def _failed(self, failure: Failure) -> None:
+        self.done = True
+        self._failure = failure
+
+    def result(self) -> Result:
+        """
+        The answer; raises the call's error if it failed.
+
+        @raise AssertionError: the call has not been answered yet.
+        """
+        assert self.done, "the call has not been answered"
+        if self._failure is not None:
+            self._failure.raiseException()
+        return cast(Result, self._value)
+
+
+class Connection:
+    """
+    One in-memory connection: an AMP client talking to the protocol C{server}
+    builds.
+    """
+
+    def __init__(self, server: Callable[[], Protocol]) -> None:
+        self.client, self.server, self.pump = connectedServerAndClient(server, RecordingAMP)
+
+    @classmethod
+    def to(cls, factory: ServerFactory) -> Connection:
+        """
+        A connection to a protocol built by a listener's C{factory}.
+        """
+        return cls(lambda: cast(Protocol, factory.buildProtocol(FakeAddress())))
+
+    def send(self, command: Type[amp.Command], **arguments: Any) -> Outcome:
+        """
+        Send a command and move every byte there is to move; the outcome may
+        still be pending (a waiting call).
+        """
+        outcome = Outcome(self.client.callRemote(command, **arguments))
+        self.flush()
+        return outcome
+
+    def tell(self, command: Type[amp.Command], **arguments: Any) -> None:
+        """
+        Send a command that asks for no answer, and move every byte there is
+        to move.
+        """
+        assert not command.requiresAnswer
+        self.client.callRemote(command, **arguments)
+        self.flush()
+
+    def call(self, command: Type[amp.Command], **arguments: Any) -> Result:
+        """
+        Send a command and return its answer at once; raises its error.
+        """
+        return self.send(command, **arguments).result()
+
+    def flush(self) -> None:
+        """
+        Move bytes both ways until there are none left to move.
+        """
+        self.pump.flush()
+
+    def close(self) -> None:
+        """
+        Close the connection from the client's side; both sides see it lost.
+        """
+        assert self.client.transport is not None
+        self.client.transport.loseConnection()
+        self.flush()
+
+    @property
+    def last_box(self) -> amp.AmpBox:
+        """
+        The last box the client received, as it came off the wire.
+        """
+        return self.client.received[-1]
+
+    @property
+    def open(self) -> bool:
+        """
+        Whether neither side has closed or begun closing the connection.
+        """
+        return not (self.pump.clientIO.disconnecting or self.pump.serverIO.disconnecting)
+
+
+class MemoryDispatcher:
+    """
+    A dispatcher whose queue runs on a L{Clock}, reached over in-memory
+    connections.
+    """
+
+    def __init__(self, lease_grace: float = 30.0, max_waiting: int = 10_000) -> None:
+        self.clock = Clock()
+        self.queue = WorkerQueue(self.clock, lease_grace=lease_grace, max_waiting=max_waiting)
+        self.dispatcher = Dispatcher(self.queue)
+        self._observer: Optional[Connection] = None
+
+    def frontend(self) -> Connection:
+        """
+        A new connection to the front-end listener.
+        """
+        return Connection.to(self.dispatcher.frontend_factory)
+
+    def scheduler(self) -> Connection:
+        """
+        A new connection to the scheduler listener.
+        """
+        return Connection.to(self.dispatcher.scheduler_factory)
+
+    def _observe(self) -> Connection:
+        # A scheduler connection of its own that never sends an update, so it
+        # never owns a worker and reading through it changes nothing.
+        if self._observer is None:
+            self._observer = self.scheduler()
+        return self._observer
+
+    def stats(self) -> Result:
+        """
+        The dispatcher's C{Stats}.
+        """
+        return self._observe().call(Stats)
+
+    def workers(self, pool: Optional[str] = None) -> List[Result]:
+        """
+        Every registered worker as C{ListWorkers} shows it, all pages.
+        """
+        rows: List[Result] = []
+        after: Optional[str] = None
+        while True:
+            page = self._observe().call(ListWorkers, pool=pool, after=after, limit=500)
+            rows.extend(page["workers"])
+            after = page.get("next_after")
+            if after is None:
+                return rows
+
+    def worker(self, worker_id: str) -> Result:
+        """
+        One registered worker's C{ListWorkers} row.
+        """
+        [row] = [row for row in self.workers() if row["worker_id"] == worker_id]
+        return row
+
+    def snapshot(self) -> Result:
+        """
+        Everything a caller can observe of the state: C{Stats} and every
+        worker's row.
+        """
+        return {"stats": self.stats(), "workers": self.workers()}
+
+
+def update(
+    connection: Connection,
+    worker_id: str,
+    capacity: int = 1,
+    host: str = "10.0.0.1",
+    port: int = 9000,
+    **optional: Any,
+) -> bool:
+    """
+    Send a C{WorkerUpdate}; return C{accepted}.
+    """
+    answer = connection.call(
+        WorkerUpdate, worker_id=worker_id, host=host, port=port, capacity=capacity, **optional
+    )
+    return cast(bool, answer["accepted"])
+
+
+@cache
+def lax(command: Type[amp.Command], answer: bool = True) -> Type[amp.Command]:
+    """
+    A hand-made twin of C{command}: the same name, answer and errors, but every
+    argument raw bytes and optional, so a test can send any value (or none).
+    With C{answer} false, its boxes ask for no answer (no C{_ask} key).
+    """
+    arguments = [(name, amp.String(optional=True)) for name, _ in command.arguments]
+    namespace = {
+        "commandName": command.commandName,
+        "arguments": arguments,
+        "response": command.response,
+        "errors": dict(command.errors),
+        "requiresAnswer": answer,
+    }
+    metaclass: Any = type(command)
+    return cast(Type[amp.Command], metaclass("Lax" + command.__name__, (amp.Command,), namespace))
+
+
+class Invalid(NamedTuple):
+    """
+    A call the dispatcher must answer with C{INVALID_ARGUMENT}.
+    """
+
+    role: str
+    command: Type[amp.Command]
+    arguments: Dict[str, bytes]
+    field: str
+
+    @property
+    def id(self) -> str:
+        value = self.arguments.get(self.field)
+        shown = "missing" if value is None else repr(value)[2:-1][:24]
+        return f"{self.command.__name__}-{self.field}-{shown}"
+
+
+def invalid(
+    role: str,
+    command: Type[amp.Command],
+    valid: Dict[str, bytes],
+    field: str,
+    value: Optional[bytes],
+) -> Invalid:
+    """
+    The call of C{command} with C{valid} arguments but C{field} set to raw
+    C{value} (left out when C{None}).
+    """
+    arguments = {name: raw for name, raw in valid.items() if name != field}
+    if value is not None:
+        arguments[field] = value
+    return Invalid(role, command, arguments, field)
+
+
+class InvalidArgumentChecks:
+    """
+    What every rejected call shows.  Mixed into a test class whose C{case}
+    fixture gives the L{Invalid} calls.
+    """
+
+    @pytest.fixture
+    def memory(self) -> MemoryDispatcher:
+        memory = MemoryDispatcher()
+        update(memory.scheduler(), "w1", capacity=2)
+        return memory
+
+    @staticmethod
+    def _connect(memory: MemoryDispatcher, case: Invalid) -> Connection:
+        connection: Connection = getattr(memory, case.role)()
+        return connection
+
+    def test_answeredInvalidArgument(self, memory: MemoryDispatcher, case: Invalid) -> None:
+        """
+        The caller gets C{InvalidArgument}, its message naming the field.
+        """
+        outcome = self._connect(memory, case).send(lax(case.command), **case.arguments)
+        with pytest.raises(InvalidArgument, match=rf"\b{case.field}\b"):
+            outcome.result()
+
+    def test_nothingChanged(self, memory: MemoryDispatcher, case: Invalid) -> None:
+        """
+        A rejected call changes nothing that C{Stats} or C{ListWorkers} shows.
+        """
+        before = memory.snapshot()
+        self._connect(memory, case).send(lax(case.command), **case.arguments)
+        assert memory.snapshot() == before
+
+    def test_connectionStaysUsable(self, memory: MemoryDispatcher, case: Invalid) -> None:
+        """
+        The connection stays open and answers a valid call next.
+        """
+        connection = self._connect(memory, case)
+        connection.send(lax(case.command), **case.arguments)
+        assert connection.open
+        assert connection.call(Stats)["protocol"] == 1
+
+    def test_loggedOnce(self, memory: MemoryDispatcher, case: Invalid) -> None:
+        """
+        The rejection is logged once, at warning, with its reason.
+        """
+        connection = self._connect(memory, case)
+        with capture_logs() as logs:
+            connection.send(lax(case.command), **case.arguments)
+        warnings = [log for log in logs if log["log_level"] == "warning"]
+        assert [(log["event"], log["command"]) for log in warnings] == [
+            ("input rejected", case.command.__name__)
+        ]
+        assert re.search(rf"\b{case.field}\b", warnings[0]["reason"])

@@ -1,0 +1,179 @@
+"""
+The clients over real loopback TCP with the real reactor: the dispatcher's
+listener factories on free ports, real connects, refusals and reconnects
+through L{ClientService}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Coroutine, List, Tuple, cast
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import ServerFactory
+from twisted.protocols.policies import WrappingFactory
+from twisted.python.failure import Failure
+
+from amp_dispatch._queue import WorkerQueue
+from amp_dispatch._server import Dispatcher
+from amp_dispatch.client import (
+    DispatcherUnavailable,
+    FrontendClient,
+    SchedulerClient,
+    Worker,
+)
+
+
+def twisted_test(
+    test: Callable[..., Coroutine[Any, Any, None]],
+) -> Callable[..., Deferred[None]]:
+    """
+    C{pytest_twisted.ensureDeferred}, typed.
+    """
+    return cast(Callable[..., "Deferred[None]"], pytest_twisted.ensureDeferred(test))
+
+
+@pytest.fixture
+def reactor() -> Any:
+    """
+    The real reactor pytest-twisted runs.
+    """
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def fast_retry(attempt: int) -> float:
+    """
+    Reconnect soon: these tests wait for reconnects, not for time.
+    """
+    return 0.05
+
+
+class Listener:
+    """
+    One listener of a real dispatcher on loopback, whose connections the test
+    can drop.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.port: IListeningPort
+
+    async def listen(self, factory: ServerFactory, port: int = 0) -> str:
+        self.wrapper = WrappingFactory(factory)
+        self.port = await serverFromString(
+            self.reactor, f"tcp:{port}:interface=127.0.0.1"
+        ).listen(self.wrapper)
+        return f"tcp:127.0.0.1:{self.port.getHost().port}"  # type: ignore[attr-defined]
+
+    def drop_connections(self) -> None:
+        for protocol in list(self.wrapper.protocols):
+            protocol.transport.loseConnection()
+
+    async def stop(self) -> None:
+        stopping = self.port.stopListening()
+        if stopping is not None:
+            await stopping
+        self.drop_connections()
+
+
+def next_loss(client: SchedulerClient) -> Deferred[None]:
+    """
+    Fires once C{client} has seen its connection lost.
+    """
+    connection = client._connection
+    original = connection.connection_lost
+    lost: Deferred[None] = Deferred()
+
+    def noticed(reason: Failure) -> None:
+        connection.connection_lost = original  # type: ignore[method-assign]
+        original(reason)
+        lost.callback(None)
+
+    connection.connection_lost = noticed  # type: ignore[method-assign]
+    return lost
+
+
+async def dispatcher(reactor: Any) -> Tuple[WorkerQueue, Listener, Listener, str, str]:
+    queue = WorkerQueue(reactor, lease_grace=30.0)
+    served = Dispatcher(queue)
+    frontend, scheduler = Listener(reactor), Listener(reactor)
+    frontend_endpoint = await frontend.listen(served.frontend_factory)
+    scheduler_endpoint = await scheduler.listen(served.scheduler_factory)
+    return queue, frontend, scheduler, frontend_endpoint, scheduler_endpoint
+
+
+@twisted_test
+async def test_register_then_dispatch(reactor: Any) -> None:
+    """
+    A worker registered with the scheduler client is handed out to the front
+    end client.
+    """
+    queue, frontend, scheduler, frontend_endpoint, scheduler_endpoint = await dispatcher(reactor)
+    try:
+        async with SchedulerClient(reactor, scheduler_endpoint) as sched, FrontendClient(
+            reactor, frontend_endpoint
+        ) as front:
+            assert await sched.update("w1", "127.0.0.1", 9001, 1) is True
+            assert await front.next_worker() == Worker("w1", "127.0.0.1", 9001)
+    finally:
+        queue.stop()
+        await frontend.stop()
+        await scheduler.stop()
+
+
+@twisted_test
+async def test_refused_connection_fails_promptly(reactor: Any) -> None:
+    """
+    With C{fail_after_failures=1} a call to a port nobody listens on fails at
+    once with L{DispatcherUnavailable} naming the refusal.
+    """
+    closed = Listener(reactor)
+    endpoint = await closed.listen(ServerFactory())
+    await closed.stop()
+    client = FrontendClient(reactor, endpoint, call_timeout=60.0, fail_after_failures=1)
+    client.start()
+    try:
+        with pytest.raises(DispatcherUnavailable) as raised:
+            await client.next_worker()
+    finally:
+        await client.stop()
+    assert str(raised.value).startswith(f"cannot connect to {endpoint}: ")
+    assert "refused" in str(raised.value)
+
+
+@twisted_test
+async def test_scheduler_refills_restarted_dispatcher(reactor: Any) -> None:
+    """
+    When the dispatcher restarts empty on the same port, the scheduler client
+    reconnects and registers its workers again before its next call.
+    """
+    queue, frontend, scheduler, _, scheduler_endpoint = await dispatcher(reactor)
+    await frontend.stop()
+    client = SchedulerClient(reactor, scheduler_endpoint, retry_policy=fast_retry)
+    client.start()
+    restarted = Listener(reactor)
+    fresh = WorkerQueue(reactor)
+    try:
+        await client.update("w1", "127.0.0.1", 9001, 2)
+        await client.update("w2", "127.0.0.1", 9002, 3, pool="p")
+        lost = next_loss(client)
+        await scheduler.stop()
+        queue.stop()
+        await restarted.listen(
+            Dispatcher(fresh).scheduler_factory, int(scheduler_endpoint.rsplit(":", 1)[1])
+        )
+        await lost
+        workers: List[Any] = await client.all_workers()
+    finally:
+        await client.stop()
+        fresh.stop()
+        await restarted.stop()
+    assert [(w.worker_id, w.pool, w.capacity) for w in workers] == [
+        ("w1", "default", 2),
+        ("w2", "p", 3),
+    ]

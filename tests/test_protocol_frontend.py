@@ -1,0 +1,423 @@
+"""
+The front-end listener over in-memory connections: C{NextWorker} and C{Stats},
+their errors, and the scheduler's commands refused there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple, Type, cast
+
+import pytest
+from amp_dispatch_commands import (
+    ListWorkers,
+    NextWorker,
+    NoWorkerAvailable,
+    Overloaded,
+    Stats,
+    WorkerGone,
+    WorkerUpdate,
+)
+from structlog.testing import capture_logs
+from twisted.protocols import amp
+
+from tests._memory import (
+    Connection,
+    Invalid,
+    InvalidArgumentChecks,
+    MemoryDispatcher,
+    invalid,
+    lax,
+    update,
+)
+
+
+@pytest.fixture
+def memory() -> MemoryDispatcher:
+    return MemoryDispatcher()
+
+
+@pytest.fixture
+def scheduler(memory: MemoryDispatcher) -> Connection:
+    return memory.scheduler()
+
+
+@pytest.fixture
+def frontend(memory: MemoryDispatcher) -> Connection:
+    return memory.frontend()
+
+
+# -- NextWorker answers -------------------------------------------------------
+
+
+def test_nextWorkerAnswer(scheduler: Connection, frontend: Connection) -> None:
+    """
+    C{NextWorker} answers a registered worker's id, host and port.
+    """
+    update(scheduler, "w1", host="192.0.2.7", port=7000)
+    assert frontend.call(NextWorker) == {"worker_id": "w1", "host": "192.0.2.7", "port": 7000}
+
+
+def test_nextWorkerTakesSlot(
+    memory: MemoryDispatcher, scheduler: Connection, frontend: Connection
+) -> None:
+    """
+    Each answer takes one of the worker's free slots.
+    """
+    update(scheduler, "w1", capacity=3)
+    frontend.call(NextWorker)
+    assert memory.worker("w1")["free"] == 2
+
+
+def test_nextWorkerMostFree(scheduler: Connection, frontend: Connection) -> None:
+    """
+    The worker with the most free slots is answered first.
+    """
+    update(scheduler, "small", capacity=1)
+    update(scheduler, "big", capacity=3)
+    assert frontend.call(NextWorker)["worker_id"] == "big"
+
+
+def test_nextWorkerPool(scheduler: Connection, frontend: Connection) -> None:
+    """
+    C{pool} picks the pool the worker is answered from.
+    """
+    update(scheduler, "w-default", capacity=5)
+    update(scheduler, "w-gpu", capacity=1, pool="gpu")
+    assert frontend.call(NextWorker, pool="gpu")["worker_id"] == "w-gpu"
+
+
+def test_nextWorkerDefaultPool(scheduler: Connection, frontend: Connection) -> None:
+    """
+    Without C{pool}, only the pool C{"default"} answers.
+    """
+    update(scheduler, "w-gpu", capacity=5, pool="gpu")
+    update(scheduler, "w-default", capacity=1, pool="default")
+    assert frontend.call(NextWorker)["worker_id"] == "w-default"
+
+
+def test_noWorkerAvailableAtOnce(frontend: Connection) -> None:
+    """
+    With no free slot and no C{timeout}, C{NO_WORKER_AVAILABLE} answers at once.
+    """
+    with pytest.raises(NoWorkerAvailable):
+        frontend.call(NextWorker)
+
+
+def test_noWorkerAvailableZeroTimeout(scheduler: Connection, frontend: Connection) -> None:
+    """
+    A C{timeout} of 0 also answers C{NO_WORKER_AVAILABLE} at once.
+    """
+    update(scheduler, "full", capacity=0)
+    with pytest.raises(NoWorkerAvailable):
+        frontend.call(NextWorker, timeout=0.0)
+
+
+def test_noWorkerAvailableWhenFull(scheduler: Connection, frontend: Connection) -> None:
+    """
+    A worker whose slots are all taken is not answered.
+    """
+    update(scheduler, "w1", capacity=1)
+    frontend.call(NextWorker)
+    with pytest.raises(NoWorkerAvailable):
+        frontend.call(NextWorker)
+
+
+def test_noWorkerAvailableOtherPool(scheduler: Connection, frontend: Connection) -> None:
+    """
+    Free slots of another pool do not answer.
+    """
+    update(scheduler, "w-gpu", capacity=1, pool="gpu")
+    with pytest.raises(NoWorkerAvailable):
+        frontend.call(NextWorker, pool="cpu")
+
+
+def test_waitingCallWaits(memory: MemoryDispatcher, frontend: Connection) -> None:
+    """
+    With a C{timeout}, a call with no free slot waits, counted in C{Stats}.
+    """
+    outcome = frontend.send(NextWorker, timeout=5.0)
+    memory.clock.advance(4.9)
+    frontend.flush()
+    assert not outcome.done
+    assert memory.stats()["waiting"] == 1
+
+
+def test_waitingCallAnsweredByUpdate(
+    memory: MemoryDispatcher, scheduler: Connection, frontend: Connection
+) -> None:
+    """
+    A waiting call is answered as soon as an update on the scheduler
+    connection frees a slot.
+    """
+    outcome = frontend.send(NextWorker, timeout=5.0)
+    update(scheduler, "w1", port=7001)
+    frontend.flush()
+    assert outcome.result() == {"worker_id": "w1", "host": "10.0.0.1", "port": 7001}
+
+
+def test_waitingCallAnswerTakesSlot(
+    memory: MemoryDispatcher, scheduler: Connection, frontend: Connection
+) -> None:
+    """
+    The answer to a waiting call takes the slot and ends its wait.
+    """
+    frontend.send(NextWorker, timeout=5.0)
+    update(scheduler, "w1", capacity=1)
+    frontend.flush()
+    stats = memory.stats()
+    assert (stats["waiting"], stats["free_slots"], stats["dispatched"]) == (0, 0, 1)
+
+
+def test_waitingCallsFirstComeFirstServed(memory: MemoryDispatcher, scheduler: Connection) -> None:
+    """
+    Waiting calls of a pool are answered in the order they came.
+    """
+    first, second = memory.frontend(), memory.frontend()
+    early = first.send(NextWorker, timeout=5.0)
+    late = second.send(NextWorker, timeout=5.0)
+    update(scheduler, "w1", capacity=1)
+    first.flush()
+    second.flush()
+    assert (early.done, late.done) == (True, False)
+
+
+def test_waitingCallTimesOut(memory: MemoryDispatcher, frontend: Connection) -> None:
+    """
+    A waiting call is answered C{NO_WORKER_AVAILABLE} when its timeout runs out.
+    """
+    outcome = frontend.send(NextWorker, timeout=5.0)
+    memory.clock.advance(5.0)
+    frontend.flush()
+    with pytest.raises(NoWorkerAvailable):
+        outcome.result()
+
+
+def test_waitingCallTimedOutLeavesLine(memory: MemoryDispatcher, frontend: Connection) -> None:
+    """
+    A call whose timeout ran out no longer counts as waiting.
+    """
+    frontend.send(NextWorker, timeout=5.0)
+    memory.clock.advance(5.0)
+    frontend.flush()
+    assert memory.stats()["waiting"] == 0
+
+
+def test_overloaded() -> None:
+    """
+    One more waiting call than C{max_waiting} is answered C{OVERLOADED}.
+    """
+    memory = MemoryDispatcher(max_waiting=2)
+    frontend = memory.frontend()
+    frontend.send(NextWorker, timeout=5.0)
+    frontend.send(NextWorker, timeout=5.0)
+    with pytest.raises(Overloaded):
+        frontend.call(NextWorker, timeout=5.0)
+
+
+def test_overloadedKeepsWaiters() -> None:
+    """
+    An C{OVERLOADED} answer leaves the calls already waiting in line.
+    """
+    memory = MemoryDispatcher(max_waiting=1)
+    frontend = memory.frontend()
+    frontend.send(NextWorker, timeout=5.0)
+    frontend.send(NextWorker, timeout=5.0)
+    assert memory.stats()["waiting"] == 1
+
+
+def test_closedWaitingCallLeavesLine(memory: MemoryDispatcher) -> None:
+    """
+    A waiting call whose connection closes stops counting as waiting.
+    """
+    leaving = memory.frontend()
+    leaving.send(NextWorker, timeout=5.0)
+    leaving.close()
+    assert memory.stats()["waiting"] == 0
+
+
+def test_closedWaitingCallTakesNoSlot(memory: MemoryDispatcher, scheduler: Connection) -> None:
+    """
+    A waiting call whose connection closed takes no slot: a later update's
+    slot goes to the next C{NextWorker}.
+    """
+    leaving = memory.frontend()
+    leaving.send(NextWorker, timeout=5.0)
+    leaving.close()
+    update(scheduler, "w1", capacity=1)
+    assert memory.frontend().call(NextWorker)["worker_id"] == "w1"
+
+
+def test_closedWaitingCallNotDispatched(memory: MemoryDispatcher, scheduler: Connection) -> None:
+    """
+    A waiting call whose connection closed is not counted as dispatched.
+    """
+    leaving = memory.frontend()
+    leaving.send(NextWorker, timeout=5.0)
+    leaving.close()
+    update(scheduler, "w1", capacity=1)
+    stats = memory.stats()
+    assert (stats["free_slots"], stats["dispatched"]) == (1, 0)
+
+
+# -- Stats --------------------------------------------------------------------
+
+
+def test_statsFresh(frontend: Connection) -> None:
+    """
+    A fresh dispatcher's C{Stats}: all counters 0, protocol 1.
+    """
+    assert frontend.call(Stats) == {
+        "workers": 0,
+        "free_slots": 0,
+        "waiting": 0,
+        "dispatched": 0,
+        "protocol": 1,
+    }
+
+
+def test_statsCounts(scheduler: Connection, frontend: Connection) -> None:
+    """
+    C{Stats} counts workers, their free slots, waiting calls and answers.
+    """
+    update(scheduler, "a", capacity=2)
+    update(scheduler, "b", capacity=3)
+    frontend.call(NextWorker)
+    frontend.send(NextWorker, pool="empty", timeout=5.0)
+    assert frontend.call(Stats) == {
+        "workers": 2,
+        "free_slots": 4,
+        "waiting": 1,
+        "dispatched": 1,
+        "protocol": 1,
+    }
+
+
+def test_statsDispatchedCountsAnswers(scheduler: Connection, frontend: Connection) -> None:
+    """
+    C{dispatched} counts C{NextWorker} answers only, not its errors.
+    """
+    update(scheduler, "a", capacity=2)
+    for _ in range(3):
+        frontend.send(NextWorker)
+    assert frontend.call(Stats)["dispatched"] == 2
+
+
+def test_statsDispatchedSurvivesUpdate(scheduler: Connection, frontend: Connection) -> None:
+    """
+    C{dispatched} counts answers since start, whatever updates came since.
+    """
+    update(scheduler, "a", capacity=1)
+    frontend.call(NextWorker)
+    update(scheduler, "a", capacity=1)
+    frontend.call(NextWorker)
+    assert frontend.call(Stats)["dispatched"] == 2
+
+
+# -- the scheduler's commands are not served here -----------------------------
+
+SCHEDULER_CALLS: List[Tuple[Type[amp.Command], Dict[str, Any]]] = [
+    (WorkerUpdate, {"worker_id": "w2", "host": "10.0.0.2", "port": 9000, "capacity": 4}),
+    (WorkerUpdate, {"worker_id": "w1", "host": "10.0.0.2", "port": 9000, "capacity": 4}),
+    (WorkerGone, {"worker_id": "w1"}),
+    (ListWorkers, {}),
+]
+SCHEDULER_CALL_IDS = ["WorkerUpdate-new", "WorkerUpdate-existing", "WorkerGone", "ListWorkers"]
+
+
+@pytest.fixture
+def registered(memory: MemoryDispatcher, scheduler: Connection) -> MemoryDispatcher:
+    update(scheduler, "w1", capacity=2)
+    return memory
+
+
+@pytest.mark.parametrize(("command", "arguments"), SCHEDULER_CALLS, ids=SCHEDULER_CALL_IDS)
+def test_schedulerCommandUnhandled(
+    registered: MemoryDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
+) -> None:
+    """
+    A scheduler command on the front-end listener gets AMP's unhandled-command
+    error.
+    """
+    with pytest.raises(amp.UnhandledCommand):
+        registered.frontend().call(command, **arguments)
+
+
+@pytest.mark.parametrize(("command", "arguments"), SCHEDULER_CALLS, ids=SCHEDULER_CALL_IDS)
+def test_schedulerCommandChangesNothing(
+    registered: MemoryDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
+) -> None:
+    """
+    A scheduler command on the front-end listener changes nothing.
+    """
+    before = registered.snapshot()
+    registered.frontend().send(command, **arguments)
+    assert registered.snapshot() == before
+
+
+@pytest.mark.parametrize(("command", "arguments"), SCHEDULER_CALLS, ids=SCHEDULER_CALL_IDS)
+def test_schedulerCommandKeepsConnection(
+    registered: MemoryDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
+) -> None:
+    """
+    After a scheduler command, the front-end connection answers the next call.
+    """
+    frontend = registered.frontend()
+    frontend.send(command, **arguments)
+    assert frontend.call(NextWorker)["worker_id"] == "w1"
+
+
+def test_schedulerCommandLogged(registered: MemoryDispatcher) -> None:
+    """
+    A scheduler command on the front-end listener is logged once, at warning,
+    with the reason.
+    """
+    frontend = registered.frontend()
+    with capture_logs() as logs:
+        frontend.send(WorkerGone, worker_id="w1")
+    assert [
+        (log["event"], log["command"], log["reason"])
+        for log in logs
+        if log["log_level"] == "warning"
+    ] == [("input rejected", "WorkerGone", "command not served on this listener")]
+
+
+def test_unansweredSchedulerCommandKeepsConnection(registered: MemoryDispatcher) -> None:
+    """
+    A scheduler command that asks for no answer does not drop the front-end
+    connection either.
+    """
+    frontend = registered.frontend()
+    frontend.tell(lax(WorkerGone, answer=False), worker_id=b"w1")
+    assert frontend.open
+
+
+# -- INVALID_ARGUMENT ---------------------------------------------------------
+
+
+def _nextWorker(field: str, value: bytes) -> Invalid:
+    return invalid("frontend", NextWorker, {}, field, value)
+
+
+INVALID_NEXT_WORKER = [
+    _nextWorker("pool", b""),
+    _nextWorker("pool", "\u00e9".encode() * 128),
+    _nextWorker("pool", b"gpu\x00"),
+    _nextWorker("pool", b"gpu\n"),
+    _nextWorker("pool", b"gpu\x7f"),
+    _nextWorker("pool", b"\xff\xfe"),
+    _nextWorker("timeout", b"abc"),
+    _nextWorker("timeout", b"-1.0"),
+    _nextWorker("timeout", b"nan"),
+    _nextWorker("timeout", b"inf"),
+    _nextWorker("timeout", b"-inf"),
+]
+
+
+class TestInvalidArgument(InvalidArgumentChecks):
+    """
+    C{NextWorker} arguments answered with C{INVALID_ARGUMENT}.
+    """
+
+    @pytest.fixture(params=INVALID_NEXT_WORKER, ids=[case.id for case in INVALID_NEXT_WORKER])
+    def case(self, request: pytest.FixtureRequest) -> Invalid:
+        return cast(Invalid, request.param)

@@ -1,0 +1,314 @@
+"""
+The wire schema of protocol v1, pinned: command names, argument and answer
+names and types, declared errors and their codes, as the issue lists them.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import subprocess
+import sys
+import textwrap
+from typing import Dict, List, Tuple, Type
+
+import amp_dispatch_commands
+import pytest
+from amp_dispatch_commands import (
+    ERROR_CODES,
+    FRONTEND_COMMANDS,
+    PROTOCOL_VERSION,
+    SCHEDULER_COMMANDS,
+    InvalidArgument,
+    NextWorker,
+    NoWorkerAvailable,
+    Overloaded,
+)
+from twisted.protocols import amp
+
+from tests._memory import Connection
+
+#: (name, stock AMP type, optional)
+Field = Tuple[str, Type[amp.Argument], bool]
+
+ARGUMENTS: Dict[str, List[Field]] = {
+    "WorkerUpdate": [
+        ("worker_id", amp.Unicode, False),
+        ("host", amp.Unicode, False),
+        ("port", amp.Integer, False),
+        ("capacity", amp.Integer, False),
+        ("pool", amp.Unicode, True),
+        ("seq", amp.Integer, True),
+        ("ttl", amp.Float, True),
+    ],
+    "WorkerGone": [("worker_id", amp.Unicode, False)],
+    "NextWorker": [("pool", amp.Unicode, True), ("timeout", amp.Float, True)],
+    "Stats": [],
+    "ListWorkers": [
+        ("pool", amp.Unicode, True),
+        ("after", amp.Unicode, True),
+        ("limit", amp.Integer, True),
+    ],
+}
+
+RESPONSES: Dict[str, List[Field]] = {
+    "WorkerUpdate": [("accepted", amp.Boolean, False)],
+    "WorkerGone": [("known", amp.Boolean, False)],
+    "NextWorker": [
+        ("worker_id", amp.Unicode, False),
+        ("host", amp.Unicode, False),
+        ("port", amp.Integer, False),
+    ],
+    "Stats": [
+        ("workers", amp.Integer, False),
+        ("free_slots", amp.Integer, False),
+        ("waiting", amp.Integer, False),
+        ("dispatched", amp.Integer, False),
+        ("protocol", amp.Integer, False),
+    ],
+    "ListWorkers": [
+        ("workers", amp.AmpList, False),
+        ("next_after", amp.Unicode, True),
+    ],
+}
+
+WORKER_ROW: List[Field] = [
+    ("worker_id", amp.Unicode, False),
+    ("host", amp.Unicode, False),
+    ("port", amp.Integer, False),
+    ("pool", amp.Unicode, False),
+    ("capacity", amp.Integer, False),
+    ("free", amp.Integer, False),
+    ("expires_in", amp.Float, False),
+]
+
+ERRORS: Dict[str, Dict[Type[Exception], bytes]] = {
+    "WorkerUpdate": {InvalidArgument: b"INVALID_ARGUMENT"},
+    "WorkerGone": {InvalidArgument: b"INVALID_ARGUMENT"},
+    "NextWorker": {
+        InvalidArgument: b"INVALID_ARGUMENT",
+        NoWorkerAvailable: b"NO_WORKER_AVAILABLE",
+        Overloaded: b"OVERLOADED",
+    },
+    "Stats": {InvalidArgument: b"INVALID_ARGUMENT"},
+    "ListWorkers": {InvalidArgument: b"INVALID_ARGUMENT"},
+}
+
+ALL_COMMANDS: List[Type[amp.Command]] = list(dict.fromkeys(FRONTEND_COMMANDS + SCHEDULER_COMMANDS))
+COMMAND_IDS = [command.__name__ for command in ALL_COMMANDS]
+commands = pytest.mark.parametrize("command", ALL_COMMANDS, ids=COMMAND_IDS)
+
+
+def shape(fields: List[Tuple[bytes, amp.Argument]]) -> List[Field]:
+    """
+    Each field's name, the stock AMP type whose bytes it uses, and whether
+    it is optional.
+    """
+    return [
+        (name.decode("ascii"), wire_type(argument), argument.optional) for name, argument in fields
+    ]
+
+
+def wire_type(argument: amp.Argument) -> Type[amp.Argument]:
+    """
+    The nearest stock AMP type in C{argument}'s class hierarchy.
+    """
+    return next(
+        base
+        for base in type(argument).__mro__
+        if base.__module__ == amp.__name__ and issubclass(base, amp.Argument)
+    )
+
+
+def class_body_names(command: Type[amp.Command]) -> List[str]:
+    """
+    The names assigned in C{command}'s class statement, read from its source.
+    """
+    [node] = ast.parse(textwrap.dedent(inspect.getsource(command))).body
+    assert isinstance(node, ast.ClassDef)
+    return [
+        target.id
+        for statement in node.body
+        if isinstance(statement, (ast.Assign, ast.AnnAssign))
+        for target in (
+            statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+        )
+        if isinstance(target, ast.Name)
+    ]
+
+
+def test_listenersServeTheListedCommands() -> None:
+    """
+    The front-end listener's commands are NextWorker and Stats; the
+    scheduler's WorkerUpdate, WorkerGone, ListWorkers and Stats.
+    """
+    assert (
+        [c.__name__ for c in FRONTEND_COMMANDS],
+        [c.__name__ for c in SCHEDULER_COMMANDS],
+    ) == (["NextWorker", "Stats"], ["WorkerUpdate", "WorkerGone", "ListWorkers", "Stats"])
+
+
+def test_everyCommandListed() -> None:
+    """
+    Every command the package defines is served by a listener.
+    """
+    defined = {
+        value
+        for value in vars(amp_dispatch_commands).values()
+        if isinstance(value, type) and issubclass(value, amp.Command)
+    }
+    assert defined == set(ALL_COMMANDS)
+
+
+@commands
+def test_commandNamePinned(command: Type[amp.Command]) -> None:
+    """
+    C{commandName} is assigned in the class statement itself.
+
+    (AMP's metaclass puts a default C{commandName} in every command's
+    C{__dict__}, so the class statement's source is what tells.)
+    """
+    assert "commandName" in class_body_names(command)
+
+
+@commands
+def test_commandNameIsClassName(command: Type[amp.Command]) -> None:
+    """
+    The wire name is the class name as bytes.
+    """
+    assert command.commandName == command.__name__.encode("ascii")
+
+
+@commands
+def test_arguments(command: Type[amp.Command]) -> None:
+    """
+    Argument names, wire types and optionality are exactly as listed.
+    """
+    assert shape(command.arguments) == ARGUMENTS[command.__name__]
+
+
+@commands
+def test_response(command: Type[amp.Command]) -> None:
+    """
+    Answer names, wire types and optionality are exactly as listed.
+    """
+    assert shape(command.response) == RESPONSES[command.__name__]
+
+
+def test_workerRow() -> None:
+    """
+    A C{ListWorkers} row's fields are exactly as listed.
+    """
+    [workers] = [
+        argument
+        for name, argument in amp_dispatch_commands.ListWorkers.response
+        if name == b"workers"
+    ]
+    assert isinstance(workers, amp.AmpList)
+    assert shape(workers.subargs) == WORKER_ROW
+
+
+@commands
+def test_errorsInClassBody(command: Type[amp.Command]) -> None:
+    """
+    Each command declares C{errors} in its own class body.
+    """
+    assert "errors" in command.__dict__
+
+
+@commands
+def test_errorsDeclared(command: Type[amp.Command]) -> None:
+    """
+    Each command declares exactly its listed errors, with their codes.
+    """
+    assert command.errors == ERRORS[command.__name__]
+
+
+@commands
+def test_noFatalErrors(command: Type[amp.Command]) -> None:
+    """
+    No command declares C{fatalErrors}: no error closes the connection.
+    """
+    assert command.fatalErrors == {}
+
+
+@commands
+def test_requiresAnswer(command: Type[amp.Command]) -> None:
+    """
+    Every command requires an answer.
+    """
+    assert command.requiresAnswer is True
+
+
+def test_errorCodes() -> None:
+    """
+    C{ERROR_CODES} maps each error class to its code.
+    """
+    assert dict(ERROR_CODES) == {
+        NoWorkerAvailable: b"NO_WORKER_AVAILABLE",
+        Overloaded: b"OVERLOADED",
+        InvalidArgument: b"INVALID_ARGUMENT",
+    }
+
+
+@pytest.mark.parametrize("error", list(ERROR_CODES), ids=lambda error: error.__name__)
+def test_errorFromOneString(error: Type[Exception]) -> None:
+    """
+    Each error class is built from one string and gives it back.
+    """
+    message = "port: must be within 1..65535 \u00e9"
+    assert str(error(message)) == message
+
+
+class Raiser(amp.CommandLocator):
+    """
+    Answers C{NextWorker} by raising a given error.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    @NextWorker.responder
+    def next_worker(self, pool: object, timeout: object) -> object:
+        raise self.error
+
+
+@pytest.mark.parametrize("error", list(ERROR_CODES), ids=lambda error: error.__name__)
+def test_errorCrossesWire(error: Type[Exception]) -> None:
+    """
+    Each error arrives at the caller as the same class with the same message.
+    """
+    message = "why: \u00e9 and more"
+
+    class Server(amp.AMP):
+        def __init__(self) -> None:
+            super().__init__(locator=Raiser(error(message)))
+
+    connection = Connection(Server)
+    with pytest.raises(error) as raised:
+        connection.call(NextWorker)
+    assert (type(raised.value), str(raised.value)) == (error, message)
+
+
+def test_protocolVersion() -> None:
+    """
+    The schema describes protocol version 1.
+    """
+    assert PROTOCOL_VERSION == 1
+
+
+def test_independentOfServer() -> None:
+    """
+    Importing C{amp_dispatch_commands} does not import C{amp_dispatch}.
+    """
+    output = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import amp_dispatch_commands, sys; print('amp_dispatch' in sys.modules)",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert output.strip() == "False"
