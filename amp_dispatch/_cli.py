@@ -13,8 +13,8 @@ from twisted.internet.task import react
 from twisted.python import usage
 
 from . import __version__
-from ._probe import ProbeOptions, run_probe
 from ._logging import configure
+from ._probe import ProbeOptions, quiet_logging, run_probe
 from ._tap import ServeOptions, make_service
 
 
@@ -54,6 +54,17 @@ async def _serve(reactor: Any, options: ServeOptions) -> None:
     await Deferred()  # until SIGINT or SIGTERM stops the reactor
 
 
+def _command_path(options: usage.Options) -> List[str]:
+    """
+    The words of the (sub)command being parsed: C{["amp-dispatch", "probe", "next"]}.
+    """
+    words = ["amp-dispatch"]
+    while options is not None and options.subCommand is not None:
+        words.append(options.subCommand)
+        options = options.subOptions
+    return words
+
+
 def main(argv: Optional[List[str]] = None) -> NoReturn:
     """
     Run the C{amp-dispatch} command with C{argv} (default: C{sys.argv[1:]}).
@@ -63,8 +74,9 @@ def main(argv: Optional[List[str]] = None) -> NoReturn:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as e:
         print(f"amp-dispatch: {e}", file=sys.stderr)
-        print(f"Run 'amp-dispatch {options.subCommand or ''} --help' for help.", file=sys.stderr)
+        print(f"Run '{' '.join(_command_path(options))} --help' for help.", file=sys.stderr)
         sys.exit(2)
     if options.subCommand == "serve":
         react(_serve, [options.subOptions])
+    quiet_logging()
     react(run_probe, [options.subOptions])

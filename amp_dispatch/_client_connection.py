@@ -29,6 +29,8 @@ from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from ._addresses import describe
+
 _log = structlog.get_logger("amp_dispatch.client")
 
 #: The arguments of one call, by Python name; C{None} leaves an optional one out.
@@ -113,7 +115,7 @@ def _peer(protocol: object) -> str:
     The peer address of C{protocol}'s transport, for logs.
     """
     transport = getattr(protocol, "transport", None)
-    return str(transport.getPeer()) if transport is not None else "?"
+    return describe(transport.getPeer()) if transport is not None else "?"
 
 
 class _ClientProtocol(amp.AMP):

@@ -41,8 +41,8 @@ def configure_under_twist(log_format: str = "console", level: str = "info") -> N
 
 class _TwistedLog:
     """
-    A structlog logger that emits each rendered event into Twisted's log,
-    with the event's fields as the Twisted event's fields.
+    A structlog logger that emits each rendered event into Twisted's log as
+    one Twisted event (the rendered text in its C{amp_dispatch_event} field).
     """
 
     def __init__(self) -> None:

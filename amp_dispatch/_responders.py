@@ -28,6 +28,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from ._addresses import describe
 from ._queue import Assignment, WorkerInfo, WorkerQueue
 
 _log = structlog.get_logger("amp_dispatch.responders")
@@ -88,8 +89,7 @@ class _RoleResponder(amp.BoxDispatcher):
         super().startReceivingBoxes(boxSender)
         transport = getattr(boxSender, "transport", None)
         if transport is not None:
-            peer = transport.getPeer()
-            self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+            self.peer = describe(transport.getPeer())
         _log.info("connection opened", role=self.role, peer=self.peer)
 
     def stopReceivingBoxes(self, reason: Failure) -> None:

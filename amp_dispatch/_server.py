@@ -17,6 +17,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from ._addresses import host_port
 from ._queue import WorkerQueue
 from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
 
@@ -117,10 +118,7 @@ class DispatcherService(Service):
         def listened(ports: List[IListeningPort]) -> List[ListenAddress]:
             self._ports = ports
             for role, port in zip(("frontend", "scheduler"), ports):
-                host = port.getHost()
-                address = ListenAddress(
-                    role, str(getattr(host, "host", host)), getattr(host, "port", 0)
-                )
+                address = ListenAddress(role, *host_port(port.getHost()))
                 self.addresses.append(address)
                 _log.info(
                     "listening",

@@ -1,0 +1,35 @@
+"""
+Addresses as log fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+
+
+def host_port(address: Any) -> Tuple[str, int]:
+    """
+    A listener's or peer's host (or socket path) and port (0 for a socket).
+    """
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return address.host, address.port
+    if isinstance(address, UNIXAddress):
+        name: Any = address.name
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        return str(name or "unix"), 0
+    return str(address), 0
+
+
+def describe(address: Any) -> str:
+    """
+    C{host:port} (C{[host]:port} for IPv6), or a Unix socket's path.
+    """
+    host, port = host_port(address)
+    if isinstance(address, IPv6Address):
+        return f"[{host}]:{port}"
+    if isinstance(address, IPv4Address):
+        return f"{host}:{port}"
+    return host
