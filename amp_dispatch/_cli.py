@@ -42,6 +42,11 @@ class Options(usage.Options):
 
 
 async def _serve(reactor: Any, options: ServeOptions) -> None:
+    # Listen only once the reactor runs: its SIGINT/SIGTERM handlers are in
+    # place then, so a signal right after "listening" stops us cleanly.
+    running: Deferred[None] = Deferred()
+    reactor.callWhenRunning(running.callback, None)
+    await running
     configure(options["log-format"], options["log-level"])
     service = make_service(options, reactor)
     try:
