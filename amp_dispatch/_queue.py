@@ -91,6 +91,8 @@ class _Worker:
     ttl: Optional[float] = None
     ttl_deadline: Optional[float] = None
     lease_deadline: Optional[float] = None
+    # When the worker's earliest entry in the deadline heap comes due.
+    expiry_at: Optional[float] = None
     owner: Optional[Owner] = None
     entry: Optional[_Entry] = None
 
@@ -233,7 +235,7 @@ class WorkerQueue:
                 self._remove(worker, "lease expired")
             else:
                 worker.lease_deadline = deadline
-                self._deadlines.add(deadline, worker)
+                self._schedule_expiry(worker)
 
     # -- the front end's side -------------------------------------------------
 
@@ -351,24 +353,38 @@ class WorkerQueue:
             worker.ttl_deadline = None
         else:
             worker.ttl_deadline = self._clock.seconds() + worker.ttl
-            self._deadlines.add(worker.ttl_deadline, worker)
-            if len(self._deadlines) > 2 * len(self._workers) + 64:
-                self._deadlines.compact(self._deadline_stands)
+        self._schedule_expiry(worker)
+
+    def _schedule_expiry(self, worker: _Worker) -> None:
+        """
+        Make sure the deadline heap holds an entry at or before the worker's
+        earliest deadline.  A later deadline (a renewal) adds no entry: the
+        earlier one, when due, finds the deadline moved and schedules it anew.
+        """
+        deadline = worker.deadline()
+        if deadline is None or (worker.expiry_at is not None and worker.expiry_at <= deadline):
+            return
+        worker.expiry_at = deadline
+        self._deadlines.add(deadline, worker)
+        if len(self._deadlines) > 2 * len(self._workers) + 64:
+            self._deadlines.compact(self._deadline_stands)
 
     def _deadline_stands(self, deadline: float, worker: _Worker) -> bool:
-        return self._workers.get(worker.worker_id) is worker and deadline in (
-            worker.ttl_deadline,
-            worker.lease_deadline,
-        )
+        return self._workers.get(worker.worker_id) is worker and deadline == worker.expiry_at
 
     def _deadline_due(self, worker: _Worker) -> None:
         if self._workers.get(worker.worker_id) is not worker:
             return
         now = self._clock.seconds()
+        if worker.expiry_at is None or worker.expiry_at > now:
+            return  # an entry superseded by an earlier one, handled already
+        worker.expiry_at = None
         if worker.ttl_deadline is not None and worker.ttl_deadline <= now:
             self._remove(worker, "ttl expired")
         elif worker.lease_deadline is not None and worker.lease_deadline <= now:
             self._remove(worker, "lease expired")
+        else:
+            self._schedule_expiry(worker)
 
     def _requeue(self, worker: _Worker) -> None:
         """

@@ -1,0 +1,1314 @@
+"""
+Unit tests for L{amp_dispatch._queue.WorkerQueue}, the most-able-worker queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar, Union
+
+import pytest
+from amp_dispatch_commands import NoWorkerAvailable, Overloaded
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from amp_dispatch import _queue
+from amp_dispatch._queue import Assignment, QueueStats, WorkerInfo, WorkerQueue
+
+T = TypeVar("T")
+
+
+def _outcome(d: Deferred[T]) -> List[Union[T, Failure]]:
+    """
+    Take the result of C{d} (consumed: an error is not left unhandled).
+    """
+    outcome: List[Union[T, Failure]] = []
+    d.addBoth(outcome.append)
+    return outcome
+
+
+def result_of(d: Deferred[T]) -> T:
+    """
+    The result a Deferred already has (which must not be a failure).
+    """
+    outcome = _outcome(d)
+    assert len(outcome) == 1, "no result yet"
+    result = outcome[0]
+    assert not isinstance(result, Failure), result
+    return result
+
+
+def failure_of(d: Deferred[Any], kind: Type[BaseException]) -> Failure:
+    """
+    The failure a Deferred already has, which must be of C{kind}.
+    """
+    outcome = _outcome(d)
+    assert len(outcome) == 1, "no result yet"
+    result = outcome[0]
+    assert isinstance(result, Failure), result
+    assert result.check(kind) is not None, result
+    return result
+
+
+def assert_no_result(d: Deferred[Any]) -> None:
+    """
+    The Deferred has no result yet.
+    """
+    outcome: List[object] = []
+
+    def record(result: object) -> object:
+        outcome.append(result)
+        return result  # left for whoever reads it next
+
+    d.addBoth(record)
+    assert outcome == []
+
+
+class _RecordingLog:
+    """
+    Stands in for the queue's structlog logger: records every event.
+    """
+
+    def __init__(self) -> None:
+        self.events: List[Tuple[str, Dict[str, Any]]] = []
+
+    def _record(self, event: str, **fields: Any) -> None:
+        self.events.append((event, fields))
+
+    debug = info = warning = error = _record
+
+
+class _Owner:
+    """
+    A scheduler connection, as the queue sees it: an opaque token.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<owner {self.name}>"
+
+
+class QueueTestCase:
+    """
+    Helpers over a L{WorkerQueue} driven by a L{Clock}.
+    """
+
+    lease_grace = 30.0
+    max_waiting = 10_000
+
+    def setup_method(self) -> None:
+        self.log = _RecordingLog()
+        self._real_log = _queue._log
+        _queue._log = self.log
+        self.clock = Clock()
+        self.queue = WorkerQueue(
+            self.clock,
+            lease_grace=self.lease_grace,
+            max_waiting=self.max_waiting,
+        )
+
+    def teardown_method(self) -> None:
+        _queue._log = self._real_log
+
+    def add(
+        self,
+        worker_id: str,
+        capacity: int = 1,
+        pool: Optional[str] = None,
+        seq: Optional[int] = None,
+        ttl: Optional[float] = None,
+        owner: Optional[_Owner] = None,
+        host: Optional[str] = None,
+        port: int = 7000,
+    ) -> bool:
+        """
+        Send a C{WorkerUpdate}.
+        """
+        return self.queue.update(
+            worker_id,
+            host if host is not None else f"host-{worker_id}",
+            port,
+            capacity,
+            pool=pool,
+            seq=seq,
+            ttl=ttl,
+            owner=owner,
+        )
+
+    def take(self, pool: Optional[str] = None) -> str:
+        """
+        Send a C{NextWorker} that must be answered at once; return the id.
+        """
+        answer = self.queue.next_worker(pool)
+        assert isinstance(answer, Assignment)
+        return answer.worker_id
+
+    def takes(self, n: int, pool: Optional[str] = None) -> List[str]:
+        return [self.take(pool) for _ in range(n)]
+
+    def wait(self, pool: Optional[str] = None, timeout: float = 10.0) -> Deferred[Assignment]:
+        """
+        Send a C{NextWorker} that must wait.
+        """
+        answer = self.queue.next_worker(pool, timeout=timeout)
+        assert isinstance(answer, Deferred)
+        return answer
+
+    def ids(self, pool: Optional[str] = None, after: Optional[str] = None) -> List[str]:
+        return [info.worker_id for info in self.queue.list_workers(pool, after)]
+
+    def info(self, worker_id: str) -> WorkerInfo:
+        for info in self.queue.list_workers():
+            if info.worker_id == worker_id:
+                return info
+        raise AssertionError(f"{worker_id} is not registered")
+
+    def free(self, worker_id: str) -> int:
+        return self.info(worker_id).free
+
+    def removals(self) -> List[Tuple[str, str]]:
+        return [
+            (fields["worker_id"], fields["reason"])
+            for event, fields in self.log.events
+            if event == "worker removed"
+        ]
+
+
+class TestOrder(QueueTestCase):
+    """
+    Which worker C{NextWorker} answers.
+    """
+
+    def test_mostFreeSlotsFirst(self) -> None:
+        """
+        The worker with the most free slots is answered.
+        """
+        self.add("a", 1)
+        self.add("b", 3)
+        self.add("c", 2)
+        assert self.take() == "b"
+
+    def test_answerTakesSlot(self) -> None:
+        """
+        Every answer takes one slot of the worker it names.
+        """
+        self.add("a", 3)
+        self.take()
+        assert self.free("a") == 2
+        assert self.info("a").capacity == 3
+
+    def test_assumedLoad(self) -> None:
+        """
+        Answers since the last update count against a worker's capacity: free
+        slots = capacity - answers naming it.
+        """
+        self.add("a", 3)
+        self.add("b", 2)
+        # a 3/b 2 -> a; a 2/b 2 -> b (never answered); a 2/b 1 -> a; a 1/b 1 -> b
+        assert self.takes(4) == ["a", "b", "a", "b"]
+        assert (self.free("a"), self.free("b")) == (1, 0)
+
+    def test_updateResetsAssumedLoad(self) -> None:
+        """
+        An accepted update replaces the assumed load: the new capacity is all
+        free.
+        """
+        self.add("a", 2)
+        self.takes(2)
+        assert self.free("a") == 0
+        assert self.add("a", 2) is True
+        assert self.free("a") == 2
+        assert self.take() == "a"
+
+    def test_updateReplacesCapacity(self) -> None:
+        """
+        An accepted update sets capacity, host and port to the new values.
+        """
+        self.add("a", 5)
+        self.take()
+        self.add("a", 1, host="elsewhere", port=9)
+        info = self.info("a")
+        assert (info.capacity, info.free, info.host, info.port) == (1, 1, "elsewhere", 9)
+
+    def test_roundRobinAmongEquals(self) -> None:
+        """
+        Among workers with as many free slots, the one answered least recently
+        goes first: equals take turns.
+        """
+        for worker_id in ["a", "b", "c"]:
+            self.add(worker_id, 5)
+        assert self.takes(6) == ["a", "b", "c", "a", "b", "c"]
+
+    def test_neverAnsweredBeforeAnswered(self) -> None:
+        """
+        A worker never answered goes before an answered one with as many free
+        slots, even when it entered later.
+        """
+        self.add("a", 2)
+        assert self.take() == "a"
+        self.add("b", 1)
+        assert self.take() == "b"
+
+    def test_neverAnsweredEarliestEnteredFirst(self) -> None:
+        """
+        Among never-answered equals, the one that entered the pool first goes
+        first (not the smallest id).
+        """
+        for worker_id in ["c", "a", "b"]:
+            self.add(worker_id, 1)
+        assert self.takes(3) == ["c", "a", "b"]
+
+    def test_poolMoveCountsAsEntering(self) -> None:
+        """
+        A worker that moves to another pool and back enters again: it goes
+        after the equals that entered before its return.
+        """
+        self.add("a", 1, pool="x")
+        self.add("b", 1, pool="x")
+        self.add("a", 1, pool="y")
+        self.add("a", 1, pool="x")
+        assert self.takes(2, "x") == ["b", "a"]
+
+    def test_poolMoveForgetsAnswers(self) -> None:
+        """
+        A worker answered in its old pool enters the new one never answered:
+        it goes before the new pool's answered equals.
+        """
+        self.add("a", 2, pool="x")
+        self.add("b", 2, pool="y")
+        assert self.take("y") == "b"
+        assert self.take("x") == "a"
+        self.add("a", 1, pool="y")
+        # b (1 free, answered) and a (1 free, entered y just now, never answered in y)
+        assert self.take("y") == "a"
+
+    def test_poolMove(self) -> None:
+        """
+        A worker that changes pool is answered for the new pool only.
+        """
+        self.add("a", 1, pool="x")
+        self.add("a", 1, pool="y")
+        assert self.info("a").pool == "y"
+        assert self.ids("x") == []
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker("x")
+        assert self.take("y") == "a"
+
+    def test_updateAfterRemovalCountsAsEntering(self) -> None:
+        """
+        A worker registered again after its removal enters anew: it goes after
+        the equals that stayed.
+        """
+        self.add("a", 1)
+        self.add("b", 1)
+        self.queue.gone("a")
+        self.add("a", 1)
+        assert self.takes(2) == ["b", "a"]
+
+    def test_updateKeepsLastAnswered(self) -> None:
+        """
+        An update does not erase when a worker was last answered: an answered
+        worker stays behind a never-answered equal.
+        """
+        self.add("a", 1)
+        self.add("b", 1)
+        assert self.take() == "a"
+        self.add("a", 1)
+        assert self.takes(2) == ["b", "a"]
+
+    def test_updateOrderDoesNotMatter(self) -> None:
+        """
+        Updated equals are answered least recently answered first, not in the
+        order of their updates.
+        """
+        self.add("a", 1)
+        self.add("b", 1)
+        assert self.takes(2) == ["a", "b"]
+        self.add("b", 1)
+        self.add("a", 1)
+        assert self.takes(2) == ["a", "b"]
+
+    def test_capacityZeroNeverAnswered(self) -> None:
+        """
+        A worker registered with capacity 0 (alive but full) is never answered.
+        """
+        self.add("a", 0)
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker()
+        assert self.info("a").free == 0
+
+    def test_fullWorkerNeverAnswered(self) -> None:
+        """
+        A worker whose slots are all taken is not answered again, another one
+        is.
+        """
+        self.add("a", 1)
+        self.add("b", 1)
+        assert self.take() == "a"
+        assert self.take() == "b"
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker()
+
+    def test_updateToZeroCapacity(self) -> None:
+        """
+        An update with capacity 0 makes a worker unanswerable.
+        """
+        self.add("a", 3)
+        self.add("a", 0)
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker()
+
+    def test_pools(self) -> None:
+        """
+        A call is answered from its pool only.
+        """
+        self.add("a", 5, pool="x")
+        self.add("b", 1, pool="y")
+        assert self.take("y") == "b"
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker("y")
+
+    def test_defaultPool(self) -> None:
+        """
+        An update naming no pool registers in pool C{"default"}, which a call
+        naming no pool is answered from.
+        """
+        self.add("a", 1)
+        self.add("b", 1, pool="x")
+        assert self.info("a").pool == "default"
+        assert self.take() == "a"
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker()
+        self.add("c", 1, pool="default")
+        assert self.take() == "c"
+
+    def test_answerFields(self) -> None:
+        """
+        The answer carries the worker's id, host and port.
+        """
+        self.add("a", 1, host="10.0.0.1", port=8123)
+        assert self.queue.next_worker() == Assignment("a", "10.0.0.1", 8123)
+
+    def test_noWorkerAvailableNoTimeout(self) -> None:
+        """
+        With no free slot and no timeout, the call fails at once with
+        L{NoWorkerAvailable} and waits for nothing.
+        """
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker()
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker("unknown-pool")
+        assert self.queue.stats().waiting == 0
+        assert self.clock.getDelayedCalls() == []
+
+    def test_noWorkerAvailableTimeoutZero(self) -> None:
+        """
+        A timeout of 0 is no timeout: L{NoWorkerAvailable} at once.
+        """
+        self.add("a", 0)
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker(None, 0)
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker(None, 0.0)
+        assert self.queue.stats().waiting == 0
+
+    def test_freeSlotAnsweredAtOnceWithTimeout(self) -> None:
+        """
+        A call with a timeout is answered at once when a slot is free.
+        """
+        self.add("a", 1)
+        assert self.queue.next_worker(timeout=5.0) == Assignment("a", "host-a", 7000)
+
+
+class TestSeq(QueueTestCase):
+    """
+    Stale and duplicate updates.
+    """
+
+    def test_higherSeqAccepted(self) -> None:
+        """
+        An update with a higher seq than the last accepted is accepted.
+        """
+        assert self.add("a", 1, seq=1) is True
+        assert self.add("a", 4, seq=2) is True
+        assert self.info("a").capacity == 4
+
+    def test_staleSeqRejected(self) -> None:
+        """
+        An update with a lower seq than the last accepted is refused and
+        changes nothing: capacity, host, assumed load, pool.
+        """
+        self.add("a", 3, seq=5)
+        self.take()
+        before = self.info("a")
+        assert self.add("a", 9, seq=4, host="other", pool="x") is False
+        assert self.info("a") == before
+        assert before.free == 2
+
+    def test_staleSeqComparesWithLastAccepted(self) -> None:
+        """
+        A refused update does not lower the stored seq.
+        """
+        self.add("a", 1, seq=5)
+        self.add("a", 2, seq=3)
+        assert self.add("a", 2, seq=4) is False
+        assert self.info("a").capacity == 1
+
+    def test_staleSeqDoesNotRenewTtl(self) -> None:
+        """
+        A stale update does not renew the worker's ttl.
+        """
+        self.add("a", 1, seq=5, ttl=10.0)
+        self.clock.advance(6.0)
+        self.add("a", 1, seq=4, ttl=10.0)
+        assert self.info("a").expires_in == 4.0
+        self.clock.advance(4.0)
+        assert self.ids() == []
+
+    def test_staleSeqDoesNotTakeOwnership(self) -> None:
+        """
+        A stale update from another connection does not take the worker:
+        losing the first connection still starts the lease grace.
+        """
+        first, second = _Owner("first"), _Owner("second")
+        self.add("a", 1, seq=5, owner=first)
+        self.add("a", 1, seq=4, owner=second)
+        self.queue.owner_lost(first)
+        assert self.info("a").expires_in == 30.0
+
+    def test_duplicateSeqRejected(self) -> None:
+        """
+        An update with the same seq as the last accepted is refused; the
+        worker's capacity, host, pool and assumed load stay.
+        """
+        self.add("a", 2, seq=3)
+        self.take()
+        before = self.info("a")
+        assert self.add("a", 5, seq=3, host="other", pool="x") is False
+        assert self.info("a") == before
+        assert before.free == 1
+
+    def test_duplicateSeqKeepsTtlValue(self) -> None:
+        """
+        A duplicate does not replace the ttl with its own.
+        """
+        self.add("a", 1, seq=3, ttl=10.0)
+        self.add("a", 1, seq=3, ttl=2.0)
+        assert self.info("a").expires_in == 10.0
+
+    def test_duplicateSeqRenewsTtl(self) -> None:
+        """
+        A duplicate restarts the worker's ttl: it goes ttl seconds after the
+        duplicate, not after the accepted update.
+        """
+        self.add("a", 1, seq=3, ttl=10.0)
+        self.clock.advance(6.0)
+        assert self.add("a", 1, seq=3, ttl=10.0) is False
+        assert self.info("a").expires_in == 10.0
+        self.clock.advance(6.0)
+        assert self.ids() == ["a"]
+        assert self.info("a").expires_in == 4.0
+        self.clock.advance(4.0)
+        assert self.ids() == []
+
+    def test_duplicateSeqTakesOwnership(self) -> None:
+        """
+        A duplicate from another connection takes the worker: losing the old
+        connection starts no lease grace, losing the new one does.
+        """
+        first, second = _Owner("first"), _Owner("second")
+        self.add("a", 1, seq=3, owner=first)
+        assert self.add("a", 1, seq=3, owner=second) is False
+        self.queue.owner_lost(first)
+        assert self.info("a").expires_in == -1.0
+        self.clock.advance(60.0)
+        assert self.ids() == ["a"]
+        self.queue.owner_lost(second)
+        assert self.info("a").expires_in == 30.0
+        self.clock.advance(30.0)
+        assert self.ids() == []
+
+    def test_duplicateSeqEndsLeaseGrace(self) -> None:
+        """
+        A duplicate from another connection during the lease grace keeps the
+        worker.
+        """
+        first, second = _Owner("first"), _Owner("second")
+        self.add("a", 1, seq=3, owner=first)
+        self.queue.owner_lost(first)
+        self.clock.advance(10.0)
+        assert self.add("a", 1, seq=3, owner=second) is False
+        assert self.info("a").expires_in == -1.0
+        self.clock.advance(60.0)
+        assert self.ids() == ["a"]
+
+    def test_noSeqAccepted(self) -> None:
+        """
+        An update without seq is accepted whatever seq was stored.
+        """
+        self.add("a", 1, seq=5)
+        assert self.add("a", 4) is True
+        assert self.info("a").capacity == 4
+
+    def test_noSeqForgetsSeq(self) -> None:
+        """
+        An update without seq forgets the stored seq: any seq is accepted next.
+        """
+        self.add("a", 1, seq=5)
+        self.add("a", 1)
+        assert self.add("a", 2, seq=1) is True
+        assert self.info("a").capacity == 2
+
+    def test_seqAfterNoSeqAccepted(self) -> None:
+        """
+        The first seq given to a worker registered without one is accepted,
+        and then guards the next updates.
+        """
+        self.add("a", 1)
+        assert self.add("a", 2, seq=0) is True
+        assert self.add("a", 3, seq=0) is False
+        assert self.info("a").capacity == 2
+
+    def test_removedWorkerSeqForgotten(self) -> None:
+        """
+        A removed worker's seq is forgotten: its next update is accepted
+        whatever its seq.
+        """
+        self.add("a", 1, seq=5)
+        self.queue.gone("a")
+        assert self.add("a", 2, seq=1) is True
+        assert self.info("a").capacity == 2
+
+    def test_expiredWorkerSeqForgotten(self) -> None:
+        """
+        A worker removed by its ttl forgets its seq too.
+        """
+        self.add("a", 1, seq=5, ttl=1.0)
+        self.clock.advance(1.0)
+        assert self.add("a", 1, seq=5) is True
+        assert self.ids() == ["a"]
+
+
+class TestGone(QueueTestCase):
+    """
+    C{WorkerGone}.
+    """
+
+    def test_goneKnown(self) -> None:
+        """
+        C{gone} of a registered worker removes it at once and answers True.
+        """
+        self.add("a", 2)
+        assert self.queue.gone("a") is True
+        assert self.ids() == []
+        assert self.queue.stats().workers == 0
+        assert self.queue.stats().free_slots == 0
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker()
+
+    def test_goneUnknown(self) -> None:
+        """
+        C{gone} of an unknown worker answers False and changes nothing.
+        """
+        self.add("a", 2)
+        assert self.queue.gone("b") is False
+        assert self.ids() == ["a"]
+        assert self.queue.stats().free_slots == 2
+
+    def test_goneIdempotent(self) -> None:
+        """
+        A second C{gone} of the same worker answers False.
+        """
+        self.add("a", 1)
+        self.add("b", 1)
+        assert self.queue.gone("a") is True
+        assert self.queue.gone("a") is False
+        assert self.ids() == ["b"]
+
+    def test_goneOthersStay(self) -> None:
+        """
+        C{gone} removes only the named worker: the others are still answered.
+        """
+        self.add("a", 1)
+        self.add("b", 1)
+        self.queue.gone("a")
+        assert self.take() == "b"
+
+    def test_goneLogged(self) -> None:
+        """
+        The removal is logged with reason C{gone}.
+        """
+        self.add("a", 1)
+        self.queue.gone("a")
+        assert self.removals() == [("a", "gone")]
+
+
+class TestLease(QueueTestCase):
+    """
+    Workers outlive the loss of their scheduler connection by the lease grace.
+    """
+
+    def test_ownerLostGraceRemovesAfterGrace(self) -> None:
+        """
+        When the owning connection is lost, its workers go C{lease_grace}
+        seconds later, not before.
+        """
+        owner = _Owner("s")
+        self.add("a", 1, owner=owner)
+        self.clock.advance(5.0)
+        self.queue.owner_lost(owner)
+        self.clock.advance(29.5)
+        assert self.ids() == ["a"]
+        assert self.info("a").expires_in == 0.5
+        self.clock.advance(0.5)
+        assert self.ids() == []
+        assert self.removals() == [("a", "lease expired")]
+
+    def test_answeredDuringGrace(self) -> None:
+        """
+        A worker in its lease grace is still answered.
+        """
+        owner = _Owner("s")
+        self.add("a", 1, owner=owner)
+        self.queue.owner_lost(owner)
+        assert self.take() == "a"
+
+    def test_ownerLostOnlyItsWorkers(self) -> None:
+        """
+        Losing a connection starts the grace of its workers only.
+        """
+        first, second = _Owner("first"), _Owner("second")
+        self.add("a", 1, owner=first)
+        self.add("b", 1, owner=second)
+        self.add("c", 1)
+        self.queue.owner_lost(first)
+        self.clock.advance(30.0)
+        assert self.ids() == ["b", "c"]
+
+    def test_updateFromOtherOwnerKeeps(self) -> None:
+        """
+        An accepted update from another connection during the grace keeps the
+        worker: that connection holds it now.
+        """
+        first, second = _Owner("first"), _Owner("second")
+        self.add("a", 1, owner=first)
+        self.queue.owner_lost(first)
+        self.clock.advance(10.0)
+        assert self.add("a", 1, owner=second) is True
+        assert self.info("a").expires_in == -1.0
+        self.clock.advance(60.0)
+        assert self.ids() == ["a"]
+        self.queue.owner_lost(second)
+        self.clock.advance(30.0)
+        assert self.ids() == []
+
+    def test_updateMovesOwnership(self) -> None:
+        """
+        An accepted update from another connection takes the worker: losing
+        the old connection starts no grace.
+        """
+        first, second = _Owner("first"), _Owner("second")
+        self.add("a", 1, owner=first)
+        self.add("a", 1, owner=second)
+        self.queue.owner_lost(first)
+        assert self.info("a").expires_in == -1.0
+        self.clock.advance(60.0)
+        assert self.ids() == ["a"]
+
+    def test_ownerLostUnknown(self) -> None:
+        """
+        Losing a connection that holds no worker changes nothing.
+        """
+        self.add("a", 1, owner=_Owner("s"))
+        self.queue.owner_lost(_Owner("other"))
+        assert self.info("a").expires_in == -1.0
+        assert self.clock.getDelayedCalls() == []
+
+    def test_ownerLostTwice(self) -> None:
+        """
+        Losing the same connection twice does not restart the grace.
+        """
+        owner = _Owner("s")
+        self.add("a", 1, owner=owner)
+        self.queue.owner_lost(owner)
+        self.clock.advance(20.0)
+        self.queue.owner_lost(owner)
+        self.clock.advance(10.0)
+        assert self.ids() == []
+
+    def test_goneDuringGrace(self) -> None:
+        """
+        A worker removed during its grace and registered again is not removed
+        by the old grace.
+        """
+        owner = _Owner("s")
+        self.add("a", 1, owner=owner)
+        self.queue.owner_lost(owner)
+        self.queue.gone("a")
+        self.add("a", 1, owner=_Owner("t"))
+        self.clock.advance(60.0)
+        assert self.ids() == ["a"]
+
+    def test_removedWorkerLeavesOwner(self) -> None:
+        """
+        A worker removed and registered again by another connection is not
+        affected when its first connection is lost.
+        """
+        first, second = _Owner("first"), _Owner("second")
+        self.add("a", 1, owner=first)
+        self.queue.gone("a")
+        self.add("a", 1, owner=second)
+        self.queue.owner_lost(first)
+        assert self.info("a").expires_in == -1.0
+
+
+class TestNoLeaseGrace(QueueTestCase):
+    """
+    With a lease grace of 0, workers go with their connection.
+    """
+
+    lease_grace = 0.0
+
+    def test_ownerLostRemovesAtOnce(self) -> None:
+        """
+        Losing the connection removes its workers at once, and only them.
+        """
+        first, second = _Owner("first"), _Owner("second")
+        self.add("a", 2, owner=first)
+        self.add("b", 1, owner=first)
+        self.add("c", 1, owner=second)
+        self.queue.owner_lost(first)
+        assert self.ids() == ["c"]
+        assert self.queue.stats() == QueueStats(1, 1, 0, 0)
+        assert sorted(self.removals()) == [("a", "lease expired"), ("b", "lease expired")]
+
+
+class TestTtl(QueueTestCase):
+    """
+    An update with a ttl removes its worker ttl seconds after its last
+    accepted or duplicate update.
+    """
+
+    def test_ttlRemoves(self) -> None:
+        """
+        A worker goes ttl seconds after its update, not before.
+        """
+        self.add("a", 1, ttl=5.0)
+        self.clock.advance(4.5)
+        assert self.ids() == ["a"]
+        self.clock.advance(0.5)
+        assert self.ids() == []
+        assert self.queue.stats().workers == 0
+        assert self.removals() == [("a", "ttl expired")]
+
+    def test_ttlRenewedByUpdate(self) -> None:
+        """
+        An accepted update restarts the ttl.
+        """
+        self.add("a", 1, ttl=5.0)
+        self.clock.advance(4.0)
+        self.add("a", 1, ttl=5.0)
+        self.clock.advance(4.0)
+        assert self.ids() == ["a"]
+        self.clock.advance(1.0)
+        assert self.ids() == []
+
+    def test_ttlReplacedByUpdate(self) -> None:
+        """
+        An accepted update's ttl replaces the old one.
+        """
+        self.add("a", 1, ttl=50.0)
+        self.add("a", 1, ttl=2.0)
+        self.clock.advance(2.0)
+        assert self.ids() == []
+
+    def test_updateWithoutTtlClearsTtl(self) -> None:
+        """
+        An accepted update without ttl removes the ttl.
+        """
+        self.add("a", 1, ttl=5.0)
+        self.add("a", 1)
+        assert self.info("a").expires_in == -1.0
+        self.clock.advance(60.0)
+        assert self.ids() == ["a"]
+
+    def test_ttlZeroIsNoTtl(self) -> None:
+        """
+        A ttl of 0 means no ttl.
+        """
+        self.add("a", 1, ttl=0.0)
+        assert self.info("a").expires_in == -1.0
+        self.clock.advance(60.0)
+        assert self.ids() == ["a"]
+
+    def test_ttlEachWorker(self) -> None:
+        """
+        Each worker goes at its own ttl.
+        """
+        self.add("a", 1, ttl=3.0)
+        self.add("b", 1, ttl=1.0)
+        self.add("c", 1)
+        self.clock.advance(1.0)
+        assert self.ids() == ["a", "c"]
+        self.clock.advance(2.0)
+        assert self.ids() == ["c"]
+
+    def test_ttlWithLease(self) -> None:
+        """
+        A worker with a ttl and a lease grace goes at whichever comes first.
+        """
+        owner = _Owner("s")
+        self.add("a", 1, ttl=10.0, owner=owner)
+        self.add("b", 1, ttl=50.0, owner=owner)
+        self.queue.owner_lost(owner)
+        assert self.info("a").expires_in == 10.0
+        assert self.info("b").expires_in == 30.0
+        self.clock.advance(10.0)
+        assert self.ids() == ["b"]
+        self.clock.advance(20.0)
+        assert self.ids() == []
+        assert self.removals() == [("a", "ttl expired"), ("b", "lease expired")]
+
+    def test_ttlOfReregisteredWorker(self) -> None:
+        """
+        The ttl of a removed worker does not remove it once registered again
+        without ttl.
+        """
+        self.add("a", 1, ttl=5.0)
+        self.queue.gone("a")
+        self.add("a", 1)
+        self.clock.advance(10.0)
+        assert self.ids() == ["a"]
+
+
+class TestWaiting(QueueTestCase):
+    """
+    Calls with a timeout wait for a free slot.
+    """
+
+    def test_waits(self) -> None:
+        """
+        With no free slot and a timeout, the call waits: a Deferred with no
+        result yet, counted in C{stats().waiting}.
+        """
+        self.add("a", 0)
+        d = self.wait()
+        assert_no_result(d)
+        assert self.queue.stats().waiting == 1
+
+    def test_answeredByUpdate(self) -> None:
+        """
+        A waiting call is answered when an update frees a slot, and takes it.
+        """
+        d = self.wait()
+        self.add("a", 1)
+        assert result_of(d) == Assignment("a", "host-a", 7000)
+        assert self.queue.stats() == QueueStats(1, 0, 0, 1)
+        assert self.clock.getDelayedCalls() == []
+
+    def test_firstComeFirstServed(self) -> None:
+        """
+        Waiting calls of a pool are answered in the order they came.
+        """
+        first, second, third = self.wait(), self.wait(), self.wait()
+        self.add("a", 2)
+        assert result_of(first).worker_id == "a"
+        assert result_of(second).worker_id == "a"
+        assert_no_result(third)
+        self.add("b", 1)
+        assert result_of(third).worker_id == "b"
+
+    def test_waitersServedMostFreeFirst(self) -> None:
+        """
+        Waiting calls answered by one update follow the queue's order.
+        """
+        self.add("a", 0)
+        self.add("b", 0)
+        waiters = [self.wait() for _ in range(3)]
+        self.add("b", 1)
+        self.add("a", 2)
+        assert [result_of(d).worker_id for d in waiters] == ["b", "a", "a"]
+
+    def test_newCallQueuesBehindWaiters(self) -> None:
+        """
+        A call that arrives while others wait does not pass them: it is
+        answered after them.
+        """
+        first = self.wait()
+        second = self.wait()
+        self.add("a", 1)
+        assert result_of(first).worker_id == "a"
+        assert_no_result(second)
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker()
+        self.add("b", 1)
+        assert result_of(second).worker_id == "b"
+
+    def test_onlyItsPool(self) -> None:
+        """
+        A waiting call is not answered by an update in another pool.
+        """
+        d = self.wait("x")
+        self.add("a", 1, pool="y")
+        assert_no_result(d)
+        self.add("b", 1, pool="x")
+        assert result_of(d).worker_id == "b"
+
+    def test_poolMoveAnswers(self) -> None:
+        """
+        A worker moving into a pool answers that pool's waiting calls.
+        """
+        self.add("a", 1, pool="y")
+        d = self.wait("x")
+        self.add("a", 1, pool="x")
+        assert result_of(d).worker_id == "a"
+
+    def test_capacityZeroUpdateDoesNotAnswer(self) -> None:
+        """
+        An update with no free slot answers no waiting call.
+        """
+        d = self.wait()
+        self.add("a", 0)
+        assert_no_result(d)
+
+    def test_duplicateDoesNotAnswer(self) -> None:
+        """
+        A duplicate update (refused) frees no slot and answers no waiting call.
+        """
+        self.add("a", 1, seq=1)
+        self.take()
+        d = self.wait()
+        assert self.add("a", 1, seq=1) is False
+        assert_no_result(d)
+
+    def test_timeout(self) -> None:
+        """
+        A waiting call fails with L{NoWorkerAvailable} when its timeout runs
+        out, and leaves the line.
+        """
+        d = self.wait(timeout=5.0)
+        self.clock.advance(4.5)
+        assert_no_result(d)
+        self.clock.advance(0.5)
+        failure_of(d, NoWorkerAvailable)
+        assert self.queue.stats().waiting == 0
+
+    def test_timedOutTakesNoSlot(self) -> None:
+        """
+        A call that timed out takes no slot freed later.
+        """
+        d = self.wait(timeout=1.0)
+        self.clock.advance(1.0)
+        failure_of(d, NoWorkerAvailable)
+        self.add("a", 1)
+        assert self.queue.stats() == QueueStats(1, 1, 0, 0)
+
+    def test_timeoutOthersStay(self) -> None:
+        """
+        A timeout removes only its call: the one behind it is still answered.
+        """
+        first = self.wait(timeout=1.0)
+        second = self.wait(timeout=5.0)
+        self.clock.advance(1.0)
+        failure_of(first, NoWorkerAvailable)
+        self.add("a", 1)
+        assert result_of(second).worker_id == "a"
+
+    def test_cancel(self) -> None:
+        """
+        Cancelling a waiting call (its connection closed) fails it with
+        L{CancelledError}, takes it out of the count and stops its timer.
+        """
+        d = self.wait()
+        d.cancel()
+        failure_of(d, CancelledError)
+        assert self.queue.stats().waiting == 0
+        assert self.clock.getDelayedCalls() == []
+
+    def test_cancelTakesNoSlot(self) -> None:
+        """
+        A cancelled call takes no slot freed later; the call behind it does.
+        """
+        first, second = self.wait(), self.wait()
+        first.cancel()
+        failure_of(first, CancelledError)
+        self.add("a", 2)
+        assert result_of(second).worker_id == "a"
+        assert self.queue.stats() == QueueStats(1, 1, 0, 1)
+        assert self.free("a") == 1
+
+    def test_cancelAnsweredIsNoop(self) -> None:
+        """
+        Cancelling an answered call changes nothing.
+        """
+        d = self.wait()
+        self.add("a", 1)
+        d.cancel()
+        assert result_of(d).worker_id == "a"
+        assert self.queue.stats() == QueueStats(1, 0, 0, 1)
+
+    def test_answeredStopsTimer(self) -> None:
+        """
+        An answered call does not fail later when its timeout would have run
+        out.
+        """
+        d = self.wait(timeout=1.0)
+        self.add("a", 1)
+        self.clock.advance(2.0)
+        assert result_of(d).worker_id == "a"
+
+    def test_waitingCountedInStats(self) -> None:
+        """
+        C{stats().waiting} counts the calls waiting in every pool.
+        """
+        self.wait("x")
+        self.wait("x")
+        self.wait("y")
+        assert self.queue.stats().waiting == 3
+        self.add("a", 1, pool="x")
+        assert self.queue.stats().waiting == 2
+
+    def test_noTimeoutWhileOthersWait(self) -> None:
+        """
+        A call without timeout while others wait fails at once and does not
+        join the line.
+        """
+        self.wait()
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker()
+        assert self.queue.stats().waiting == 1
+
+    def test_stopFailsWaiters(self) -> None:
+        """
+        C{stop} fails every waiting call with L{NoWorkerAvailable} and leaves
+        no timer behind.
+        """
+        first = self.wait("x")
+        second = self.wait("y")
+        self.add("a", 1, ttl=5.0)
+        self.queue.stop()
+        failure_of(first, NoWorkerAvailable)
+        failure_of(second, NoWorkerAvailable)
+        assert self.queue.stats().waiting == 0
+        assert self.clock.getDelayedCalls() == []
+
+
+class TestMaxWaiting(QueueTestCase):
+    """
+    At most C{max_waiting} calls wait at once.
+    """
+
+    max_waiting = 2
+
+    def test_overloaded(self) -> None:
+        """
+        One more waiting call than C{max_waiting} fails with L{Overloaded},
+        whatever its pool, and is not counted.
+        """
+        self.wait("x")
+        self.wait("y")
+        with pytest.raises(Overloaded):
+            self.queue.next_worker("x", 1.0)
+        with pytest.raises(Overloaded):
+            self.queue.next_worker("z", 1.0)
+        assert self.queue.stats().waiting == 2
+
+    def test_overloadedOnlyWhenWaiting(self) -> None:
+        """
+        A call with a free slot is answered even when C{max_waiting} calls
+        wait (in another pool); a call without timeout gets
+        L{NoWorkerAvailable}, not L{Overloaded}.
+        """
+        self.wait("x")
+        self.wait("x")
+        self.add("a", 1, pool="y")
+        assert self.queue.next_worker("y", 1.0) == Assignment("a", "host-a", 7000)
+        with pytest.raises(NoWorkerAvailable):
+            self.queue.next_worker("x")
+
+    def test_roomAgainAfterAnswer(self) -> None:
+        """
+        Once a waiting call is answered, another may wait.
+        """
+        first = self.wait()
+        self.wait()
+        self.add("a", 1)
+        result_of(first)
+        assert_no_result(self.wait())
+        assert self.queue.stats().waiting == 2
+
+
+class TestStats(QueueTestCase):
+    """
+    C{stats}.
+    """
+
+    def test_empty(self) -> None:
+        """
+        A new queue counts nothing.
+        """
+        assert self.queue.stats() == QueueStats(0, 0, 0, 0)
+
+    def test_counts(self) -> None:
+        """
+        C{stats} counts workers and free slots of every pool, and answers.
+        """
+        self.add("a", 3)
+        self.add("b", 2, pool="x")
+        self.add("c", 0)
+        self.take()
+        self.take("x")
+        assert self.queue.stats() == QueueStats(3, 3, 0, 2)
+
+    def test_dispatchedCountsWaitersAnswered(self) -> None:
+        """
+        Answers to waiting calls count as dispatched.
+        """
+        self.wait()
+        self.wait()
+        self.add("a", 5)
+        assert self.queue.stats() == QueueStats(1, 3, 0, 2)
+
+    def test_freeSlotsFollowUpdates(self) -> None:
+        """
+        Free slots follow accepted updates, removals and pool moves.
+        """
+        self.add("a", 3)
+        self.take()
+        self.add("a", 1, pool="x")
+        self.add("b", 4)
+        assert self.queue.stats().free_slots == 5
+        self.queue.gone("b")
+        assert self.queue.stats().free_slots == 1
+
+
+class TestListWorkers(QueueTestCase):
+    """
+    C{list_workers}.
+    """
+
+    def test_idOrder(self) -> None:
+        """
+        Workers are listed in id order across pools.
+        """
+        self.add("c", 1, pool="x")
+        self.add("a", 1, pool="y")
+        self.add("d", 1)
+        self.add("b", 1, pool="x")
+        assert self.ids() == ["a", "b", "c", "d"]
+
+    def test_empty(self) -> None:
+        """
+        An empty queue lists nothing.
+        """
+        assert self.ids() == []
+        assert self.ids("x") == []
+
+    def test_poolFilter(self) -> None:
+        """
+        Given a pool, only its workers are listed; an unknown pool lists none.
+        """
+        self.add("c", 1, pool="x")
+        self.add("a", 1, pool="y")
+        self.add("b", 1, pool="x")
+        assert self.ids("x") == ["b", "c"]
+        assert self.ids("nope") == []
+
+    def test_after(self) -> None:
+        """
+        Given C{after}, only ids greater than it are listed (it need not be a
+        registered id).
+        """
+        for worker_id in ["a", "b", "c", "d"]:
+            self.add(worker_id, 1, pool="x" if worker_id in "ac" else None)
+        assert self.ids(after="b") == ["c", "d"]
+        assert self.ids(after="bb") == ["c", "d"]
+        assert self.ids("x", after="a") == ["c"]
+        assert self.ids(after="d") == []
+
+    def test_fields(self) -> None:
+        """
+        Each worker is listed with host, port, pool, capacity, free slots and
+        expires_in.
+        """
+        self.add("a", 3, pool="x", host="h", port=81)
+        self.take("x")
+        assert list(self.queue.list_workers()) == [WorkerInfo("a", "h", 81, "x", 3, 2, -1.0)]
+
+    def test_expiresInNothingPending(self) -> None:
+        """
+        C{expires_in} is -1 when no removal is pending.
+        """
+        self.add("a", 1, owner=_Owner("s"))
+        assert self.info("a").expires_in == -1.0
+
+    def test_expiresInTtl(self) -> None:
+        """
+        C{expires_in} is the time left of the worker's ttl.
+        """
+        self.add("a", 1, ttl=10.0)
+        self.clock.advance(2.5)
+        assert self.info("a").expires_in == 7.5
+
+    def test_expiresInLease(self) -> None:
+        """
+        C{expires_in} is the time left of the worker's lease grace.
+        """
+        owner = _Owner("s")
+        self.add("a", 1, owner=owner)
+        self.queue.owner_lost(owner)
+        self.clock.advance(12.0)
+        assert self.info("a").expires_in == 18.0
+
+
+class TestHeapBound(QueueTestCase):
+    """
+    Stale heap entries do not pile up.
+    """
+
+    def bound(self, pool: str) -> int:
+        n = len(self.queue._pools[pool].ids)
+        return 2 * n + 32 + 1
+
+    def test_poolHeapBounded(self) -> None:
+        """
+        Many updates and answers of the same few workers leave the pool's heap
+        within twice its workers plus a constant.
+        """
+        for i in range(5000):
+            self.add(f"w{i % 4}", 1 + i % 3)
+            if i % 3 == 0:
+                self.take()
+            assert len(self.queue._pools["default"].heap) <= self.bound("default")
+
+    def test_poolHeapBoundedAcrossMoves(self) -> None:
+        """
+        Workers moving between pools leave both heaps bounded.
+        """
+        for i in range(3000):
+            self.add(f"w{i % 3}", 2, pool="x" if i % 2 else "y")
+            self.add("stay-x", 1, pool="x")
+            self.add("stay-y", 1, pool="y")
+            for name in ["x", "y"]:
+                assert len(self.queue._pools[name].heap) <= self.bound(name)
+
+    def test_deadlineHeapBounded(self) -> None:
+        """
+        Many ttl renewals of the same few workers, as time goes by, leave the
+        deadline heap within twice the workers plus a constant.
+        """
+        for i in range(5000):
+            self.add(f"w{i % 4}", 1, ttl=5.0)
+            self.clock.advance(0.001)
+            assert len(self.queue._deadlines) <= 2 * 4 + 64 + 1
+
+    def test_deadlineHeapBoundedSameInstant(self) -> None:
+        """
+        Many ttl renewals of the same few workers at one instant (a burst of
+        duplicates, or a coarse clock) leave the deadline heap bounded too.
+        """
+        for i in range(1000):
+            self.add(f"w{i % 4}", 1, seq=1, ttl=5.0)
+        assert len(self.queue._deadlines) <= 2 * 4 + 64 + 1
