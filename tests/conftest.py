@@ -1,12 +1,26 @@
 """
 Shared test set-up: quiet structlog (tests read events with
-C{structlog.testing.capture_logs}, which works whatever the level).
+C{structlog.testing.capture_logs}, which works whatever the level), and the
+C{reactor} fixture.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import pytest
 import structlog
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+@pytest.fixture
+def reactor() -> Any:
+    """
+    The real reactor, which pytest-twisted runs, for loopback and process
+    tests (unit tests use a L{Clock} and in-memory transports instead).
+    """
+    from twisted.internet import reactor
+
+    return reactor

@@ -6,7 +6,7 @@ through L{ClientService}.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Coroutine, List, Tuple, cast
+from typing import Any, List, Tuple
 
 import pytest
 import pytest_twisted
@@ -25,25 +25,6 @@ from amp_dispatch.client import (
     SchedulerClient,
     Worker,
 )
-
-
-def twisted_test(
-    test: Callable[..., Coroutine[Any, Any, None]],
-) -> Callable[..., Deferred[None]]:
-    """
-    C{pytest_twisted.ensureDeferred}, typed.
-    """
-    return cast(Callable[..., "Deferred[None]"], pytest_twisted.ensureDeferred(test))
-
-
-@pytest.fixture
-def reactor() -> Any:
-    """
-    The real reactor pytest-twisted runs.
-    """
-    from twisted.internet import reactor
-
-    return reactor
 
 
 def fast_retry(attempt: int) -> float:
@@ -107,7 +88,7 @@ async def dispatcher(reactor: Any) -> Tuple[WorkerQueue, Listener, Listener, str
     return queue, frontend, scheduler, frontend_endpoint, scheduler_endpoint
 
 
-@twisted_test
+@pytest_twisted.ensureDeferred
 async def test_register_then_dispatch(reactor: Any) -> None:
     """
     A worker registered with the scheduler client is handed out to the front
@@ -126,7 +107,7 @@ async def test_register_then_dispatch(reactor: Any) -> None:
         await scheduler.stop()
 
 
-@twisted_test
+@pytest_twisted.ensureDeferred
 async def test_refused_connection_fails_promptly(reactor: Any) -> None:
     """
     With C{fail_after_failures=1} a call to a port nobody listens on fails at
@@ -146,7 +127,7 @@ async def test_refused_connection_fails_promptly(reactor: Any) -> None:
     assert "refused" in str(raised.value)
 
 
-@twisted_test
+@pytest_twisted.ensureDeferred
 async def test_scheduler_refills_restarted_dispatcher(reactor: Any) -> None:
     """
     When the dispatcher restarts empty on the same port, the scheduler client

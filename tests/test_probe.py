@@ -434,16 +434,6 @@ def async_fixture(fixture: Callable[..., AsyncIterator[T]]) -> Callable[..., Asy
     return cast(Callable[..., AsyncIterator[T]], pytest_twisted.async_yield_fixture(fixture))
 
 
-@pytest.fixture
-def reactor() -> Any:
-    """
-    The real reactor pytest-twisted runs.
-    """
-    from twisted.internet import reactor
-
-    return reactor
-
-
 async def stop(service: DispatcherService) -> None:
     stopping = service.stopService()
     if stopping is not None:

@@ -11,7 +11,7 @@ contract guard (which uses none of them) never loads C{amp_dispatch}.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, List
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, List, Type, TypeVar
 
 import pytest
 import pytest_twisted
@@ -31,16 +31,6 @@ def quick_retry(attempt: int) -> float:
     The test clients' retry policy: a short, constant reconnect delay.
     """
     return RECONNECT_DELAY
-
-
-@pytest.fixture
-def reactor() -> Any:
-    """
-    The global reactor, which pytest-twisted runs.
-    """
-    from twisted.internet import reactor
-
-    return reactor
 
 
 @pytest_twisted.async_yield_fixture
@@ -86,6 +76,19 @@ async def cleanup() -> AsyncIterator[Cleanup]:
             raise errors[0]
 
 
+_Client = TypeVar("_Client", "FrontendClient", "SchedulerClient")
+
+
+def _started(
+    client_type: Type[_Client], endpoint: str, reactor: Any, cleanup: Cleanup, options: Any
+) -> _Client:
+    options.setdefault("retry_policy", quick_retry)
+    client = client_type(reactor, endpoint, **options)
+    client.start()
+    cleanup(client.stop)
+    return client
+
+
 @pytest.fixture
 def frontend_client(
     reactor: Any, dispatcher: DispatcherProcess, cleanup: Cleanup
@@ -95,14 +98,9 @@ def frontend_client(
     """
     from amp_dispatch.client import FrontendClient
 
-    def make(**options: Any) -> FrontendClient:
-        options.setdefault("retry_policy", quick_retry)
-        client = FrontendClient(reactor, dispatcher.frontend, **options)
-        client.start()
-        cleanup(client.stop)
-        return client
-
-    return make
+    return lambda **options: _started(
+        FrontendClient, dispatcher.frontend, reactor, cleanup, options
+    )
 
 
 @pytest.fixture
@@ -114,14 +112,9 @@ def scheduler_client(
     """
     from amp_dispatch.client import SchedulerClient
 
-    def make(**options: Any) -> SchedulerClient:
-        options.setdefault("retry_policy", quick_retry)
-        client = SchedulerClient(reactor, dispatcher.scheduler, **options)
-        client.start()
-        cleanup(client.stop)
-        return client
-
-    return make
+    return lambda **options: _started(
+        SchedulerClient, dispatcher.scheduler, reactor, cleanup, options
+    )
 
 
 @pytest.fixture
