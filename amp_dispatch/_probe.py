@@ -36,7 +36,6 @@ from amp_dispatch_commands import (
     WorkerUpdate,
 )
 from twisted.internet.error import ConnectError
-from twisted.internet.task import deferLater
 from twisted.protocols import amp
 from twisted.python import usage
 
@@ -550,10 +549,6 @@ async def probe(reactor: Any, options: ProbeOptions) -> str:
     except Exception as e:
         raise ProbeFailed(describe_error(e, endpoint, listener)) from None
     finally:
-        # A failed connection attempt fails the call from inside the
-        # connection's state machine, which must not be re-entered: stop it
-        # from a later turn of the reactor.
-        await deferLater(reactor, 0, lambda: None)
         await connection.stop()
     return subcommand.render(result, options.as_json)
 
