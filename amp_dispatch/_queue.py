@@ -36,6 +36,13 @@ _NEVER_ANSWERED = -(1 << 62)
 Owner = Hashable
 
 
+def no_free_slot(pool_name: str) -> NoWorkerAvailable:
+    """
+    The error of a C{NextWorker} that found no free slot in C{pool_name}.
+    """
+    return NoWorkerAvailable(f"no worker of pool {pool_name!r} has a free slot")
+
+
 @frozen
 class Assignment:
     """
@@ -95,6 +102,8 @@ class _Worker:
     expiry_at: Optional[float] = None
     owner: Optional[Owner] = None
     entry: Optional[_Entry] = None
+    # The encoded NextWorker answer (after the tag), made by the fast path.
+    answer: Optional[bytes] = None
 
     @property
     def free(self) -> int:
@@ -196,6 +205,8 @@ class WorkerQueue:
             else:
                 _log.debug("worker updated", worker_id=worker_id, capacity=capacity)
             self._free_slots -= worker.free
+            if host != worker.host or port != worker.port:
+                worker.answer = None
             worker.host = host
             worker.port = port
             worker.capacity = capacity
@@ -253,17 +264,25 @@ class WorkerQueue:
         @raise Overloaded: no free slot and C{max_waiting} calls already wait.
         """
         pool_name = pool or DEFAULT_POOL
-        target = self._pools.get(pool_name)
-        if target is not None and not target.waiters:
-            answer = self._take(target)
-            if answer is not None:
-                return answer
+        worker = self.take(pool_name)
+        if worker is not None:
+            return Assignment(worker.worker_id, worker.host, worker.port)
         if not timeout:
-            raise NoWorkerAvailable(f"no worker of pool {pool_name!r} has a free slot")
+            raise no_free_slot(pool_name)
         if self._waiting >= self.max_waiting:
             _log.warning("waiting call refused", pool=pool_name, max_waiting=self.max_waiting)
             raise Overloaded(f"{self.max_waiting} calls are already waiting")
         return self._wait(self._pool(pool_name), timeout)
+
+    def take(self, pool_name: str) -> Optional[_Worker]:
+        """
+        Take a slot of the head of the pool's queue, if it has a free one and
+        no call waits for one (the fast path's L{next_worker}).
+        """
+        target = self._pools.get(pool_name)
+        if target is None or target.waiters:
+            return None
+        return self._take(target)
 
     # -- reading --------------------------------------------------------------
 
@@ -402,7 +421,7 @@ class WorkerQueue:
             heap[:] = [e for e in heap if e[2].entry is e]
             heapq.heapify(heap)
 
-    def _take(self, target: _Pool) -> Optional[Assignment]:
+    def _take(self, target: _Pool) -> Optional[_Worker]:
         heap = target.heap
         while heap:
             entry = heap[0]
@@ -421,7 +440,7 @@ class WorkerQueue:
             else:
                 worker.entry = None
                 heapq.heappop(heap)
-            return Assignment(worker.worker_id, worker.host, worker.port)
+            return worker
         return None
 
     def _leave_pool(self, worker: _Worker) -> None:
@@ -471,12 +490,12 @@ class WorkerQueue:
     def _serve_waiters(self, target: _Pool) -> None:
         waiters = target.waiters
         while waiters:
-            answer = self._take(target)
-            if answer is None:
+            worker = self._take(target)
+            if worker is None:
                 return
             waiter = next(iter(waiters))
             self._end_wait(target, waiter)
-            waiter.deferred.callback(answer)
+            waiter.deferred.callback(Assignment(worker.worker_id, worker.host, worker.port))
 
 
 __all__ = ["Assignment", "Owner", "QueueStats", "WorkerInfo", "WorkerQueue"]

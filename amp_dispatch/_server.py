@@ -18,6 +18,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from ._addresses import host_port
+from ._fastpath import FrontendProtocol
 from ._queue import WorkerQueue
 from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
 
@@ -56,14 +57,36 @@ class _ListenerFactory(ServerFactory):
         return protocol
 
 
-class Dispatcher:
+class _FrontendFactory(ServerFactory):
     """
-    A dispatcher's state and the factories of its two listeners.
+    Builds each front-end connection with the C{NextWorker} fast path.
     """
+
+    noisy = False
 
     def __init__(self, queue: WorkerQueue) -> None:
         self.queue = queue
-        self.frontend_factory = _ListenerFactory(FrontendResponder, queue)
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> FrontendProtocol:
+        protocol = FrontendProtocol(self.queue)
+        protocol.factory = self
+        return protocol
+
+
+class Dispatcher:
+    """
+    A dispatcher's state and the factories of its two listeners.
+
+    @param fast_path: answer C{NextWorker} on the fast path
+        (L{FrontendProtocol}); C{False} runs the front end on Twisted's
+        generic AMP protocol, which the tests compare it with.
+    """
+
+    def __init__(self, queue: WorkerQueue, *, fast_path: bool = True) -> None:
+        self.queue = queue
+        self.frontend_factory: ServerFactory = (
+            _FrontendFactory(queue) if fast_path else _ListenerFactory(FrontendResponder, queue)
+        )
         self.scheduler_factory = _ListenerFactory(SchedulerResponder, queue)
 
 
