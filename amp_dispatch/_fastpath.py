@@ -47,6 +47,12 @@ _DESCRIPTION = b"\x00\x12_error_description"
 _END = b"\x00\x00"
 
 _NEXT_WORKER = b"NextWorker"
+_ASK_KEY = b"\x00\x04_ask"
+_COMMAND_END = b"\x00\x08_command\x00\x0aNextWorker\x00\x00"
+_COMMAND_ASK_KEY = b"\x00\x08_command\x00\x0aNextWorker\x00\x04_ask"
+# Where the tag starts, after the key and the tag's length.
+_ASK_TAG_AT = len(_ASK_KEY) + 2
+_COMMAND_ASK_TAG_AT = len(_COMMAND_ASK_KEY) + 2
 _CONNECTION_LOST = Failure(ConnectionLost())
 
 # Pool names already checked, by their bytes on the wire (bounded: any client
@@ -154,9 +160,38 @@ class FrontendProtocol(Protocol):
         start = 0
         out: List[bytes] = []
         take = self._queue.take
+        tag: Optional[bytes]
         while True:
-            # One box: [2-byte key length, key, 2-byte value length, value]...,
-            # then an empty key.
+            # The NextWorker boxes without arguments that Twisted clients send
+            # (keys sorted: _ask, _command) or that put _command first, matched
+            # without building a dict.
+            tag_end = -1
+            if buffer.startswith(_ASK_KEY, start) and start + _ASK_TAG_AT <= end:
+                tag_start = start + _ASK_TAG_AT
+                tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
+                box_end = tag_end + len(_COMMAND_END)
+                if not buffer.startswith(_COMMAND_END, tag_end):
+                    tag_end = -1
+            elif buffer.startswith(_COMMAND_ASK_KEY, start) and start + _COMMAND_ASK_TAG_AT <= end:
+                tag_start = start + _COMMAND_ASK_TAG_AT
+                tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
+                box_end = tag_end + 2
+                if not buffer.startswith(_END, tag_end):
+                    tag_end = -1
+            if tag_end >= 0:
+                tag = buffer[tag_start:tag_end]
+                start = box_end
+                worker = take(DEFAULT_POOL)
+                if worker is None:
+                    out.append(_no_worker(tag, DEFAULT_POOL))
+                    continue
+                tail = worker.answer
+                if tail is None:
+                    tail = worker.answer = encode_answer_tail(worker)
+                out.append(_ANSWER + _pack_length(len(tag)) + tag + tail)
+                continue
+            # Any other box: [2-byte key length, key, 2-byte value length,
+            # value]..., then an empty key.
             box: Dict[bytes, bytes] = {}
             at = start
             complete = False

@@ -5,18 +5,20 @@ Each pool keeps its workers that have a free slot in a heap ordered by
 C{(-free, order)}: most free slots first, then round robin among equals.
 C{order} is the tick of the worker's last answer, or, for a worker never
 answered since it entered the pool, its entering tick shifted below every
-answer tick (so it goes first, and among those the earliest to enter).  A
-change of a worker's key pushes a new heap entry and leaves the old one stale
-(the worker points at its one live entry); stale entries are skipped at the
-head and dropped when they outnumber the live ones.  So C{update}, C{gone} and
-C{next_worker} cost O(log n) amortized, whatever the number of workers.
+answer tick (so it goes first, and among those the earliest to enter).  Both
+are packed in one integer key, C{order - free * 2**63}, so the heap compares
+plain ints; the pool maps each live key to its worker.  A change of a
+worker's key pushes the new key and forgets the old one, which stays in the
+heap, stale, until it reaches the head or the heap is compacted (when stale
+keys outnumber live ones).  So C{update}, C{gone} and C{next_worker} cost
+O(log n) amortized, whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import heapq
 from itertools import count
-from typing import Any, Dict, Hashable, Iterator, List, Optional, Set, Union
+from typing import Dict, Hashable, Iterator, List, Optional, Set, Union
 
 import structlog
 from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded
@@ -81,8 +83,8 @@ class QueueStats:
     dispatched: int
 
 
-# Heap entry: [-free, order, worker]; a list so a worker can point at its live one.
-_Entry = List[Any]
+#: Keys are C{order - free * _FREE}: C{|order|} < 2**62 < C{_FREE}.
+_FREE = 1 << 63
 
 
 @define(eq=False)
@@ -101,7 +103,8 @@ class _Worker:
     # When the worker's earliest entry in the deadline heap comes due.
     expiry_at: Optional[float] = None
     owner: Optional[Owner] = None
-    entry: Optional[_Entry] = None
+    # The worker's live key in its pool's heap (None: not queued, no free slot).
+    key: Optional[int] = None
     # The encoded NextWorker answer (after the tag), made by the fast path.
     answer: Optional[bytes] = None
 
@@ -126,7 +129,9 @@ class _Waiter:
 @define(eq=False)
 class _Pool:
     name: str
-    heap: List[_Entry] = field(factory=list)
+    heap: List[int] = field(factory=list)
+    # The live keys of the heap and their workers.
+    queued: Dict[int, _Worker] = field(factory=dict)
     ids: SortedList = field(factory=SortedList)
     # Insertion-ordered set: first come first served, O(1) removal.
     waiters: Dict[_Waiter, None] = field(factory=dict)
@@ -409,43 +414,49 @@ class WorkerQueue:
         """
         Put the worker's current key in its pool's heap (or none when full).
         """
-        worker.entry = None
-        free = worker.free
+        target = worker.pool
+        if worker.key is not None:
+            del target.queued[worker.key]
+            worker.key = None
+        free = worker.capacity - worker.assigned
         if free <= 0:
             return
-        entry = [-free, worker.order, worker]
-        worker.entry = entry
-        heap = worker.pool.heap
-        heapq.heappush(heap, entry)
-        if len(heap) > 2 * len(worker.pool.ids) + 32:
-            heap[:] = [e for e in heap if e[2].entry is e]
+        key = worker.key = worker.order - free * _FREE
+        target.queued[key] = worker
+        heap = target.heap
+        heapq.heappush(heap, key)
+        if len(heap) > 2 * len(target.queued) + 32:
+            heap[:] = target.queued
             heapq.heapify(heap)
 
     def _take(self, target: _Pool) -> Optional[_Worker]:
         heap = target.heap
+        queued = target.queued
         while heap:
-            entry = heap[0]
-            worker: _Worker = entry[2]
-            if worker.entry is not entry:
-                heapq.heappop(heap)
+            worker = queued.pop(heap[0], None)
+            if worker is None:
+                heapq.heappop(heap)  # stale
                 continue
             worker.assigned += 1
-            worker.order = next(self._ticks)
+            order = worker.order = next(self._ticks)
             self._free_slots -= 1
             self._dispatched += 1
             free = worker.capacity - worker.assigned
             if free > 0:
-                worker.entry = [-free, worker.order, worker]
-                heapq.heapreplace(heap, worker.entry)
+                key = worker.key = order - free * _FREE
+                queued[key] = worker
+                heapq.heapreplace(heap, key)
             else:
-                worker.entry = None
+                worker.key = None
                 heapq.heappop(heap)
             return worker
         return None
 
     def _leave_pool(self, worker: _Worker) -> None:
-        worker.entry = None
         target = worker.pool
+        if worker.key is not None:
+            del target.queued[worker.key]
+            worker.key = None
         target.ids.remove(worker.worker_id)
         if not target.ids and not target.waiters:
             del self._pools[target.name]

@@ -1,0 +1,81 @@
+"""
+In-process CPU cost of the front-end protocol per NextWorker: feeds pipelined,
+pre-encoded NextWorker boxes to one connection (no sockets, no reactor) and
+reports microseconds of CPU per call, for the fast path and Twisted's generic
+path.  For profiling: `--profile` runs pyinstrument over the fast path.
+
+    python scripts/profile_nextworker.py --workers 100000 --calls 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, List
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from amp_dispatch._queue import WorkerQueue
+from amp_dispatch._server import Dispatcher
+
+
+class _NullTransport(StringTransport):
+    def write(self, data: bytes) -> None:
+        pass
+
+
+def _box(tag: int) -> bytes:
+    hex_tag = b"%x" % tag
+    return (
+        b"\x00\x08_command\x00\x0aNextWorker\x00\x04_ask"
+        + len(hex_tag).to_bytes(2, "big")
+        + hex_tag
+        + b"\x00\x00"
+    )
+
+
+def measure(fast_path: bool, workers: int, calls: int, batch: int) -> float:
+    queue = WorkerQueue(Clock())
+    for i in range(workers):
+        queue.update(f"worker-{i}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 9000, 10**9)
+    protocol: Any = Dispatcher(queue, fast_path=fast_path).frontend_factory.buildProtocol(None)
+    protocol.makeConnection(_NullTransport())
+    chunks: List[bytes] = [
+        b"".join(_box(n) for n in range(start, start + batch)) for start in range(1, calls, batch)
+    ]
+    started = time.process_time()
+    for chunk in chunks:
+        protocol.dataReceived(chunk)
+    used = time.process_time() - started
+    return used / (len(chunks) * batch) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=100_000)
+    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=16, help="boxes per read")
+    parser.add_argument("--generic", action="store_true", help="also the generic path")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument the fast path")
+    options = parser.parse_args()
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(30)
+    )
+    if options.profile:
+        from pyinstrument import Profiler
+
+        with Profiler() as profiler:
+            measure(True, options.workers, options.calls, options.batch)
+        profiler.print()
+    fast = measure(True, options.workers, options.calls, options.batch)
+    print(f"fast path: {fast:.2f} us CPU per NextWorker ({options.workers} workers)")
+    if options.generic:
+        generic = measure(False, options.workers, options.calls // 4, options.batch)
+        print(f"generic path: {generic:.2f} us CPU per NextWorker")
+
+
+if __name__ == "__main__":
+    main()
