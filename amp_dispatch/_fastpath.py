@@ -22,7 +22,14 @@ from __future__ import annotations
 from struct import Struct
 from typing import Dict, List, Optional
 
-from amp_dispatch_commands import DEFAULT_POOL, NO_WORKER_AVAILABLE, Identifier, Seconds
+from amp_dispatch_commands import (
+    DEFAULT_POOL,
+    NO_WORKER_AVAILABLE,
+    BoundedInteger,
+    HostName,
+    Identifier,
+    Seconds,
+)
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -31,7 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._queue import WorkerQueue, _Worker, no_free_slot
-from ._responders import FrontendResponder
+from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
 
 _twisted_log = Logger()
 
@@ -55,11 +62,18 @@ _ASK_TAG_AT = len(_ASK_KEY) + 2
 _COMMAND_ASK_TAG_AT = len(_COMMAND_ASK_KEY) + 2
 _CONNECTION_LOST = Failure(ConnectionLost())
 
+_WORKER_UPDATE = b"WorkerUpdate"
+_ACCEPTED = b"\x00\x08accepted\x00\x04True\x00\x00"
+_NOT_ACCEPTED = b"\x00\x08accepted\x00\x05False\x00\x00"
+
 # Pool names already checked, by their bytes on the wire (bounded: any client
 # may send any name).
 _pool_names: Dict[bytes, str] = {}
 _POOL_NAMES_KEPT = 4096
 _identifier = Identifier()
+_host = HostName()
+_port = BoundedInteger(1, 65535)
+_capacity = BoundedInteger(0)
 _seconds = Seconds()
 
 
@@ -116,15 +130,16 @@ def encode_answer_tail(worker: _Worker) -> bytes:
 
 
 @implementer(amp.IBoxSender)
-class FrontendProtocol(Protocol):
+class _FastBoxProtocol(Protocol):
     """
-    One front-end connection: C{NextWorker} on the fast path, everything else
-    through a L{FrontendResponder}.
+    AMP framing with a fast path: each complete box goes to L{_answer}, which
+    returns the encoded answer of a box it handles itself; every other box
+    goes to the role's generic responder.  Answers to one read go out in one
+    write, in order with the generic path's.
     """
 
-    def __init__(self, queue: WorkerQueue) -> None:
-        self._queue = queue
-        self._responder = FrontendResponder(queue)
+    def __init__(self, responder: _RoleResponder) -> None:
+        self._responder = responder
         self._buffer = b""
         self._key_too_long = False
 
@@ -150,48 +165,39 @@ class FrontendProtocol(Protocol):
         An error nothing handled: log it and drop the connection, as
         L{amp.BinaryBoxProtocol} does (L{amp.IBoxSender}).
         """
-        _twisted_log.failure("unhandled error on a front-end connection", failure)
+        _twisted_log.failure(
+            "unhandled error on a {role} connection", failure, role=self._responder.role
+        )
         if self.transport is not None:
             self.transport.loseConnection()
+
+    def _shortcut(self, buffer: bytes, start: int, end: int, out: List[bytes]) -> int:
+        """
+        Answer the box at C{start} without parsing it into a dict, if it has a
+        shape known in advance; return where the next box starts, or -1.
+        """
+        return -1
+
+    def _answer(self, box: Dict[bytes, bytes]) -> Optional[bytes]:
+        """
+        The encoded answer to C{box}, or C{None} for the generic path.
+        """
+        return None
 
     def dataReceived(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
         end = len(buffer)
         start = 0
         out: List[bytes] = []
-        take = self._queue.take
-        tag: Optional[bytes]
+        shortcut = self._shortcut
+        answer_to = self._answer
         while True:
-            # The NextWorker boxes without arguments that Twisted clients send
-            # (keys sorted: _ask, _command) or that put _command first, matched
-            # without building a dict.
-            tag_end = -1
-            if buffer.startswith(_ASK_KEY, start) and start + _ASK_TAG_AT <= end:
-                tag_start = start + _ASK_TAG_AT
-                tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
-                box_end = tag_end + len(_COMMAND_END)
-                if not buffer.startswith(_COMMAND_END, tag_end):
-                    tag_end = -1
-            elif buffer.startswith(_COMMAND_ASK_KEY, start) and start + _COMMAND_ASK_TAG_AT <= end:
-                tag_start = start + _COMMAND_ASK_TAG_AT
-                tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
-                box_end = tag_end + 2
-                if not buffer.startswith(_END, tag_end):
-                    tag_end = -1
-            if tag_end >= 0:
-                tag = buffer[tag_start:tag_end]
-                start = box_end
-                worker = take(DEFAULT_POOL)
-                if worker is None:
-                    out.append(_no_worker(tag, DEFAULT_POOL))
-                    continue
-                tail = worker.answer
-                if tail is None:
-                    tail = worker.answer = encode_answer_tail(worker)
-                out.append(_ANSWER + _pack_length(len(tag)) + tag + tail)
+            after = shortcut(buffer, start, end, out)
+            if after >= 0:
+                start = after
                 continue
-            # Any other box: [2-byte key length, key, 2-byte value length,
-            # value]..., then an empty key.
+            # A box: [2-byte key length, key, 2-byte value length, value]...,
+            # then an empty key.
             box: Dict[bytes, bytes] = {}
             at = start
             complete = False
@@ -219,23 +225,10 @@ class FrontendProtocol(Protocol):
             if not complete:
                 break
             start = at
-            tag = box.get(b"_ask")
-            if tag is not None and box.get(b"_command") == _NEXT_WORKER:
-                pool = _pool_name(box.get(b"pool"))
-                raw_timeout = box.get(b"timeout")
-                timeout = 0.0 if raw_timeout is None else _timeout(raw_timeout)
-                if pool is not None and timeout is not None:
-                    worker = take(pool)
-                    if worker is not None:
-                        tail = worker.answer
-                        if tail is None:
-                            tail = worker.answer = encode_answer_tail(worker)
-                        out.append(_ANSWER + _pack_length(len(tag)) + tag + tail)
-                        continue
-                    if not timeout:
-                        out.append(_no_worker(tag, pool))
-                        continue
-            # Anything else: the generic path, after what is already answered.
+            answer = answer_to(box) if b"_ask" in box else None
+            if answer is not None:
+                out.append(answer)
+                continue
             self._flush(out)
             self._responder.ampBoxReceived(amp.AmpBox(box))
         self._buffer = buffer[start:]
@@ -246,6 +239,98 @@ class FrontendProtocol(Protocol):
             assert self.transport is not None
             self.transport.write(b"".join(out))
             out.clear()
+
+
+class FrontendProtocol(_FastBoxProtocol):
+    """
+    One front-end connection: C{NextWorker} on the fast path when it finds a
+    free slot or answers C{NO_WORKER_AVAILABLE} at once, everything else
+    through a L{FrontendResponder}.
+    """
+
+    def __init__(self, queue: WorkerQueue) -> None:
+        super().__init__(FrontendResponder(queue))
+        self._take = queue.take
+
+    def _shortcut(self, buffer: bytes, start: int, end: int, out: List[bytes]) -> int:
+        # The NextWorker boxes without arguments that Twisted clients send
+        # (keys sorted: _ask, _command) or that put _command first.
+        if buffer.startswith(_ASK_KEY, start) and start + _ASK_TAG_AT <= end:
+            tag_start = start + _ASK_TAG_AT
+            tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
+            if not buffer.startswith(_COMMAND_END, tag_end):
+                return -1
+            after = tag_end + len(_COMMAND_END)
+        elif buffer.startswith(_COMMAND_ASK_KEY, start) and start + _COMMAND_ASK_TAG_AT <= end:
+            tag_start = start + _COMMAND_ASK_TAG_AT
+            tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
+            if not buffer.startswith(_END, tag_end):
+                return -1
+            after = tag_end + len(_END)
+        else:
+            return -1
+        out.append(self._next_worker(buffer[tag_start:tag_end], DEFAULT_POOL, 0.0))
+        return after
+
+    def _answer(self, box: Dict[bytes, bytes]) -> Optional[bytes]:
+        if box.get(b"_command") != _NEXT_WORKER:
+            return None
+        pool = _pool_name(box.get(b"pool"))
+        raw_timeout = box.get(b"timeout")
+        timeout = 0.0 if raw_timeout is None else _timeout(raw_timeout)
+        if pool is None or timeout is None:
+            return None  # INVALID_ARGUMENT, from the generic path
+        answer = self._next_worker(box[b"_ask"], pool, timeout)
+        return answer or None
+
+    def _next_worker(self, tag: bytes, pool: str, timeout: float) -> bytes:
+        """
+        The answer to a C{NextWorker}: a worker, C{NO_WORKER_AVAILABLE}, or
+        C{b""} when the call must wait (the generic path waits).
+        """
+        worker = self._take(pool)
+        if worker is None:
+            return b"" if timeout else _no_worker(tag, pool)
+        tail = worker.answer
+        if tail is None:
+            tail = worker.answer = encode_answer_tail(worker)
+        return _ANSWER + _pack_length(len(tag)) + tag + tail
+
+
+class SchedulerProtocol(_FastBoxProtocol):
+    """
+    One scheduler connection: valid C{WorkerUpdate}s on the fast path,
+    everything else (and any update whose arguments need an error) through
+    a L{SchedulerResponder}, which owns the connection's workers.
+    """
+
+    def __init__(self, queue: WorkerQueue) -> None:
+        super().__init__(SchedulerResponder(queue))
+        self._update = queue.update
+
+    def _answer(self, box: Dict[bytes, bytes]) -> Optional[bytes]:
+        if box.get(b"_command") != _WORKER_UPDATE:
+            return None
+        try:
+            worker_id = _identifier.fromString(box[b"worker_id"])
+            host = _host.fromString(box[b"host"])
+            port = _port.fromString(box[b"port"])
+            capacity = _capacity.fromString(box[b"capacity"])
+            raw = box.get(b"pool")
+            pool = None if raw is None else _identifier.fromString(raw)
+            raw = box.get(b"seq")
+            seq = None if raw is None else int(raw)
+            raw = box.get(b"ttl")
+            ttl = None if raw is None else _seconds.fromString(raw)
+        except (KeyError, ValueError):
+            return None  # INVALID_ARGUMENT, from the generic path
+        accepted = self._update(
+            worker_id, host, port, capacity, pool, seq, ttl, owner=self._responder
+        )
+        tag = box[b"_ask"]
+        return b"".join(
+            (_ANSWER, _pack_length(len(tag)), tag, _ACCEPTED if accepted else _NOT_ACCEPTED)
+        )
 
 
 def _no_worker(tag: bytes, pool: str) -> bytes:
@@ -264,4 +349,4 @@ def _no_worker(tag: bytes, pool: str) -> bytes:
     )
 
 
-__all__ = ["FrontendProtocol", "encode_answer_tail"]
+__all__ = ["FrontendProtocol", "SchedulerProtocol", "encode_answer_tail"]

@@ -5,7 +5,7 @@ that listens on both endpoints.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Type
+from typing import Any, Callable, List, Optional, Type
 
 import structlog
 from attrs import frozen
@@ -18,7 +18,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from ._addresses import host_port
-from ._fastpath import FrontendProtocol
+from ._fastpath import FrontendProtocol, SchedulerProtocol, _FastBoxProtocol
 from ._queue import WorkerQueue
 from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
 
@@ -57,18 +57,21 @@ class _ListenerFactory(ServerFactory):
         return protocol
 
 
-class _FrontendFactory(ServerFactory):
+class _FastFactory(ServerFactory):
     """
-    Builds each front-end connection with the C{NextWorker} fast path.
+    Builds each connection of one listener with its fast-path protocol.
     """
 
     noisy = False
 
-    def __init__(self, queue: WorkerQueue) -> None:
+    def __init__(
+        self, protocol: Callable[[WorkerQueue], _FastBoxProtocol], queue: WorkerQueue
+    ) -> None:
+        self.fast_protocol = protocol
         self.queue = queue
 
-    def buildProtocol(self, addr: Optional[IAddress]) -> FrontendProtocol:
-        protocol = FrontendProtocol(self.queue)
+    def buildProtocol(self, addr: Optional[IAddress]) -> _FastBoxProtocol:
+        protocol = self.fast_protocol(self.queue)
         protocol.factory = self
         return protocol
 
@@ -77,17 +80,22 @@ class Dispatcher:
     """
     A dispatcher's state and the factories of its two listeners.
 
-    @param fast_path: answer C{NextWorker} on the fast path
-        (L{FrontendProtocol}); C{False} runs the front end on Twisted's
-        generic AMP protocol, which the tests compare it with.
+    @param fast_path: answer C{NextWorker} and C{WorkerUpdate} on the fast
+        path (L{FrontendProtocol}, L{SchedulerProtocol}); C{False} runs both
+        listeners on Twisted's generic AMP protocol, which the tests compare
+        it with.
     """
 
     def __init__(self, queue: WorkerQueue, *, fast_path: bool = True) -> None:
         self.queue = queue
-        self.frontend_factory: ServerFactory = (
-            _FrontendFactory(queue) if fast_path else _ListenerFactory(FrontendResponder, queue)
-        )
-        self.scheduler_factory = _ListenerFactory(SchedulerResponder, queue)
+        self.frontend_factory: ServerFactory
+        self.scheduler_factory: ServerFactory
+        if fast_path:
+            self.frontend_factory = _FastFactory(FrontendProtocol, queue)
+            self.scheduler_factory = _FastFactory(SchedulerProtocol, queue)
+        else:
+            self.frontend_factory = _ListenerFactory(FrontendResponder, queue)
+            self.scheduler_factory = _ListenerFactory(SchedulerResponder, queue)
 
 
 @frozen

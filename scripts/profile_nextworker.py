@@ -51,6 +51,37 @@ def measure(fast_path: bool, workers: int, calls: int, batch: int) -> float:
     return used / (len(chunks) * batch) * 1e6
 
 
+def _update_box(tag: int, worker: int) -> bytes:
+    def pair(key: bytes, value: bytes) -> bytes:
+        return len(key).to_bytes(2, "big") + key + len(value).to_bytes(2, "big") + value
+
+    return (
+        pair(b"_ask", b"%x" % tag)
+        + pair(b"_command", b"WorkerUpdate")
+        + pair(b"capacity", b"%d" % (1000 + tag % 7))
+        + pair(b"host", b"10.0.0.1")
+        + pair(b"port", b"9000")
+        + pair(b"worker_id", b"worker-%d" % worker)
+        + b"\x00\x00"
+    )
+
+
+def measure_updates(fast_path: bool, workers: int, calls: int, batch: int) -> float:
+    queue = WorkerQueue(Clock())
+    protocol: Any = Dispatcher(queue, fast_path=fast_path).scheduler_factory.buildProtocol(None)
+    protocol.makeConnection(_NullTransport())
+    for start in range(0, workers, batch):
+        protocol.dataReceived(b"".join(_update_box(n, n) for n in range(start, start + batch)))
+    chunks = [
+        b"".join(_update_box(n, n % workers) for n in range(start, start + batch))
+        for start in range(0, calls, batch)
+    ]
+    started = time.process_time()
+    for chunk in chunks:
+        protocol.dataReceived(chunk)
+    return (time.process_time() - started) / (len(chunks) * batch) * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=100_000)
@@ -59,11 +90,9 @@ def main() -> None:
     parser.add_argument("--generic", action="store_true", help="also the generic path")
     parser.add_argument("--profile", action="store_true", help="pyinstrument the fast path")
     options = parser.parse_args()
-    import structlog
+    from amp_dispatch._logging import configure
 
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(30)
-    )
+    configure("json", "warning")  # as `amp-dispatch serve --log-level warning`
     if options.profile:
         from pyinstrument import Profiler
 
@@ -72,9 +101,13 @@ def main() -> None:
         profiler.print()
     fast = measure(True, options.workers, options.calls, options.batch)
     print(f"fast path: {fast:.2f} us CPU per NextWorker ({options.workers} workers)")
+    updates = measure_updates(True, options.workers, options.calls // 4, options.batch)
+    print(f"fast path: {updates:.2f} us CPU per WorkerUpdate")
     if options.generic:
         generic = measure(False, options.workers, options.calls // 4, options.batch)
         print(f"generic path: {generic:.2f} us CPU per NextWorker")
+        generic = measure_updates(False, options.workers, options.calls // 8, options.batch)
+        print(f"generic path: {generic:.2f} us CPU per WorkerUpdate")
 
 
 if __name__ == "__main__":

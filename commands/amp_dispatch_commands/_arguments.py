@@ -11,7 +11,7 @@ C{INVALID_ARGUMENT}, naming the field).
 from __future__ import annotations
 
 import math
-import unicodedata
+import re
 from typing import Optional
 
 from twisted.protocols import amp
@@ -19,12 +19,16 @@ from twisted.protocols import amp
 MAX_TEXT_BYTES = 255
 
 
+# Unicode category Cc is exactly these code points.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _check_text(text: str, *, printable: bool) -> str:
     if not text:
         raise ValueError("must not be empty")
-    if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+    if len(text) > MAX_TEXT_BYTES // 4 and len(text.encode("utf-8")) > MAX_TEXT_BYTES:
         raise ValueError(f"must be at most {MAX_TEXT_BYTES} UTF-8 bytes")
-    if printable and any(unicodedata.category(c) == "Cc" for c in text):
+    if printable and _CONTROL.search(text):
         raise ValueError("must not contain control characters")
     return text
 
