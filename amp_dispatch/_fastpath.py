@@ -19,7 +19,6 @@ key keeps its last value.
 
 from __future__ import annotations
 
-from struct import Struct
 from typing import Dict, List, Optional
 
 from amp_dispatch_commands import (
@@ -37,25 +36,23 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._framing import END, KeyTooLong, pack_length, read_box
 from ._queue import WorkerQueue, _Worker, no_free_slot
 from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
 
 _twisted_log = Logger()
 
-_pack_length = Struct(">H").pack
-_MAX_KEY_LENGTH = 255
 
 _ANSWER = b"\x00\x07_answer"
 _ERROR = b"\x00\x06_error"
 _NO_WORKER_CODE = (
-    b"\x00\x0b_error_code" + _pack_length(len(NO_WORKER_AVAILABLE)) + NO_WORKER_AVAILABLE
+    b"\x00\x0b_error_code" + pack_length(len(NO_WORKER_AVAILABLE)) + NO_WORKER_AVAILABLE
 )
 _DESCRIPTION = b"\x00\x12_error_description"
-_END = b"\x00\x00"
 
 _NEXT_WORKER = b"NextWorker"
 _ASK_KEY = b"\x00\x04_ask"
-_COMMAND_END = b"\x00\x08_command\x00\x0aNextWorker\x00\x00"
+_COMMANDEND = b"\x00\x08_command\x00\x0aNextWorker\x00\x00"
 _COMMAND_ASK_KEY = b"\x00\x08_command\x00\x0aNextWorker\x00\x04_ask"
 # Where the tag starts, after the key and the tag's length.
 _ASK_TAG_AT = len(_ASK_KEY) + 2
@@ -116,15 +113,15 @@ def encode_answer_tail(worker: _Worker) -> bytes:
     return b"".join(
         (
             b"\x00\x04host",
-            _pack_length(len(host)),
+            pack_length(len(host)),
             host,
             b"\x00\x04port",
-            _pack_length(len(port)),
+            pack_length(len(port)),
             port,
             b"\x00\x09worker_id",
-            _pack_length(len(worker_id)),
+            pack_length(len(worker_id)),
             worker_id,
-            _END,
+            END,
         )
     )
 
@@ -196,35 +193,18 @@ class _FastBoxProtocol(Protocol):
             if after >= 0:
                 start = after
                 continue
-            # A box: [2-byte key length, key, 2-byte value length, value]...,
-            # then an empty key.
-            box: Dict[bytes, bytes] = {}
-            at = start
-            complete = False
-            while at + 2 <= end:
-                key_length = (buffer[at] << 8) | buffer[at + 1]
-                if key_length == 0:
-                    at += 2
-                    complete = True
-                    break
-                if key_length > _MAX_KEY_LENGTH:
-                    self._key_too_long = True
-                    self._flush(out)
-                    self._buffer = b""
-                    assert self.transport is not None
-                    self.transport.loseConnection()
-                    return
-                key_end = at + 2 + key_length
-                if key_end + 2 > end:
-                    break
-                value_end = key_end + 2 + ((buffer[key_end] << 8) | buffer[key_end + 1])
-                if value_end > end:
-                    break
-                box[buffer[at + 2 : key_end]] = buffer[key_end + 2 : value_end]
-                at = value_end
-            if not complete:
+            try:
+                box, after = read_box(buffer, start, end)
+            except KeyTooLong:
+                self._key_too_long = True
+                self._flush(out)
+                self._buffer = b""
+                assert self.transport is not None
+                self.transport.loseConnection()
+                return
+            if box is None:
                 break
-            start = at
+            start = after
             answer = answer_to(box) if b"_ask" in box else None
             if answer is not None:
                 out.append(answer)
@@ -258,15 +238,15 @@ class FrontendProtocol(_FastBoxProtocol):
         if buffer.startswith(_ASK_KEY, start) and start + _ASK_TAG_AT <= end:
             tag_start = start + _ASK_TAG_AT
             tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
-            if not buffer.startswith(_COMMAND_END, tag_end):
+            if not buffer.startswith(_COMMANDEND, tag_end):
                 return -1
-            after = tag_end + len(_COMMAND_END)
+            after = tag_end + len(_COMMANDEND)
         elif buffer.startswith(_COMMAND_ASK_KEY, start) and start + _COMMAND_ASK_TAG_AT <= end:
             tag_start = start + _COMMAND_ASK_TAG_AT
             tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
-            if not buffer.startswith(_END, tag_end):
+            if not buffer.startswith(END, tag_end):
                 return -1
-            after = tag_end + len(_END)
+            after = tag_end + len(END)
         else:
             return -1
         out.append(self._next_worker(buffer[tag_start:tag_end], DEFAULT_POOL, 0.0))
@@ -294,7 +274,7 @@ class FrontendProtocol(_FastBoxProtocol):
         tail = worker.answer
         if tail is None:
             tail = worker.answer = encode_answer_tail(worker)
-        return _ANSWER + _pack_length(len(tag)) + tag + tail
+        return _ANSWER + pack_length(len(tag)) + tag + tail
 
 
 class SchedulerProtocol(_FastBoxProtocol):
@@ -329,7 +309,7 @@ class SchedulerProtocol(_FastBoxProtocol):
         )
         tag = box[b"_ask"]
         return b"".join(
-            (_ANSWER, _pack_length(len(tag)), tag, _ACCEPTED if accepted else _NOT_ACCEPTED)
+            (_ANSWER, pack_length(len(tag)), tag, _ACCEPTED if accepted else _NOT_ACCEPTED)
         )
 
 
@@ -338,13 +318,13 @@ def _no_worker(tag: bytes, pool: str) -> bytes:
     return b"".join(
         (
             _ERROR,
-            _pack_length(len(tag)),
+            pack_length(len(tag)),
             tag,
             _NO_WORKER_CODE,
             _DESCRIPTION,
-            _pack_length(len(description)),
+            pack_length(len(description)),
             description,
-            _END,
+            END,
         )
     )
 
