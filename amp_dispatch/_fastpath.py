@@ -205,7 +205,13 @@ class _FastBoxProtocol(Protocol):
             if box is None:
                 break
             start = after
-            answer = answer_to(box) if b"_ask" in box else None
+            # Stock AMP reads a box holding _answer or _error as an answer,
+            # whatever else it holds: those go to the generic path too.
+            answer = (
+                answer_to(box)
+                if b"_ask" in box and b"_answer" not in box and b"_error" not in box
+                else None
+            )
             if answer is not None:
                 out.append(answer)
                 continue

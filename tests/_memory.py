@@ -29,6 +29,11 @@ from amp_dispatch._server import Dispatcher
 
 Result = Dict[str, Any]
 
+#: Both implementations of the listeners (L{Dispatcher}'s C{fast_path}) and
+#: their test ids: the protocol tests run against each.
+FAST_AND_GENERIC = [True, False]
+FAST_AND_GENERIC_IDS = ["fast", "generic"]
+
 
 class RecordingAMP(amp.AMP):
     """
@@ -149,12 +154,17 @@ class MemoryDispatcher:
     """
     A dispatcher whose queue runs on a L{Clock}, reached over in-memory
     connections.
+
+    @param fast_path: run the front-end listener on the C{NextWorker} fast
+        path (the default, as served) or on Twisted's generic AMP protocol.
     """
 
-    def __init__(self, lease_grace: float = 30.0, max_waiting: int = 10_000) -> None:
+    def __init__(
+        self, lease_grace: float = 30.0, max_waiting: int = 10_000, *, fast_path: bool = True
+    ) -> None:
         self.clock = Clock()
         self.queue = WorkerQueue(self.clock, lease_grace=lease_grace, max_waiting=max_waiting)
-        self.dispatcher = Dispatcher(self.queue)
+        self.dispatcher = Dispatcher(self.queue, fast_path=fast_path)
         self._observer: Optional[Connection] = None
 
     def frontend(self) -> Connection:
@@ -287,8 +297,16 @@ class InvalidArgumentChecks:
     """
 
     @pytest.fixture
-    def memory(self) -> MemoryDispatcher:
-        memory = MemoryDispatcher()
+    def fast_path(self) -> bool:
+        """
+        Whether the front end runs on the fast path; a test class may override
+        this fixture to run the checks against both front ends.
+        """
+        return True
+
+    @pytest.fixture
+    def memory(self, fast_path: bool) -> MemoryDispatcher:
+        memory = MemoryDispatcher(fast_path=fast_path)
         update(memory.scheduler(), "w1", capacity=2)
         return memory
 

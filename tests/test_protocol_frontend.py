@@ -1,6 +1,9 @@
 """
 The front-end listener over in-memory connections: C{NextWorker} and C{Stats},
 their errors, and the scheduler's commands refused there.
+
+Every test runs against both front ends: the C{NextWorker} fast path
+(L{FrontendProtocol}) and Twisted's generic AMP box protocol.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from amp_dispatch_commands import (
 from structlog.testing import capture_logs
 from twisted.protocols import amp
 
+from amp_dispatch._fastpath import FrontendProtocol
 from tests._memory import (
+    FAST_AND_GENERIC,
+    FAST_AND_GENERIC_IDS,
     Connection,
     Invalid,
     InvalidArgumentChecks,
@@ -30,10 +36,18 @@ from tests._memory import (
     update,
 )
 
+FRONT_ENDS = FAST_AND_GENERIC
+FRONT_END_IDS = FAST_AND_GENERIC_IDS
+
+
+@pytest.fixture(params=FRONT_ENDS, ids=FRONT_END_IDS)
+def fast_path(request: pytest.FixtureRequest) -> bool:
+    return cast(bool, request.param)
+
 
 @pytest.fixture
-def memory() -> MemoryDispatcher:
-    return MemoryDispatcher()
+def memory(fast_path: bool) -> MemoryDispatcher:
+    return MemoryDispatcher(fast_path=fast_path)
 
 
 @pytest.fixture
@@ -44,6 +58,15 @@ def scheduler(memory: MemoryDispatcher) -> Connection:
 @pytest.fixture
 def frontend(memory: MemoryDispatcher) -> Connection:
     return memory.frontend()
+
+
+def test_frontEndServed(memory: MemoryDispatcher, fast_path: bool) -> None:
+    """
+    The front-end connections are served by the front end the test asked for.
+    """
+    served = memory.frontend().server
+    assert isinstance(served, FrontendProtocol) is fast_path
+    assert isinstance(served, amp.BinaryBoxProtocol) is not fast_path
 
 
 # -- NextWorker answers -------------------------------------------------------
@@ -202,11 +225,11 @@ def test_waitingCallTimedOutLeavesLine(memory: MemoryDispatcher, frontend: Conne
     assert memory.stats()["waiting"] == 0
 
 
-def test_overloaded() -> None:
+def test_overloaded(fast_path: bool) -> None:
     """
     One more waiting call than C{max_waiting} is answered C{OVERLOADED}.
     """
-    memory = MemoryDispatcher(max_waiting=2)
+    memory = MemoryDispatcher(max_waiting=2, fast_path=fast_path)
     frontend = memory.frontend()
     frontend.send(NextWorker, timeout=5.0)
     frontend.send(NextWorker, timeout=5.0)
@@ -214,11 +237,11 @@ def test_overloaded() -> None:
         frontend.call(NextWorker, timeout=5.0)
 
 
-def test_overloadedKeepsWaiters() -> None:
+def test_overloadedKeepsWaiters(fast_path: bool) -> None:
     """
     An C{OVERLOADED} answer leaves the calls already waiting in line.
     """
-    memory = MemoryDispatcher(max_waiting=1)
+    memory = MemoryDispatcher(max_waiting=1, fast_path=fast_path)
     frontend = memory.frontend()
     frontend.send(NextWorker, timeout=5.0)
     frontend.send(NextWorker, timeout=5.0)
@@ -415,8 +438,13 @@ INVALID_NEXT_WORKER = [
 
 class TestInvalidArgument(InvalidArgumentChecks):
     """
-    C{NextWorker} arguments answered with C{INVALID_ARGUMENT}.
+    C{NextWorker} arguments answered with C{INVALID_ARGUMENT}, on both front
+    ends.
     """
+
+    @pytest.fixture(params=FRONT_ENDS, ids=FRONT_END_IDS)
+    def fast_path(self, request: pytest.FixtureRequest) -> bool:
+        return cast(bool, request.param)
 
     @pytest.fixture(params=INVALID_NEXT_WORKER, ids=[case.id for case in INVALID_NEXT_WORKER])
     def case(self, request: pytest.FixtureRequest) -> Invalid:

@@ -13,6 +13,8 @@ from amp_dispatch_commands import ListWorkers, NextWorker, Stats, WorkerGone, Wo
 from twisted.protocols import amp
 
 from tests._memory import (
+    FAST_AND_GENERIC,
+    FAST_AND_GENERIC_IDS,
     Connection,
     Invalid,
     InvalidArgumentChecks,
@@ -23,9 +25,14 @@ from tests._memory import (
 )
 
 
+@pytest.fixture(params=FAST_AND_GENERIC, ids=FAST_AND_GENERIC_IDS)
+def fast_path(request: pytest.FixtureRequest) -> bool:
+    return cast(bool, request.param)
+
+
 @pytest.fixture
-def memory() -> MemoryDispatcher:
-    return MemoryDispatcher(lease_grace=30.0)
+def memory(fast_path: bool) -> MemoryDispatcher:
+    return MemoryDispatcher(lease_grace=30.0, fast_path=fast_path)
 
 
 @pytest.fixture
@@ -483,22 +490,22 @@ def test_largePageContinues(crowded: Connection) -> None:
 # -- leases ---------------------------------------------------------------------
 
 
-def test_leaseGraceZero() -> None:
+def test_leaseGraceZero(fast_path: bool) -> None:
     """
     With lease grace 0, a closed scheduler connection's workers go at once.
     """
-    memory = MemoryDispatcher(lease_grace=0.0)
+    memory = MemoryDispatcher(lease_grace=0.0, fast_path=fast_path)
     scheduler = memory.scheduler()
     register(scheduler, "a", "b")
     scheduler.close()
     assert memory.stats()["workers"] == 0
 
 
-def test_leaseGraceZeroOnlyOwn() -> None:
+def test_leaseGraceZeroOnlyOwn(fast_path: bool) -> None:
     """
     A closed scheduler connection's workers go, not another connection's.
     """
-    memory = MemoryDispatcher(lease_grace=0.0)
+    memory = MemoryDispatcher(lease_grace=0.0, fast_path=fast_path)
     leaving, staying = memory.scheduler(), memory.scheduler()
     register(leaving, "a")
     register(staying, "b")
@@ -665,8 +672,13 @@ INVALID_SCHEDULER = [
 
 class TestInvalidArgument(InvalidArgumentChecks):
     """
-    Scheduler command arguments answered with C{INVALID_ARGUMENT}.
+    Scheduler command arguments answered with C{INVALID_ARGUMENT}, on both
+    scheduler listeners.
     """
+
+    @pytest.fixture(params=FAST_AND_GENERIC, ids=FAST_AND_GENERIC_IDS)
+    def fast_path(self, request: pytest.FixtureRequest) -> bool:
+        return cast(bool, request.param)
 
     @pytest.fixture(params=INVALID_SCHEDULER, ids=[case.id for case in INVALID_SCHEDULER])
     def case(self, request: pytest.FixtureRequest) -> Invalid:
@@ -681,12 +693,12 @@ def test_unansweredInvalidKeepsConnection(scheduler: Connection) -> None:
     assert scheduler.open
 
 
-def test_unansweredInvalidChangesNothing() -> None:
+def test_unansweredInvalidChangesNothing(fast_path: bool) -> None:
     """
     A bad value in a box that asks for no answer changes nothing: the
     connection's workers stay (lease grace 0 would remove them on a drop).
     """
-    memory = MemoryDispatcher(lease_grace=0.0)
+    memory = MemoryDispatcher(lease_grace=0.0, fast_path=fast_path)
     scheduler = memory.scheduler()
     update(scheduler, "w1")
     scheduler.tell(lax(WorkerUpdate, answer=False), **{**UPDATE, "port": b"abc"})

@@ -1,0 +1,503 @@
+"""
+The C{NextWorker} fast path (L{FrontendProtocol}) against Twisted's generic AMP
+box protocol on the front-end listener.
+
+Both front ends are fed the same bytes over L{StringTransport}s, each over its
+own queue in the same state, and must write the same bytes, drop the
+connection at the same point, let the same errors escape C{dataReceived}
+(where stock AMP lets them: the reactor would then close the connection), log
+the same events and leave their queues in the same state.
+"""
+
+from __future__ import annotations
+
+from struct import pack
+from typing import (
+    Any,
+    Dict,
+    Iterable,
+    List,
+    MutableMapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    cast,
+)
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from amp_dispatch import _fastpath
+from amp_dispatch._fastpath import FrontendProtocol
+from amp_dispatch._queue import WorkerQueue
+from amp_dispatch._server import Dispatcher
+
+#: A worker registered before any byte arrives: C{queue.update}'s arguments.
+Registration = Dict[str, Any]
+
+WORKER_IDS = ["w1", "w2", "w3", "g1"]
+POOLS = ["default", "gpu", "busy"]
+HOSTS = ["10.0.0.1", "10.0.0.2", "h\u00f4te.example"]
+PORTS = [9000, 9001]
+
+TYPICAL_WORKERS: List[Registration] = [
+    {"worker_id": "w1", "host": "10.0.0.1", "port": 9000, "capacity": 2},
+    {"worker_id": "g1", "host": "h\u00f4te.example", "port": 7000, "capacity": 1, "pool": "gpu"},
+    {"worker_id": "full", "host": "10.0.0.3", "port": 9000, "capacity": 0, "pool": "busy"},
+]
+
+
+class CountingTransport(StringTransport):
+    """
+    A L{StringTransport} that counts its C{write} calls.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+
+class Side:
+    """
+    One front end over its own queue, connected to a L{StringTransport}; what
+    it wrote, whether it dropped the connection, the error that escaped
+    C{dataReceived} and the events it logged are kept.
+    """
+
+    def __init__(
+        self, fast_path: bool, workers: Iterable[Registration] = (), max_waiting: int = 10_000
+    ) -> None:
+        self.clock = Clock()
+        self.queue = WorkerQueue(self.clock, lease_grace=30.0, max_waiting=max_waiting)
+        for registration in workers:
+            self.queue.update(**registration)
+        self.protocol = cast(
+            Protocol,
+            Dispatcher(self.queue, fast_path=fast_path).frontend_factory.buildProtocol(None),
+        )
+        self.transport = CountingTransport()
+        self.protocol.makeConnection(self.transport)
+        self.error: Optional[Tuple[Type[BaseException], Tuple[Any, ...]]] = None
+        self.closed = False
+        self.logs: List[MutableMapping[str, Any]] = []
+        # What was written while the connection was being lost (it reaches
+        # nobody), sorted: waiting calls are cancelled in no set order.
+        self.written_closing: List[bytes] = []
+        self._sent = 0
+
+    def receive(self, data: bytes) -> None:
+        """
+        Deliver C{data} as one read, unless the connection is closing; as the
+        reactor would, lose the connection after an error or a drop.
+        """
+        if self.closed:
+            return
+        with capture_logs() as logs:
+            try:
+                self.protocol.dataReceived(data)
+            except Exception as e:
+                self.error = (type(e), e.args)
+        self.logs.extend(logs)
+        if self.error is not None or self.transport.disconnecting:
+            self.close()
+
+    def advance(self, seconds: float) -> None:
+        """
+        Move the queue's clock on.
+        """
+        with capture_logs() as logs:
+            self.clock.advance(seconds)
+        self.logs.extend(logs)
+
+    def update(self, registration: Registration) -> None:
+        """
+        Apply a C{WorkerUpdate} to the queue, as the scheduler listener would.
+        """
+        with capture_logs() as logs:
+            self.queue.update(**registration)
+        self.logs.extend(logs)
+
+    def close(self) -> None:
+        """
+        The connection is lost (once).
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self._sent = len(self.transport.value())
+        with capture_logs() as logs:
+            self.protocol.connectionLost(Failure(ConnectionDone()))
+        self.logs.extend(logs)
+        closing = amp._ParserHelper.parseString(self.transport.value()[self._sent :])
+        self.written_closing = sorted(box.serialize() for box in closing)
+
+    @property
+    def sent(self) -> bytes:
+        """
+        The bytes written while the connection was open.
+        """
+        written = cast(bytes, self.transport.value())
+        return written[: self._sent] if self.closed else written
+
+    @property
+    def boxes(self) -> List[amp.AmpBox]:
+        """
+        The boxes written while the connection was open, parsed.
+        """
+        return cast(List[amp.AmpBox], amp._ParserHelper.parseString(self.sent))
+
+    def observed(self) -> Dict[str, Any]:
+        """
+        Everything the two front ends must agree on.
+        """
+        return {
+            "boxes": self.boxes,
+            "bytes": self.sent,
+            "written closing": self.written_closing,
+            "dropped": self.transport.disconnecting,
+            "error": self.error,
+            "stats": self.queue.stats(),
+            "workers": list(self.queue.list_workers()),
+            "logs": self.logs,
+        }
+
+
+def both(workers: Iterable[Registration] = (), max_waiting: int = 10_000) -> Tuple[Side, Side]:
+    """
+    A fast and a generic front end, over queues in the same state.
+    """
+    workers = list(workers)
+    return Side(True, workers, max_waiting), Side(False, workers, max_waiting)
+
+
+def assert_same(fast: Side, generic: Side) -> None:
+    """
+    The two front ends agree on everything observable.
+    """
+    seen_fast, seen_generic = fast.observed(), generic.observed()
+    for name in seen_fast:
+        assert seen_fast[name] == seen_generic[name], name
+
+
+def encode(pairs: Iterable[Tuple[bytes, bytes]]) -> bytes:
+    """
+    A box of C{pairs} in the order given (repeats kept), as AMP frames it.
+    """
+    frames = [pack(">H", len(key)) + key + pack(">H", len(value)) + value for key, value in pairs]
+    return b"".join(frames) + b"\x00\x00"
+
+
+def next_worker(tag: bytes = b"1", **arguments: bytes) -> bytes:
+    """
+    A C{NextWorker} box as a Twisted client sends it (keys sorted).
+    """
+    box = amp.AmpBox({b"_ask": tag, b"_command": b"NextWorker"})
+    box.update({name.encode(): value for name, value in arguments.items()})
+    return cast(bytes, box.serialize())
+
+
+# -- the byte streams ---------------------------------------------------------
+
+TAGS = st.one_of(st.sampled_from([b"1", b"2", b"a"]), st.binary(max_size=5))
+POOL_VALUES = st.sampled_from(
+    [
+        b"default",
+        b"gpu",
+        b"busy",
+        b"default",
+        b"gpu",
+        b"nowhere",
+        "\u00e9".encode(),
+        b"",
+        b"\xff\xfe",
+        b"gpu\n",
+        b"x" * 255,
+        "\u00e9".encode() * 128,
+    ]
+)
+TIMEOUT_VALUES = st.sampled_from(
+    [b"0", b"0.0", b"-0", b"0.5", b"1", b"3", b" 2 ", b"abc", b"-1", b"nan", b"inf", b"1e999", b""]
+)
+UNKNOWN_KEYS = st.sampled_from([b"x", b"k" * 255])
+RESERVED_KEYS = st.sampled_from([b"_answer", b"_error"])
+EXTRA_KINDS = st.sampled_from(["none"] * 12 + ["unknown"] * 3 + ["repeated"] * 3 + ["reserved"] * 2)
+
+
+@st.composite
+def command_boxes(draw: st.DrawFn) -> bytes:
+    """
+    A command box: C{NextWorker} mostly, with or without C{_ask}, C{pool},
+    C{timeout} and extra keys (unknown, reserved or repeated), in any order;
+    else C{Stats}, a scheduler command or an unknown one.
+    """
+    command = draw(
+        st.sampled_from(
+            [b"NextWorker"] * 6 + [b"Stats", b"WorkerUpdate", b"WorkerGone", b"ListWorkers", b"?"]
+        )
+    )
+    pairs = [(b"_command", command)]
+    if draw(st.integers(0, 5)):
+        pairs.append((b"_ask", draw(TAGS)))
+    if command == b"NextWorker":
+        if draw(st.booleans()):
+            pairs.append((b"pool", draw(POOL_VALUES)))
+        if draw(st.booleans()):
+            pairs.append((b"timeout", draw(TIMEOUT_VALUES)))
+    elif command == b"WorkerUpdate":
+        pairs += [(b"worker_id", b"w1"), (b"host", b"h"), (b"port", b"1"), (b"capacity", b"9")]
+    elif command == b"WorkerGone":
+        pairs.append((b"worker_id", b"w1"))
+    extra = draw(EXTRA_KINDS)
+    if extra == "unknown":
+        pairs.append((draw(UNKNOWN_KEYS), draw(st.binary(max_size=4))))
+    elif extra == "repeated":
+        key = draw(st.sampled_from([key for key, _ in pairs]))
+        pairs.append((key, draw(st.one_of(TAGS, POOL_VALUES, TIMEOUT_VALUES))))
+    elif extra == "reserved":
+        pairs.append((draw(RESERVED_KEYS), draw(TAGS)))
+    # Keys sorted (as Twisted's clients send them) or in any order.
+    pairs = sorted(pairs) if draw(st.booleans()) else draw(st.permutations(pairs))
+    return encode(pairs)
+
+
+ANSWER_BOXES = st.builds(
+    lambda tag, error: encode(
+        [(b"_error", tag), (b"_error_code", b"X"), (b"_error_description", b"d")]
+        if error
+        else [(b"_answer", tag), (b"x", b"1")]
+    ),
+    TAGS,
+    st.booleans(),
+)
+EMPTY_BOXES = st.just(b"\x00\x00")
+KEYS_TOO_LONG = st.builds(lambda n, rest: pack(">H", n) + rest, st.integers(256, 65535), TAGS)
+RAW_BYTES = st.binary(min_size=1, max_size=12)
+#: What a well-behaved client does not send.
+MALFORMED = st.one_of(ANSWER_BOXES, EMPTY_BOXES, KEYS_TOO_LONG, RAW_BYTES)
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> bytes:
+    """
+    Command boxes, with a malformed piece or two among them, and how the
+    stream ends: after a whole box or in the middle of one.
+    """
+    boxes = draw(st.lists(command_boxes(), min_size=1, max_size=20))
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        boxes.insert(draw(st.integers(0, len(boxes))), draw(MALFORMED))
+    if draw(st.booleans()):
+        box = draw(command_boxes())
+        boxes.append(box[: draw(st.integers(1, len(box) - 1))])
+    return b"".join(boxes)
+
+
+REGISTRATIONS: st.SearchStrategy[Registration] = st.builds(
+    dict,
+    worker_id=st.sampled_from(WORKER_IDS),
+    host=st.sampled_from(HOSTS),
+    port=st.sampled_from(PORTS),
+    capacity=st.integers(0, 3),
+    pool=st.sampled_from(POOLS),
+    ttl=st.sampled_from([None, 3.0]),
+)
+#: What may happen between two reads.
+EVENTS = st.one_of(
+    st.none(),
+    st.tuples(st.just("advance"), st.sampled_from([0.5, 1.0, 2.5])),
+    st.tuples(st.just("update"), REGISTRATIONS),
+)
+
+
+def split(stream: bytes, at: Sequence[int]) -> List[bytes]:
+    """
+    C{stream} cut at the offsets C{at}, as successive reads.
+    """
+    cuts = [0, *sorted(set(at)), len(stream)]
+    return [stream[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    workers=st.lists(REGISTRATIONS, max_size=4),
+    max_waiting=st.sampled_from([1, 2, 100]),
+    stream=streams(),
+    data=st.data(),
+)
+def test_sameAsGeneric(
+    workers: List[Registration],
+    max_waiting: int,
+    stream: bytes,
+    data: st.DataObject,
+) -> None:
+    """
+    Fed the same bytes in the same reads, with the same updates and clock
+    steps between them, the fast path writes the same bytes as the generic
+    path, drops the connection and lets errors escape at the same points,
+    logs the same events and leaves the queue in the same state; so it does
+    too when the waiting calls time out and when the connection is lost.
+    """
+    fast, generic = both(TYPICAL_WORKERS + workers, max_waiting)
+    reads = split(stream, data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    for read in reads:
+        for side in (fast, generic):
+            side.receive(read)
+        assert_same(fast, generic)
+        step = data.draw(EVENTS)
+        if step is not None:
+            kind, argument = step
+            for side in (fast, generic):
+                getattr(side, kind)(argument)
+            assert_same(fast, generic)
+    for side in (fast, generic):
+        side.advance(10.0)
+    assert_same(fast, generic)
+    for side in (fast, generic):
+        side.close()
+    assert_same(fast, generic)
+    # Seen with --hypothesis-show-statistics: how far the examples get.
+    event(f"answered {min(sum(b'worker_id' in box for box in fast.boxes), 3)}")
+    event(
+        f"escaped {fast.error and fast.error[0].__name__}, dropped {fast.transport.disconnecting}"
+    )
+
+
+# -- the fast path's specifics ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        next_worker(b"7"),
+        next_worker(b"7", pool=b"gpu", timeout=b"0.0"),
+        next_worker(b"7", pool=b"busy"),
+    ],
+    ids=["answer", "answer-pool", "no-worker"],
+)
+def test_answerBytesIdentical(box: bytes) -> None:
+    """
+    A typical C{NextWorker}'s answer (or C{NO_WORKER_AVAILABLE} error) is
+    byte for byte the generic path's.
+    """
+    fast, generic = both(TYPICAL_WORKERS)
+    for side in (fast, generic):
+        side.receive(box)
+    assert fast.transport.value() == generic.transport.value() != b""
+
+
+@pytest.mark.parametrize(
+    "arguments", [{}, {"pool": b"gpu"}, {"timeout": b"1.5"}], ids=["default", "pool", "timeout"]
+)
+def test_pipelinedCallsOneWrite(arguments: Dict[str, bytes]) -> None:
+    """
+    The answers to many C{NextWorker} calls in one read go out in one write.
+    """
+    pool = arguments.get("pool", b"default").decode()
+    fast = Side(True, [{"worker_id": "w", "host": "h", "port": 1, "capacity": 100, "pool": pool}])
+    fast.receive(b"".join(next_worker(b"%d" % (i,), **arguments) for i in range(50)))
+    assert (fast.transport.writes, len(fast.boxes)) == (1, 50)
+
+
+def test_answersInOrderAroundGenericBoxes() -> None:
+    """
+    Answers of the fast path and of the generic path to calls in one read go
+    out in the order of the calls.
+    """
+    fast = Side(True, TYPICAL_WORKERS)
+    stats = cast(bytes, amp.AmpBox({b"_ask": b"2", b"_command": b"Stats"}).serialize())
+    fast.receive(next_worker(b"1") + stats + next_worker(b"3"))
+    assert [box[b"_answer"] for box in fast.boxes] == [b"1", b"2", b"3"]
+
+
+@pytest.mark.parametrize(
+    "box",
+    [next_worker(b"1"), next_worker(b"1", pool=b"gpu", timeout=b"0")],
+    ids=["default", "arguments"],
+)
+def test_byteByByte(box: bytes) -> None:
+    """
+    A C{NextWorker} box that arrives one byte per read is answered once, as
+    when it arrives whole.
+    """
+    whole, bytewise = Side(True, TYPICAL_WORKERS), Side(True, TYPICAL_WORKERS)
+    whole.receive(box)
+    for i in range(len(box)):
+        bytewise.receive(box[i : i + 1])
+    assert bytewise.transport.value() == whole.transport.value() != b""
+
+
+@pytest.mark.parametrize("change", [{"host": "192.0.2.9"}, {"port": 9999}], ids=["host", "port"])
+def test_cachedAnswerRefreshed(change: Dict[str, Any]) -> None:
+    """
+    After an update changes a worker's host or port, its answers name the new
+    address, not the one encoded for an earlier answer.
+    """
+    fast = Side(True)
+    registration = {"worker_id": "w1", "host": "10.0.0.1", "port": 9000, "capacity": 1}
+    fast.update(registration)
+    fast.receive(next_worker(b"1"))
+    fast.update({**registration, **change})
+    fast.receive(next_worker(b"2"))
+    expected = {**registration, **change}
+    assert (fast.boxes[-1][b"host"], fast.boxes[-1][b"port"]) == (
+        expected["host"].encode(),
+        b"%d" % (expected["port"],),
+    )
+
+
+def test_poolNameCacheBounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    The cache of checked pool names never holds more names than its bound,
+    however many distinct names clients send.
+    """
+    monkeypatch.setattr(_fastpath, "_pool_names", {})
+    monkeypatch.setattr(_fastpath, "_POOL_NAMES_KEPT", 8)
+    fast = Side(True)
+    sizes = []
+    for i in range(30):
+        fast.receive(next_worker(b"1", pool=b"pool-%d" % (i,)))
+        sizes.append(len(_fastpath._pool_names))
+    assert max(sizes) == 8
+
+
+# -- differences from the generic path ----------------------------------------
+
+
+@pytest.mark.parametrize("reserved", [b"_answer", b"_error"])
+def test_nextWorkerHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
+    """
+    A box that holds C{_answer} (or C{_error}) is an answer to the generic
+    path, whatever else it holds: with C{_ask} and C{_command: NextWorker}
+    too, it takes no slot and lets the same error escape as there.
+    """
+    fast, generic = both(TYPICAL_WORKERS)
+    box = encode([(b"_ask", b"1"), (b"_command", b"NextWorker"), (reserved, b"1")])
+    for side in (fast, generic):
+        side.receive(box)
+    assert_same(fast, generic)
+
+
+def test_frontEndKinds() -> None:
+    """
+    The comparison is between two different front ends: the fast path's
+    protocol and Twisted's generic box protocol.
+    """
+    fast, generic = both()
+    assert isinstance(fast.protocol, FrontendProtocol)
+    assert isinstance(generic.protocol, amp.BinaryBoxProtocol)
