@@ -11,11 +11,39 @@ drops a connection whose call result ends unhandled.  Every call has one
 deadline from the moment it is made: if it runs out before a connection came
 the call fails with L{DispatcherUnavailable}, if it runs out after the call was
 sent it fails with L{CallTimedOut} (a late answer is then ignored).
+
+B{Fast calls.}  Twisted's generic AMP machinery (C{callRemote}: a Command and
+argument objects per call; parsing through L{Int16StringReceiver};
+L{BoxDispatcher}; a L{DelayedCall} per call from C{addTimeout}) costs tens of
+microseconds of client CPU per call.  A command described by a L{FastCommand}
+can instead be sent with L{DispatcherConnection.fast_call} while the
+connection is up: its box (the same bytes C{callRemote} would write: keys
+sorted, the tag from the protocol's own counter) is pre-encoded but for the
+tag, and its Deferred waits in the protocol's own table.  The protocol reads
+boxes with L{read_box}: an answer or error to a fast call is resolved there
+(the answer parsed by the command's C{parse}, an error mapped to the
+command's error classes as C{callRemote} does), every other box goes to the
+stock C{ampBoxReceived}, so generic calls share the connection.  Fast calls
+keep the generic calls' deadlines and errors, but all of one connection's
+deadlines share one timer, armed for the earliest.  A fast call is only made
+on a live connection; without one the caller uses L{DispatcherConnection.call}.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, NoReturn, Optional, Type, TypeVar, cast
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    NoReturn,
+    Optional,
+    Tuple,
+    Type,
+    TypeVar,
+    cast,
+)
 
 import structlog
 from amp_dispatch_commands import InvalidArgument, Stats
@@ -24,12 +52,13 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectionClosed
-from twisted.internet.interfaces import IAddress, IProtocol, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from ._addresses import describe
+from ._framing import Box, KeyTooLong, encode_pair, pack_length, read_box
 
 _log = structlog.get_logger("amp_dispatch.client")
 
@@ -43,6 +72,8 @@ Answer = Dict[str, Any]
 call_remote = cast(Callable[..., "Deferred[Answer]"], amp.AMP.callRemote)
 
 _SelfClient = TypeVar("_SelfClient", bound="DispatcherClient")
+
+T = TypeVar("T")
 
 
 class ClientError(Exception):
@@ -118,10 +149,61 @@ def _peer(protocol: object) -> str:
     return describe(transport.getPeer()) if transport is not None else "?"
 
 
+class FastCommand(Generic[T]):
+    """
+    How to make one command's calls without Twisted's generic call machinery
+    (see L{DispatcherConnection.fast_call}).
+
+    @ivar command: the command (its name, and its errors by code).
+    @ivar name: its name, for messages.
+    @ivar parse: builds the call's result from the answer box (its values as
+        bytes, by wire name); what it raises fails the call.
+    @ivar prefix: the encoded C{_command} key and value: sorted keys put
+        C{_ask} before and the command's arguments after it.
+    """
+
+    def __init__(self, command: Type[amp.Command], parse: Callable[[Box], T]) -> None:
+        self.command = command
+        self.name = command.commandName.decode("ascii")
+        self.parse = parse
+        self.prefix = encode_pair(amp.COMMAND, command.commandName)
+        self.errors: Dict[bytes, Type[Exception]] = command.reverseErrors  # type: ignore[attr-defined]
+
+    def error(self, box: Box) -> Exception:
+        """
+        The exception an C{_error} box answering this command stands for, as
+        C{callRemote} makes it: the command's error class for a code it
+        declares, L{amp.UnhandledCommand} for AMP's C{UNHANDLED}, else
+        L{amp.UnknownRemoteError}.
+        """
+        code = box[amp.ERROR_CODE]
+        description = box[amp.ERROR_DESCRIPTION].decode("utf-8", "replace")
+        protocol_error = amp.PROTOCOL_ERRORS.get(code)
+        if protocol_error is not None:
+            return cast(Exception, protocol_error(code, description))
+        return self.errors.get(code, amp.UnknownRemoteError)(description)
+
+
+#: A fast call waiting for its answer: its Deferred, its command, its deadline
+#: and its time limit.  C{None} once it timed out (its late answer is ignored).
+_Pending = Optional[Tuple["Deferred[Any]", FastCommand[Any], float, float]]
+
+# Not a fast call's tag: the box goes to the generic path.
+_GENERIC: Any = object()
+
+_ASK_KEY = pack_length(len(amp.ASK)) + amp.ASK
+
+
 class _ClientProtocol(amp.AMP):
     """
-    The client side of one connection: plain AMP that tells its
-    L{DispatcherConnection} when the connection is lost.
+    The client side of one connection: AMP that tells its
+    L{DispatcherConnection} when the connection is lost, with the fast calls
+    of L{fast_call} beside the generic ones.
+
+    Boxes are read by L{dataReceived} with L{read_box} instead of AMP's
+    L{Int16StringReceiver} (the framing rules are AMP's: a key over 255 bytes
+    drops the connection with L{amp.TooLong}).  The client never switches
+    protocols or starts TLS within AMP.
     """
 
     #: Set once the connection is lost (before pending calls fail).
@@ -130,11 +212,194 @@ class _ClientProtocol(amp.AMP):
     def __init__(self, owner: DispatcherConnection) -> None:
         super().__init__()
         self._owner = owner
+        self._clock = owner._clock
+        self._buffer = b""
+        self._fast: Dict[bytes, _Pending] = {}
+        self._timer: Optional[IDelayedCall] = None
+        self._timer_at = 0.0
+        # While boxes read are acted on: what fast calls made meanwhile send,
+        # written at once when they are all done.
+        self._batch: Optional[List[bytes]] = None
+
+    def itself(self) -> _ClientProtocol:
+        """
+        This protocol, not the proxy L{ClientService} hands out for it.
+        """
+        return self
+
+    def fast_call(self, command: FastCommand[T], body: bytes, limit: float) -> Deferred[T]:
+        """
+        Send C{command} now: its box is C{_ask} and the tag, then C{body}
+        (C{command.prefix}, the encoded arguments in key order, and
+        L{_framing.END}).
+
+        @param limit: seconds until the call fails with L{CallTimedOut}.
+        @return: fires with C{command.parse(answer)}, or fails as
+            L{DispatcherConnection.call} would.
+        """
+        tag = self._nextTag()
+        answered: Deferred[T] = Deferred(self._cancelled)
+        now = self._clock.seconds()
+        deadline = now + limit
+        self._fast[tag] = (answered, command, deadline, limit)
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline, now)
+        box = _ASK_KEY + pack_length(len(tag)) + tag + body
+        if self._batch is not None:
+            self._batch.append(box)
+        else:
+            assert self.transport is not None
+            self.transport.write(box)
+        return answered
+
+    def sendBox(self, box: amp.AmpBox) -> None:
+        """
+        Send a box of the generic path, after the fast calls' boxes batched
+        before it.
+        """
+        self._flush()
+        super().sendBox(box)
+
+    def _flush(self) -> None:
+        batch = self._batch
+        if batch:
+            self._batch = []
+            if self.transport is not None:
+                self.transport.write(b"".join(batch))
+
+    def dataReceived(self, data: bytes) -> None:
+        buffer = self._buffer + data if self._buffer else data
+        end = len(buffer)
+        start = 0
+        boxes: List[Box] = []
+        too_long = False
+        try:
+            while True:
+                box, start = read_box(buffer, start, end)
+                if box is None:
+                    break
+                boxes.append(box)
+        except KeyTooLong:
+            too_long = True
+        # Set before any box is acted on: a callback may feed more data in.
+        self._buffer = b"" if too_long else buffer[start:]
+        if self._batch is not None:  # fed in by a callback: the outer call writes
+            self._act_on(boxes)
+        else:
+            self._batch = []
+            try:
+                self._act_on(boxes)
+            finally:
+                self._flush()
+                self._batch = None
+        if too_long:
+            # As BinaryBoxProtocol.lengthLimitExceeded: connectionLost then
+            # fails every call with amp.TooLong.
+            self._keyLengthLimitExceeded = True
+            assert self.transport is not None
+            self.transport.loseConnection()
+
+    def _act_on(self, boxes: List[Box]) -> None:
+        """
+        Resolve the fast calls that C{boxes} answer, and pass the others to
+        AMP, in order.
+        """
+        fast = self._fast
+        for box in boxes:
+            tag = box.get(amp.ANSWER)
+            if tag is not None:
+                pending = fast.pop(tag, _GENERIC)
+                if pending is _GENERIC:
+                    self.ampBoxReceived(amp.AmpBox(box))
+                elif pending is not None:
+                    answered = pending[0]
+                    if not answered.called:
+                        try:
+                            result = pending[1].parse(box)
+                        except Exception:
+                            answered.errback()
+                        else:
+                            answered.callback(result)
+                continue
+            tag = box.get(amp.ERROR)
+            pending = _GENERIC if tag is None else fast.pop(tag, _GENERIC)
+            if pending is _GENERIC:
+                self.ampBoxReceived(amp.AmpBox(box))
+            elif pending is not None:
+                error = pending[1].error(box)
+                if not pending[0].called:
+                    pending[0].errback(Failure(error))
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self.lost = True
         super().connectionLost(reason)
+        self._fail_fast(cast(Failure, self._failAllReason))
         self._owner.connection_lost(reason)
+
+    def _fail_fast(self, reason: Failure) -> None:
+        """
+        Fail the fast calls still waiting as the generic ones fail when the
+        connection is lost.
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        pending = self._fast
+        self._fast = {}
+        for call in pending.values():
+            if call is not None and not call[0].called:
+                call[0].errback(self._owner.lost_before_answer(call[1].name, reason))
+
+    def _cancelled(self, answered: Deferred[Any]) -> None:
+        """
+        A fast call's Deferred was cancelled: it fails as a cancelled generic
+        call does.
+        """
+        for call in self._fast.values():
+            if call is not None and call[0] is answered:
+                answered.errback(self._owner.cancelled_failure(call[1].name))
+                return
+
+    def _arm(self, deadline: float, now: float) -> None:
+        """
+        Set the timer for C{deadline}, the earliest of the fast calls'.
+        """
+        self._timer_at = deadline
+        if self._timer is None:
+            self._timer = self._clock.callLater(deadline - now, self._expire)
+        else:
+            self._timer.reset(deadline - now)
+
+    def _expire(self) -> None:
+        """
+        The earliest deadline came: fail the fast calls whose deadline is
+        past with L{CallTimedOut}, and set the timer for the next.
+        """
+        self._timer = None
+        due_by = max(self._timer_at, self._clock.seconds())
+        fast = self._fast
+        due: List[bytes] = []
+        earliest: Optional[float] = None
+        for tag, call in fast.items():
+            if call is None:
+                continue
+            deadline = call[2]
+            if deadline <= due_by:
+                due.append(tag)
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        for tag in due:
+            call = fast[tag]
+            fast[tag] = None
+            assert call is not None
+            if not call[0].called:
+                call[0].errback(self._owner.deadline_error(call[1].name, call[3], sent=True))
+        if (
+            earliest is not None
+            and not self.lost
+            and (self._timer is None or earliest < self._timer_at)
+        ):
+            self._arm(earliest, self._clock.seconds())
 
 
 class _ClientFactory(Factory):
@@ -201,6 +466,8 @@ class DispatcherConnection:
         self.call_timeout = call_timeout
         self.fail_after_failures = fail_after_failures
         self._on_connect = on_connect
+        # The connection fast calls go out on, once prepared.
+        self._live: Optional[_ClientProtocol] = None
         self._service = ClientService(
             clientFromString(reactor, endpoint),
             _ClientFactory(self),
@@ -223,6 +490,7 @@ class DispatcherConnection:
 
         @return: fires once the connection is closed.
         """
+        self._live = None
         stopped: Deferred[None] = self._service.stopService()
         return stopped
 
@@ -240,11 +508,14 @@ class DispatcherConnection:
         )
         if self._on_connect is not None:
             self._on_connect(cast(amp.AMP, protocol))
+        self._live = cast(_ClientProtocol, protocol).itself()
 
     def connection_lost(self, reason: Failure) -> None:
         """
         Log that the connection was lost (L{ClientService} reconnects).
         """
+        if self._live is not None and self._live.lost:
+            self._live = None
         _log.info(
             "dispatcher connection lost",
             role=self.role,
@@ -302,15 +573,7 @@ class DispatcherConnection:
             return call_remote(protocol, command, **sendable)
 
         def timed_out(result: object, timeout: float) -> NoReturn:
-            name = command.commandName.decode("ascii")
-            error: ClientError
-            if state.sent:
-                error = CallTimedOut(f"no answer to {name} from {self.endpoint} within {timeout} s")
-            else:
-                error = DispatcherUnavailable(
-                    f"no connection to {self.endpoint} within {timeout} s"
-                )
-            raise error
+            raise self.deadline_error(command.commandName.decode("ascii"), timeout, sent=state.sent)
 
         answered = waited()
         answered.addTimeout(limit, self._clock, onTimeoutCancel=timed_out)
@@ -339,12 +602,9 @@ class DispatcherConnection:
         if isinstance(value, (ClientError, amp.RemoteAmpError)):
             return failure
         if isinstance(value, CancelledError):
-            error = DispatcherUnavailable(f"client of {self.endpoint} stopped before {name}")
+            error = self._stopped_error(name)
         elif state.sent and isinstance(value, ConnectionClosed):
-            error = DispatcherUnavailable(
-                f"connection to {self.endpoint} lost before {name} was answered:"
-                f" {failure.getErrorMessage()}"
-            )
+            error = self._lost_error(name, failure)
         elif not state.sent:
             error = DispatcherUnavailable(
                 f"cannot connect to {self.endpoint}: {failure.getErrorMessage()}"
@@ -353,6 +613,67 @@ class DispatcherConnection:
             return failure
         _log.debug("dispatcher call failed", role=self.role, command=name, error=str(error))
         raise error from value
+
+    def fast_call(
+        self, command: FastCommand[T], body: bytes, wait: Optional[float] = None
+    ) -> Optional[Deferred[T]]:
+        """
+        Send C{command} at once on the live connection, without Twisted's
+        generic call machinery, if there is one.
+
+        @param body: the box after its tag: C{command.prefix}, the arguments
+            (checked, encoded as the schema encodes them, in key order) and
+            L{_framing.END}.
+        @param wait: as for L{call}.
+        @return: as L{call}'s, or C{None} (nothing sent) when no connection
+            is up: then use L{call}.
+        """
+        protocol = self._live
+        if protocol is None or protocol.lost:
+            return None
+        return protocol.fast_call(command, body, self.call_timeout + (wait or 0.0))
+
+    def deadline_error(self, name: str, timeout: float, *, sent: bool) -> ClientError:
+        """
+        The error of a call whose deadline ran out (after C{timeout} seconds).
+        """
+        if sent:
+            return CallTimedOut(f"no answer to {name} from {self.endpoint} within {timeout} s")
+        return DispatcherUnavailable(f"no connection to {self.endpoint} within {timeout} s")
+
+    def cancelled_failure(self, name: str) -> Failure:
+        """
+        The failure of a sent call that was cancelled.
+        """
+        return self._unavailable(name, self._stopped_error(name), CancelledError())
+
+    def lost_before_answer(self, name: str, reason: Failure) -> Failure:
+        """
+        The failure of a sent call whose connection was lost with C{reason}
+        before the answer came.
+        """
+        if not isinstance(reason.value, ConnectionClosed):
+            return reason
+        return self._unavailable(name, self._lost_error(name, reason), reason.value)
+
+    def _stopped_error(self, name: str) -> DispatcherUnavailable:
+        return DispatcherUnavailable(f"client of {self.endpoint} stopped before {name}")
+
+    def _lost_error(self, name: str, reason: Failure) -> DispatcherUnavailable:
+        return DispatcherUnavailable(
+            f"connection to {self.endpoint} lost before {name} was answered:"
+            f" {reason.getErrorMessage()}"
+        )
+
+    def _unavailable(
+        self, name: str, error: DispatcherUnavailable, cause: BaseException
+    ) -> Failure:
+        """
+        A failure of C{error} caused by C{cause}, logged as L{_failed} does.
+        """
+        _log.debug("dispatcher call failed", role=self.role, command=name, error=str(error))
+        error.__cause__ = cause
+        return Failure(error)
 
 
 class DispatcherClient:

@@ -10,7 +10,8 @@ from typing import Any, List, Tuple
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred
+from amp_dispatch_commands import NoWorkerAvailable
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ServerFactory
@@ -158,3 +159,37 @@ async def test_scheduler_refills_restarted_dispatcher(reactor: Any) -> None:
         ("w1", "default", 2),
         ("w2", "p", 3),
     ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_many_next_worker_calls_in_flight(reactor: Any) -> None:
+    """
+    Hundreds of C{next_worker} calls in flight at once on one connection
+    (the fast path, answers many to a read) each get one slot, and the
+    calls beyond the free slots get the dispatcher's L{NoWorkerAvailable};
+    a C{stats} call among them is answered too.
+    """
+    queue, frontend, scheduler, frontend_endpoint, _ = await dispatcher(reactor)
+    queue.update("a", "127.0.0.1", 9001, 150)
+    queue.update("b", "127.0.0.1", 9002, 150)
+    try:
+        async with FrontendClient(reactor, frontend_endpoint) as front:
+            await front.next_worker()
+            calls = [front.next_worker() for _ in range(200)]
+            stats = front.stats()
+            calls += [front.next_worker() for _ in range(200)]
+            results = await gatherResults(
+                [d.addErrback(lambda f: f.trap(NoWorkerAvailable) and None) for d in calls]
+            )
+            counted = await stats
+    finally:
+        queue.stop()
+        await frontend.stop()
+        await scheduler.stop()
+    workers = [result for result in results if result is not None]
+    # One slot went to the first call: the first 200 in flight all get one.
+    assert all(result is not None for result in results[:200])
+    assert len(workers) == 299
+    assert sorted(w.worker_id for w in workers).count("a") in (149, 150)
+    assert {w.port for w in workers} == {9001, 9002}
+    assert counted.dispatched == 201
