@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 from itertools import count
-from typing import Dict, Hashable, Iterator, List, Optional, Set, Union
+from typing import Dict, Hashable, Iterator, List, Optional, Union
 
 import structlog
 from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded
@@ -155,7 +155,8 @@ class WorkerQueue:
         self.max_waiting = max_waiting
         self._workers: Dict[str, _Worker] = {}
         self._pools: Dict[str, _Pool] = {}
-        self._owned: Dict[Owner, Set[_Worker]] = {}
+        # Each owner's workers, as insertion-ordered sets (removals in a stable order).
+        self._owned: Dict[Owner, Dict[_Worker, None]] = {}
         self._deadlines: DeadlineHeap[_Worker] = DeadlineHeap(clock, self._deadline_due)
         self._ticks = count()
         self._free_slots = 0
@@ -240,7 +241,7 @@ class WorkerQueue:
         C{owner}'s connection closed: its workers go after the lease grace,
         unless another connection sends an update for them first.
         """
-        workers = self._owned.pop(owner, set())
+        workers = self._owned.pop(owner, {})
         if not workers:
             return
         _log.info("lease grace started", workers=len(workers), grace=self.lease_grace)
@@ -368,10 +369,10 @@ class WorkerQueue:
         """
         if worker.owner is not owner:
             if worker.owner is not None:
-                self._owned[worker.owner].discard(worker)
+                self._owned[worker.owner].pop(worker, None)
             worker.owner = owner
         if owner is not None:
-            self._owned.setdefault(owner, set()).add(worker)
+            self._owned.setdefault(owner, {})[worker] = None
         worker.lease_deadline = None
         if worker.ttl is None:
             worker.ttl_deadline = None
@@ -466,7 +467,7 @@ class WorkerQueue:
         self._leave_pool(worker)
         self._free_slots -= worker.free
         if worker.owner is not None:
-            self._owned[worker.owner].discard(worker)
+            self._owned[worker.owner].pop(worker, None)
         _log.info(
             "worker removed", worker_id=worker.worker_id, pool=worker.pool.name, reason=reason
         )

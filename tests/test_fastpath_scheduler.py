@@ -1,0 +1,604 @@
+"""
+The C{WorkerUpdate} fast path (L{SchedulerProtocol}) against Twisted's generic
+AMP box protocol on the scheduler listener.
+
+Both listeners are fed the same bytes in the same reads over
+L{StringTransport}s, each over its own queue in the same state on its own
+L{Clock}, and must write the same bytes, drop the connection and let errors
+escape C{dataReceived} at the same points, log the same events (at every
+level) and leave their queues in the same state: after the reads, after the
+workers' ttls run out, and after the connection is lost and the lease grace
+of its workers runs out (or not).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    MutableMapping,
+    Optional,
+    Tuple,
+    Type,
+    cast,
+)
+
+import pytest
+import structlog
+from amp_dispatch_commands import INVALID_ARGUMENT
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from zope.interface import provider
+
+from amp_dispatch._fastpath import SchedulerProtocol
+from amp_dispatch._queue import WorkerQueue
+from amp_dispatch._server import Dispatcher
+from tests.test_fastpath import MALFORMED, TAGS, CountingTransport, encode, split
+
+#: A worker registered before any byte arrives: C{queue.update}'s arguments.
+Registration = Dict[str, Any]
+Pairs = List[Tuple[bytes, bytes]]
+
+#: The owner of the updates another scheduler connection sends.
+OTHER_SCHEDULER = "another scheduler connection"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _everyLevel() -> Iterator[None]:
+    """
+    Let structlog pass events of every level (conftest drops those below
+    warning), so the comparisons see the queue's info and debug events too.
+    """
+    wrapper_class = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(wrapper_class=wrapper_class)
+
+
+class Side:
+    """
+    One scheduler listener connection over its own queue, connected to a
+    L{StringTransport}; what it wrote, whether it dropped the connection, the
+    error that escaped C{dataReceived}, the structlog events and the failures
+    logged through Twisted are kept.
+    """
+
+    def __init__(
+        self, fast_path: bool, workers: Iterable[Registration] = (), lease_grace: float = 30.0
+    ) -> None:
+        self.clock = Clock()
+        self.queue = WorkerQueue(self.clock, lease_grace=lease_grace)
+        with capture_logs():
+            for registration in workers:
+                self.queue.update(**registration)
+        self.protocol = cast(
+            Protocol,
+            Dispatcher(self.queue, fast_path=fast_path).scheduler_factory.buildProtocol(None),
+        )
+        self.transport = CountingTransport()
+        self.error: Optional[Tuple[Type[BaseException], Tuple[Any, ...]]] = None
+        self.closed = False
+        self.logs: List[MutableMapping[str, Any]] = []
+        self.failures: List[Type[BaseException]] = []
+        self._sent = 0
+        with self._watch():
+            self.protocol.makeConnection(self.transport)
+
+    @contextmanager
+    def _watch(self) -> Iterator[None]:
+        """
+        Keep the structlog events and the types of the failures logged through
+        Twisted while the block runs.
+        """
+
+        @provider(ILogObserver)
+        def observe(logged: LogEvent) -> None:
+            failure = logged.get("log_failure")
+            if isinstance(failure, Failure) and failure.value is not None:
+                self.failures.append(type(failure.value))
+
+        globalLogPublisher.addObserver(observe)
+        try:
+            with capture_logs() as logs:
+                try:
+                    yield
+                finally:
+                    self.logs.extend(logs)
+        finally:
+            globalLogPublisher.removeObserver(observe)
+
+    def receive(self, data: bytes) -> None:
+        """
+        Deliver C{data} as one read, unless the connection is closing; as the
+        reactor would, lose the connection after an error or a drop.
+        """
+        if self.closed:
+            return
+        with self._watch():
+            try:
+                self.protocol.dataReceived(data)
+            except Exception as e:
+                self.error = (type(e), e.args)
+        if self.error is not None or self.transport.disconnecting:
+            self.close()
+
+    def advance(self, seconds: float) -> None:
+        """
+        Move the queue's clock on (ttls and lease grace run out).
+        """
+        with self._watch():
+            self.clock.advance(seconds)
+
+    def update(self, registration: Registration) -> None:
+        """
+        A C{WorkerUpdate} from another scheduler connection.
+        """
+        with self._watch():
+            self.queue.update(**registration, owner=OTHER_SCHEDULER)
+
+    def gone(self, worker_id: str) -> None:
+        """
+        A C{WorkerGone} from another scheduler connection.
+        """
+        with self._watch():
+            self.queue.gone(worker_id)
+
+    def close(self) -> None:
+        """
+        The connection is lost (once).
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self._sent = len(self.transport.value())
+        with self._watch():
+            self.protocol.connectionLost(Failure(ConnectionDone()))
+
+    @property
+    def sent(self) -> bytes:
+        """
+        The bytes written while the connection was open.
+        """
+        written = cast(bytes, self.transport.value())
+        return written[: self._sent] if self.closed else written
+
+    @property
+    def boxes(self) -> List[amp.AmpBox]:
+        """
+        The boxes written while the connection was open, parsed.
+        """
+        return cast(List[amp.AmpBox], amp._ParserHelper.parseString(self.sent))
+
+    def observed(self) -> Dict[str, Any]:
+        """
+        Everything the two listeners must agree on.
+        """
+        return {
+            "boxes": self.boxes,
+            "bytes": self.sent,
+            "written closing": self.transport.value()[len(self.sent) :],
+            "dropped": self.transport.disconnecting,
+            "error": self.error,
+            "stats": self.queue.stats(),
+            "workers": list(self.queue.list_workers()),
+            "logs": self.logs,
+            "twisted failures": self.failures,
+        }
+
+
+def both(workers: Iterable[Registration] = (), lease_grace: float = 30.0) -> Tuple[Side, Side]:
+    """
+    A fast and a generic scheduler connection, over queues in the same state.
+    """
+    workers = list(workers)
+    return Side(True, workers, lease_grace), Side(False, workers, lease_grace)
+
+
+def assert_same(fast: Side, generic: Side) -> None:
+    """
+    The two listeners agree on everything observable.
+    """
+    seen_fast, seen_generic = fast.observed(), generic.observed()
+    for name in seen_fast:
+        assert seen_fast[name] == seen_generic[name], name
+
+
+def generic_boxes(side: Side) -> List[amp.AmpBox]:
+    """
+    From now on, keep the boxes the fast path hands to its generic responder.
+    """
+    assert isinstance(side.protocol, SchedulerProtocol)
+    responder = side.protocol._responder
+    handed: List[amp.AmpBox] = []
+    received: Callable[[amp.AmpBox], None] = responder.ampBoxReceived
+
+    def ampBoxReceived(box: amp.AmpBox) -> None:
+        handed.append(box)
+        received(box)
+
+    responder.ampBoxReceived = ampBoxReceived  # type: ignore[method-assign]
+    return handed
+
+
+def worker_update(tag: Optional[bytes] = b"1", **arguments: bytes) -> bytes:
+    """
+    A C{WorkerUpdate} box as a Twisted client sends it (keys sorted).
+    """
+    box = amp.AmpBox({b"_command": b"WorkerUpdate"})
+    if tag is not None:
+        box[b"_ask"] = tag
+    box.update({name.encode(): value for name, value in arguments.items()})
+    return cast(bytes, box.serialize())
+
+
+TYPICAL: Dict[str, bytes] = {
+    "worker_id": b"w1",
+    "host": b"10.0.0.1",
+    "port": b"9000",
+    "capacity": b"2",
+}
+
+TYPICAL_WORKERS: List[Registration] = [
+    {"worker_id": "w1", "host": "10.0.0.1", "port": 9000, "capacity": 2, "seq": 2},
+    {"worker_id": "w2", "host": "10.0.0.2", "port": 9000, "capacity": 1, "pool": "gpu", "ttl": 3.0},
+]
+
+
+# -- the byte streams ---------------------------------------------------------
+
+#: Each argument of C{WorkerUpdate}: values it accepts, values it refuses.
+FIELDS: Dict[bytes, Tuple[List[bytes], List[bytes]]] = {
+    b"worker_id": (
+        [b"w1", b"w2", b"w3", b"w1", b"w2", b"w3", b"x" * 255, "\u00e9".encode() * 127],
+        [
+            b"",
+            b"x" * 256,
+            "\u00e9".encode() * 128,
+            b"w\n",
+            b"w\x00",
+            "w\u0085".encode(),
+            b"\xff",
+            b"w\xc3",
+            b"\xed\xa0\x80",
+        ],
+    ),
+    b"host": (
+        [b"10.0.0.1", b"10.0.0.2", b"10.0.0.1", "h\u00f4te".encode(), b"h\tost"],
+        [b"", b"h" * 256, b"\xff\xfe"],
+    ),
+    b"port": (
+        [b"9000", b"9001", b"9000", b"1", b"65535", b" 80 ", b"+80", b"0080"],
+        [b"abc", b"0", b"65536", b"-1", b"", b"1.0", b"9" * 30],
+    ),
+    b"capacity": ([b"0", b"1", b"2", b"3", b"0", b"1", b"9" * 30], [b"-1", b"x", b"", b"1.5"]),
+    b"pool": (
+        [b"default", b"gpu", b"default", b"gpu", b"other", "\u00e9".encode()],
+        [b"", b"\xff\xfe", b"gpu\n", b"p" * 256, b"\x7f"],
+    ),
+    b"seq": (
+        [b"1", b"2", b"3", b"1", b"2", b"3", b"-5", b" 3", b"0", b"1_0"],
+        [b"abc", b"", b"1.0", b"0x1"],
+    ),
+    b"ttl": (
+        [b"0", b"0.0", b"1.5", b"3", b"-0", b"1e-9", b"3.0", b"1.5"],
+        [b"nan", b"inf", b"-1", b"abc", b"1e999", b"", b"-inf"],
+    ),
+}
+REQUIRED = [b"worker_id", b"host", b"port", b"capacity"]
+OPTIONAL = [b"pool", b"seq", b"ttl"]
+FAULTS = st.sampled_from(["none"] * 8 + ["bad"] * 2 + ["missing"])
+
+
+@st.composite
+def update_arguments(draw: st.DrawFn) -> Pairs:
+    """
+    A C{WorkerUpdate}'s arguments: valid mostly (the optional ones or not),
+    else one refused value or one required argument left out.
+    """
+    values = {name: draw(st.sampled_from(FIELDS[name][0])) for name in REQUIRED}
+    for name in OPTIONAL:
+        if draw(st.booleans()):
+            values[name] = draw(st.sampled_from(FIELDS[name][0]))
+    fault = draw(FAULTS)
+    if fault == "bad":
+        name = draw(st.sampled_from(list(FIELDS)))
+        values[name] = draw(st.sampled_from(FIELDS[name][1]))
+    elif fault == "missing":
+        del values[draw(st.sampled_from(REQUIRED))]
+    return list(values.items())
+
+
+ANY_WORKER_ID = st.sampled_from(FIELDS[b"worker_id"][0] + FIELDS[b"worker_id"][1][:3])
+ANY_POOL = st.sampled_from(FIELDS[b"pool"][0] + FIELDS[b"pool"][1][:2])
+LIMITS = st.sampled_from([b"1", b"2", b"500", b"0", b"501", b"x"])
+UNKNOWN_KEYS = st.sampled_from([b"x", b"priority", b"k" * 255])
+RESERVED_KEYS = st.sampled_from([b"_answer", b"_error"])
+EXTRA_KINDS = st.sampled_from(["none"] * 40 + ["unknown"] * 4 + ["repeated"] * 4 + ["reserved"])
+COMMANDS = st.sampled_from(
+    [b"WorkerUpdate"] * 10 + [b"WorkerGone", b"ListWorkers", b"Stats", b"NextWorker", b"?"]
+)
+
+
+@st.composite
+def command_boxes(draw: st.DrawFn) -> bytes:
+    """
+    A command box: C{WorkerUpdate} mostly, with or without C{_ask} and extra
+    keys (unknown, reserved or repeated), in any order; else another command
+    of the listener, C{NextWorker} (not served here) or an unknown one.
+    """
+    command = draw(COMMANDS)
+    pairs: Pairs = [(b"_command", command)]
+    if command == b"WorkerUpdate":
+        pairs += draw(update_arguments())
+    elif command == b"WorkerGone":
+        if draw(st.integers(0, 5)):
+            pairs.append((b"worker_id", draw(ANY_WORKER_ID)))
+    elif command == b"ListWorkers":
+        for name, values in ((b"pool", ANY_POOL), (b"after", ANY_WORKER_ID), (b"limit", LIMITS)):
+            if draw(st.booleans()):
+                pairs.append((name, draw(values)))
+    elif command == b"NextWorker" and draw(st.booleans()):
+        pairs.append((b"pool", draw(ANY_POOL)))
+    if draw(st.integers(0, 7)):
+        pairs.append((b"_ask", draw(TAGS)))
+    extra = draw(EXTRA_KINDS)
+    if extra == "unknown":
+        pairs.append((draw(UNKNOWN_KEYS), draw(st.binary(max_size=4))))
+    elif extra == "repeated":
+        key = draw(st.sampled_from([key for key, _ in pairs]))
+        accepted, refused = FIELDS.get(key, ([b"w1", b"WorkerUpdate", b"Stats"], [b""]))
+        pairs.append((key, draw(st.sampled_from(accepted + refused))))
+    elif extra == "reserved":
+        pairs.append((draw(RESERVED_KEYS), draw(TAGS)))
+    # Keys sorted (as Twisted's clients send them) or in any order.
+    pairs = sorted(pairs) if draw(st.booleans()) else draw(st.permutations(pairs))
+    return encode(pairs)
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> bytes:
+    """
+    Command boxes, sometimes with a malformed piece or two among them (empty
+    boxes, answers, keys over 255 bytes, random bytes), and how the stream
+    ends: after a whole box or in the middle of one.
+    """
+    boxes = draw(st.lists(command_boxes(), min_size=3, max_size=20))
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+        boxes.insert(draw(st.integers(0, len(boxes))), draw(MALFORMED))
+    if draw(st.booleans()):
+        box = draw(command_boxes())
+        boxes.append(box[: draw(st.integers(1, len(box) - 1))])
+    return b"".join(boxes)
+
+
+WORKER_IDS = ["w1", "w2", "w3"]
+REGISTRATIONS: st.SearchStrategy[Registration] = st.builds(
+    dict,
+    worker_id=st.sampled_from(WORKER_IDS),
+    host=st.sampled_from(["10.0.0.1", "10.0.0.2"]),
+    port=st.sampled_from([9000, 9001]),
+    capacity=st.integers(0, 3),
+    pool=st.sampled_from(["default", "gpu"]),
+    seq=st.sampled_from([None, 1, 2]),
+    ttl=st.sampled_from([None, 3.0]),
+)
+#: What may happen between two reads.
+EVENTS = st.one_of(
+    st.none(),
+    st.tuples(st.just("advance"), st.sampled_from([0.5, 1.0, 2.5])),
+    st.tuples(st.just("update"), REGISTRATIONS),
+    st.tuples(st.just("gone"), st.sampled_from(WORKER_IDS)),
+)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    workers=st.lists(REGISTRATIONS, max_size=3),
+    lease_grace=st.sampled_from([0.0, 5.0]),
+    stream=streams(),
+    data=st.data(),
+)
+def test_sameAsGeneric(
+    workers: List[Registration],
+    lease_grace: float,
+    stream: bytes,
+    data: st.DataObject,
+) -> None:
+    """
+    Fed the same bytes in the same reads, with the same updates from another
+    connection and clock steps between them, the fast path writes the same
+    bytes as the generic path, drops the connection and lets errors escape at
+    the same points, logs the same events and leaves the queue in the same
+    state; so it does too when ttls run out, when the connection is lost and
+    when the lease grace runs out.
+    """
+    fast, generic = both(workers, lease_grace)
+    reads = split(stream, data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    for read in reads:
+        for side in (fast, generic):
+            side.receive(read)
+        assert_same(fast, generic)
+        step = data.draw(EVENTS)
+        if step is not None:
+            kind, argument = step
+            for side in (fast, generic):
+                getattr(side, kind)(argument)
+            assert_same(fast, generic)
+    for seconds in (data.draw(st.sampled_from([0.0, 2.0, 10.0])), None, 2.5, 10.0):
+        for side in (fast, generic):
+            if seconds is None:
+                side.close()
+            else:
+                side.advance(seconds)
+        assert_same(fast, generic)
+    # Seen with --hypothesis-show-statistics: how far the examples get.
+    accepted = [box[b"accepted"] for box in fast.boxes if b"accepted" in box]
+    event(f"answered {min(len(accepted), 3)}, accepted {min(accepted.count(b'True'), 3)}")
+    for name in ("update stale", "update duplicate", "worker moved", "input rejected"):
+        event(f"logged {name}: {any(log['event'] == name for log in fast.logs)}")
+    for reason in ("ttl expired", "lease expired"):
+        event(f"removed, {reason}: {any(log.get('reason') == reason for log in fast.logs)}")
+    event(
+        f"escaped {fast.error and fast.error[0].__name__}, dropped {fast.transport.disconnecting}"
+    )
+
+
+# -- the fast path's specifics ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "accepted"),
+    [
+        (TYPICAL, b"True"),
+        ({**TYPICAL, "pool": b"gpu", "seq": b"3", "ttl": b"10.0"}, b"True"),
+        ({**TYPICAL, "seq": b"1"}, b"False"),
+        ({**TYPICAL, "seq": b"2"}, b"False"),
+    ],
+    ids=["new", "all-arguments", "stale", "duplicate"],
+)
+def test_answerBytesIdentical(arguments: Dict[str, bytes], accepted: bytes) -> None:
+    """
+    A typical C{WorkerUpdate}'s answer is byte for byte the generic path's,
+    and the fast path gives it without the generic responder.
+    """
+    fast, generic = both(TYPICAL_WORKERS)
+    handed = generic_boxes(fast)
+    for side in (fast, generic):
+        side.receive(worker_update(b"7", **arguments))
+    assert fast.transport.value() == generic.transport.value() != b""
+    assert [box[b"accepted"] for box in fast.boxes] == [accepted]
+    assert handed == []
+    assert_same(fast, generic)
+
+
+def test_pipelinedUpdatesOneWrite() -> None:
+    """
+    The answers to many C{WorkerUpdate}s in one read go out in one write.
+    """
+    fast = Side(True)
+    fast.receive(
+        b"".join(
+            worker_update(b"%d" % (i,), **{**TYPICAL, "worker_id": b"w%d" % (i % 7,)})
+            for i in range(50)
+        )
+    )
+    assert (fast.transport.writes, len(fast.boxes)) == (1, 50)
+    assert fast.queue.stats().workers == 7
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("port", b"abc"),
+        ("port", b"0"),
+        ("port", b"65536"),
+        ("capacity", b"-1"),
+        ("worker_id", b""),
+        ("worker_id", b"w\x01"),
+        ("worker_id", b"\xff"),
+        ("pool", b"p" * 256),
+        ("ttl", b"nan"),
+        ("ttl", b"inf"),
+        ("ttl", b"-1"),
+        ("seq", b"x"),
+        ("host", None),
+    ],
+)
+def test_invalidUpdateAnsweredByGenericPath(field: str, value: Optional[bytes]) -> None:
+    """
+    An update with a bad (or missing) value goes to the generic responder,
+    which answers C{INVALID_ARGUMENT} naming the field, logs the rejection
+    once and changes nothing.
+    """
+    arguments = {name: raw for name, raw in TYPICAL.items() if name != field}
+    if value is not None:
+        arguments[field] = value
+    fast, generic = both(TYPICAL_WORKERS)
+    handed = generic_boxes(fast)
+    before = list(fast.queue.list_workers())
+    for side in (fast, generic):
+        side.receive(worker_update(b"9", **arguments))
+    assert_same(fast, generic)
+    [answer] = fast.boxes
+    assert (answer[b"_error"], answer[b"_error_code"]) == (b"9", INVALID_ARGUMENT)
+    assert answer[b"_error_description"].startswith(field.encode() + b":")
+    assert len(handed) == 1
+    rejected = [log for log in fast.logs if log["event"] == "input rejected"]
+    assert [(log["command"], log["log_level"]) for log in rejected] == [("WorkerUpdate", "warning")]
+    assert list(fast.queue.list_workers()) == before
+
+
+@pytest.mark.parametrize("lease_grace", [0.0, 5.0])
+def test_leaseGraceAfterFastUpdates(lease_grace: float) -> None:
+    """
+    The connection owns the workers its fast-path updates registered: lost,
+    they go after the lease grace, as on the generic path.
+    """
+    fast, generic = both(lease_grace=lease_grace)
+    for side in (fast, generic):
+        side.receive(worker_update(b"1", **TYPICAL) + worker_update(b"2", **TYPICAL))
+        side.close()
+    assert fast.queue.stats().workers == (0 if lease_grace == 0 else 1)
+    assert_same(fast, generic)
+    for side in (fast, generic):
+        side.advance(lease_grace + 0.1)
+    assert fast.queue.stats().workers == 0
+    assert_same(fast, generic)
+
+
+@pytest.mark.parametrize("reserved", [b"_answer", b"_error"])
+def test_updateHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
+    """
+    A box that holds C{_answer} (or C{_error}) is an answer to the generic
+    path, whatever else it holds: a valid C{WorkerUpdate} with C{_ask} too
+    registers nothing and lets the same error escape as there.
+    """
+    fast, generic = both()
+    arguments = [(name.encode(), value) for name, value in TYPICAL.items()]
+    box = encode([(b"_ask", b"1"), (b"_command", b"WorkerUpdate"), *arguments, (reserved, b"1")])
+    for side in (fast, generic):
+        side.receive(box)
+    assert fast.error is not None
+    assert fast.queue.stats().workers == 0
+    assert_same(fast, generic)
+
+
+def test_updateWithoutAskAnswersNothing() -> None:
+    """
+    A C{WorkerUpdate} without C{_ask} (generic path) registers the worker and
+    writes nothing; one with a bad value writes nothing either.
+    """
+    fast, generic = both()
+    for side in (fast, generic):
+        side.receive(
+            worker_update(None, **TYPICAL) + worker_update(None, **{**TYPICAL, "port": b"0"})
+        )
+    assert (fast.sent, fast.queue.stats().workers, fast.transport.disconnecting) == (b"", 1, False)
+    assert_same(fast, generic)
+
+
+def test_schedulerKinds() -> None:
+    """
+    The comparison is between two different scheduler protocols: the fast
+    path's and Twisted's generic box protocol.
+    """
+    fast, generic = both()
+    assert isinstance(fast.protocol, SchedulerProtocol)
+    assert isinstance(generic.protocol, amp.BinaryBoxProtocol)
