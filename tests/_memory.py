@@ -11,15 +11,37 @@ call fails unconsumed).
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from functools import cache
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Type, cast
+from struct import pack
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    MutableMapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    TypeVar,
+    cast,
+)
 
 import pytest
 from amp_dispatch_commands import InvalidArgument, ListWorkers, Stats, WorkerUpdate
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeAddress, connectedServerAndClient
@@ -352,3 +374,276 @@ class InvalidArgumentChecks:
             ("input rejected", case.command.__name__)
         ]
         assert re.search(rf"\b{case.field}\b", warnings[0]["reason"])
+
+
+# -- one listener connection over a StringTransport, for the fast-path tests --
+
+#: A worker registered before any byte arrives: C{queue.update}'s arguments.
+Registration = Dict[str, Any]
+
+_Side = TypeVar("_Side", bound="ListenerSide")
+
+
+class CountingTransport(StringTransport):
+    """
+    A L{StringTransport} that counts its C{write} calls.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+
+class ListenerSide:
+    """
+    One connection to a listener (C{listener}: the L{Dispatcher}'s factory
+    attribute) over its own queue, connected to a L{CountingTransport}; what
+    it wrote, whether it dropped the connection, the error that escaped
+    C{dataReceived} and the structlog events it logged are kept.
+    """
+
+    listener: ClassVar[str]
+
+    def __init__(
+        self,
+        fast_path: bool,
+        workers: Iterable[Registration] = (),
+        *,
+        lease_grace: float = 30.0,
+        max_waiting: int = 10_000,
+    ) -> None:
+        self.clock = Clock()
+        self.queue = WorkerQueue(self.clock, lease_grace=lease_grace, max_waiting=max_waiting)
+        with capture_logs():
+            for registration in workers:
+                self.queue.update(**registration)
+        factory: ServerFactory = getattr(Dispatcher(self.queue, fast_path=fast_path), self.listener)
+        self.protocol = cast(Protocol, factory.buildProtocol(None))
+        self.transport = CountingTransport()
+        self.error: Optional[Tuple[Type[BaseException], Tuple[Any, ...]]] = None
+        self.closed = False
+        self.logs: List[MutableMapping[str, Any]] = []
+        self._sent = 0
+        with self._watch():
+            self.protocol.makeConnection(self.transport)
+
+    @classmethod
+    def both(
+        cls: Type[_Side], workers: Iterable[Registration] = (), **options: Any
+    ) -> Tuple[_Side, _Side]:
+        """
+        A fast and a generic connection, over queues in the same state.
+        """
+        workers = list(workers)
+        return cls(True, workers, **options), cls(False, workers, **options)
+
+    @contextmanager
+    def _watch(self) -> Iterator[None]:
+        """
+        Keep the structlog events logged while the block runs.
+        """
+        with capture_logs() as logs:
+            try:
+                yield
+            finally:
+                self.logs.extend(logs)
+
+    def receive(self, data: bytes) -> None:
+        """
+        Deliver C{data} as one read, unless the connection is closing; as the
+        reactor would, lose the connection after an error or a drop.
+        """
+        if self.closed:
+            return
+        with self._watch():
+            try:
+                self.protocol.dataReceived(data)
+            except Exception as e:
+                self.error = (type(e), e.args)
+        if self.error is not None or self.transport.disconnecting:
+            self.close()
+
+    def advance(self, seconds: float) -> None:
+        """
+        Move the queue's clock on (ttls and lease grace run out).
+        """
+        with self._watch():
+            self.clock.advance(seconds)
+
+    def close(self) -> None:
+        """
+        The connection is lost (once).
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self._sent = len(self.transport.value())
+        with self._watch():
+            self.protocol.connectionLost(Failure(ConnectionDone()))
+
+    @property
+    def sent(self) -> bytes:
+        """
+        The bytes written while the connection was open.
+        """
+        written = cast(bytes, self.transport.value())
+        return written[: self._sent] if self.closed else written
+
+    @property
+    def written_closing(self) -> object:
+        """
+        What was written while the connection was being lost (it reaches
+        nobody).
+        """
+        return self.transport.value()[len(self.sent) :]
+
+    @property
+    def boxes(self) -> List[amp.AmpBox]:
+        """
+        The boxes written while the connection was open, parsed.
+        """
+        return cast(List[amp.AmpBox], amp._ParserHelper.parseString(self.sent))
+
+    def observed(self) -> Dict[str, Any]:
+        """
+        Everything the fast and the generic listener must agree on.
+        """
+        return {
+            "boxes": self.boxes,
+            "bytes": self.sent,
+            "written closing": self.written_closing,
+            "dropped": self.transport.disconnecting,
+            "error": self.error,
+            "stats": self.queue.stats(),
+            "workers": list(self.queue.list_workers()),
+            "logs": self.logs,
+        }
+
+
+def assert_same(fast: ListenerSide, generic: ListenerSide) -> None:
+    """
+    The two listeners agree on everything observable.
+    """
+    seen_fast, seen_generic = fast.observed(), generic.observed()
+    assert seen_fast.keys() == seen_generic.keys()
+    for name in seen_fast:
+        assert seen_fast[name] == seen_generic[name], name
+
+
+def replay(
+    fast: ListenerSide,
+    generic: ListenerSide,
+    stream: bytes,
+    data: st.DataObject,
+    events: st.SearchStrategy[Any],
+) -> None:
+    """
+    Feed both listeners C{stream} in the same reads (cut where C{data}
+    draws), after each read a step drawn from C{events} (C{None}, or a method
+    name and its argument) for both; they must agree after every read and
+    every step.
+    """
+    reads = split(stream, data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    for read in reads:
+        for side in (fast, generic):
+            side.receive(read)
+        assert_same(fast, generic)
+        step = data.draw(events)
+        if step is not None:
+            kind, argument = step
+            for side in (fast, generic):
+                getattr(side, kind)(argument)
+            assert_same(fast, generic)
+
+
+def encode(pairs: Iterable[Tuple[bytes, bytes]]) -> bytes:
+    """
+    A box of C{pairs} in the order given (repeats kept), as AMP frames it.
+    """
+    frames = [pack(">H", len(key)) + key + pack(">H", len(value)) + value for key, value in pairs]
+    return b"".join(frames) + b"\x00\x00"
+
+
+def split(stream: bytes, at: Sequence[int]) -> List[bytes]:
+    """
+    C{stream} cut at the offsets C{at}, as successive reads.
+    """
+    cuts = [0, *sorted(set(at)), len(stream)]
+    return [stream[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+TAGS = st.one_of(st.sampled_from([b"1", b"2", b"a"]), st.binary(max_size=5))
+RESERVED_KEYS = st.sampled_from([b"_answer", b"_error"])
+ANSWER_BOXES = st.builds(
+    lambda tag, error: encode(
+        [(b"_error", tag), (b"_error_code", b"X"), (b"_error_description", b"d")]
+        if error
+        else [(b"_answer", tag), (b"x", b"1")]
+    ),
+    TAGS,
+    st.booleans(),
+)
+EMPTY_BOXES = st.just(b"\x00\x00")
+KEYS_TOO_LONG = st.builds(lambda n, rest: pack(">H", n) + rest, st.integers(256, 65535), TAGS)
+RAW_BYTES = st.binary(min_size=1, max_size=12)
+#: What a well-behaved client does not send.
+MALFORMED = st.one_of(ANSWER_BOXES, EMPTY_BOXES, KEYS_TOO_LONG, RAW_BYTES)
+
+
+def with_extra_key(
+    draw: st.DrawFn,
+    pairs: List[Tuple[bytes, bytes]],
+    kinds: st.SearchStrategy[str],
+    unknown_keys: st.SearchStrategy[bytes],
+    repeated: Callable[[bytes], st.SearchStrategy[bytes]],
+) -> bytes:
+    """
+    The box of a command's C{pairs}, with an extra key of a kind drawn from
+    C{kinds}: none, an unknown one, a repeat of one of C{pairs} (its value
+    drawn from C{repeated(key)}) or a reserved one; its keys sorted (as
+    Twisted's clients send them) or in any order.
+    """
+    extra = draw(kinds)
+    if extra == "unknown":
+        pairs.append((draw(unknown_keys), draw(st.binary(max_size=4))))
+    elif extra == "repeated":
+        key = draw(st.sampled_from([key for key, _ in pairs]))
+        pairs.append((key, draw(repeated(key))))
+    elif extra == "reserved":
+        pairs.append((draw(RESERVED_KEYS), draw(TAGS)))
+    pairs = sorted(pairs) if draw(st.booleans()) else draw(st.permutations(pairs))
+    return encode(pairs)
+
+
+@st.composite
+def streams(
+    draw: st.DrawFn,
+    command_boxes: st.SearchStrategy[bytes],
+    min_boxes: int,
+    malformed_counts: Sequence[int],
+) -> bytes:
+    """
+    At least C{min_boxes} of C{command_boxes}, with as many L{MALFORMED}
+    pieces among them as drawn from C{malformed_counts} (empty boxes,
+    answers, keys over 255 bytes, random bytes), and how the stream ends:
+    after a whole box or in the middle of one.
+    """
+    boxes = draw(st.lists(command_boxes, min_size=min_boxes, max_size=20))
+    for _ in range(draw(st.sampled_from(malformed_counts))):
+        boxes.insert(draw(st.integers(0, len(boxes))), draw(MALFORMED))
+    if draw(st.booleans()):
+        box = draw(command_boxes)
+        boxes.append(box[: draw(st.integers(1, len(box) - 1))])
+    return b"".join(boxes)
+
+
+#: The settings of the properties that compare a fast and a generic listener.
+COMPARISON_SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)

@@ -11,38 +11,26 @@ the same events and leave their queues in the same state.
 
 from __future__ import annotations
 
-from struct import pack
-from typing import (
-    Any,
-    Dict,
-    Iterable,
-    List,
-    MutableMapping,
-    Optional,
-    Sequence,
-    Tuple,
-    Type,
-    cast,
-)
+from typing import Any, Dict, Iterable, List, Tuple, cast
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
-from structlog.testing import capture_logs
-from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Protocol
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.protocols import amp
-from twisted.python.failure import Failure
 
 from amp_dispatch import _fastpath
 from amp_dispatch._fastpath import FrontendProtocol
-from amp_dispatch._queue import WorkerQueue
-from amp_dispatch._server import Dispatcher
-
-#: A worker registered before any byte arrives: C{queue.update}'s arguments.
-Registration = Dict[str, Any]
+from tests._memory import (
+    COMPARISON_SETTINGS,
+    TAGS,
+    ListenerSide,
+    Registration,
+    assert_same,
+    encode,
+    replay,
+    streams,
+    with_extra_key,
+)
 
 WORKER_IDS = ["w1", "w2", "w3", "g1"]
 POOLS = ["default", "gpu", "busy"]
@@ -56,148 +44,35 @@ TYPICAL_WORKERS: List[Registration] = [
 ]
 
 
-class CountingTransport(StringTransport):
+class Side(ListenerSide):
     """
-    A L{StringTransport} that counts its C{write} calls.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def write(self, data: bytes) -> None:
-        self.writes += 1
-        super().write(data)
-
-
-class Side:
-    """
-    One front end over its own queue, connected to a L{StringTransport}; what
-    it wrote, whether it dropped the connection, the error that escaped
-    C{dataReceived} and the events it logged are kept.
+    One front end over its own queue, connected to a L{StringTransport}.
     """
 
-    def __init__(
-        self, fast_path: bool, workers: Iterable[Registration] = (), max_waiting: int = 10_000
-    ) -> None:
-        self.clock = Clock()
-        self.queue = WorkerQueue(self.clock, lease_grace=30.0, max_waiting=max_waiting)
-        for registration in workers:
-            self.queue.update(**registration)
-        self.protocol = cast(
-            Protocol,
-            Dispatcher(self.queue, fast_path=fast_path).frontend_factory.buildProtocol(None),
-        )
-        self.transport = CountingTransport()
-        self.protocol.makeConnection(self.transport)
-        self.error: Optional[Tuple[Type[BaseException], Tuple[Any, ...]]] = None
-        self.closed = False
-        self.logs: List[MutableMapping[str, Any]] = []
-        # What was written while the connection was being lost (it reaches
-        # nobody), sorted: waiting calls are cancelled in no set order.
-        self.written_closing: List[bytes] = []
-        self._sent = 0
-
-    def receive(self, data: bytes) -> None:
-        """
-        Deliver C{data} as one read, unless the connection is closing; as the
-        reactor would, lose the connection after an error or a drop.
-        """
-        if self.closed:
-            return
-        with capture_logs() as logs:
-            try:
-                self.protocol.dataReceived(data)
-            except Exception as e:
-                self.error = (type(e), e.args)
-        self.logs.extend(logs)
-        if self.error is not None or self.transport.disconnecting:
-            self.close()
-
-    def advance(self, seconds: float) -> None:
-        """
-        Move the queue's clock on.
-        """
-        with capture_logs() as logs:
-            self.clock.advance(seconds)
-        self.logs.extend(logs)
+    listener = "frontend_factory"
 
     def update(self, registration: Registration) -> None:
         """
         Apply a C{WorkerUpdate} to the queue, as the scheduler listener would.
         """
-        with capture_logs() as logs:
+        with self._watch():
             self.queue.update(**registration)
-        self.logs.extend(logs)
-
-    def close(self) -> None:
-        """
-        The connection is lost (once).
-        """
-        if self.closed:
-            return
-        self.closed = True
-        self._sent = len(self.transport.value())
-        with capture_logs() as logs:
-            self.protocol.connectionLost(Failure(ConnectionDone()))
-        self.logs.extend(logs)
-        closing = amp._ParserHelper.parseString(self.transport.value()[self._sent :])
-        self.written_closing = sorted(box.serialize() for box in closing)
 
     @property
-    def sent(self) -> bytes:
+    def written_closing(self) -> List[bytes]:
         """
-        The bytes written while the connection was open.
+        What was written while the connection was being lost (it reaches
+        nobody), sorted: waiting calls are cancelled in no set order.
         """
-        written = cast(bytes, self.transport.value())
-        return written[: self._sent] if self.closed else written
-
-    @property
-    def boxes(self) -> List[amp.AmpBox]:
-        """
-        The boxes written while the connection was open, parsed.
-        """
-        return cast(List[amp.AmpBox], amp._ParserHelper.parseString(self.sent))
-
-    def observed(self) -> Dict[str, Any]:
-        """
-        Everything the two front ends must agree on.
-        """
-        return {
-            "boxes": self.boxes,
-            "bytes": self.sent,
-            "written closing": self.written_closing,
-            "dropped": self.transport.disconnecting,
-            "error": self.error,
-            "stats": self.queue.stats(),
-            "workers": list(self.queue.list_workers()),
-            "logs": self.logs,
-        }
+        closing = amp._ParserHelper.parseString(self.transport.value()[len(self.sent) :])
+        return sorted(box.serialize() for box in closing)
 
 
 def both(workers: Iterable[Registration] = (), max_waiting: int = 10_000) -> Tuple[Side, Side]:
     """
     A fast and a generic front end, over queues in the same state.
     """
-    workers = list(workers)
-    return Side(True, workers, max_waiting), Side(False, workers, max_waiting)
-
-
-def assert_same(fast: Side, generic: Side) -> None:
-    """
-    The two front ends agree on everything observable.
-    """
-    seen_fast, seen_generic = fast.observed(), generic.observed()
-    for name in seen_fast:
-        assert seen_fast[name] == seen_generic[name], name
-
-
-def encode(pairs: Iterable[Tuple[bytes, bytes]]) -> bytes:
-    """
-    A box of C{pairs} in the order given (repeats kept), as AMP frames it.
-    """
-    frames = [pack(">H", len(key)) + key + pack(">H", len(value)) + value for key, value in pairs]
-    return b"".join(frames) + b"\x00\x00"
+    return Side.both(workers, max_waiting=max_waiting)
 
 
 def next_worker(tag: bytes = b"1", **arguments: bytes) -> bytes:
@@ -211,7 +86,6 @@ def next_worker(tag: bytes = b"1", **arguments: bytes) -> bytes:
 
 # -- the byte streams ---------------------------------------------------------
 
-TAGS = st.one_of(st.sampled_from([b"1", b"2", b"a"]), st.binary(max_size=5))
 POOL_VALUES = st.sampled_from(
     [
         b"default",
@@ -232,7 +106,6 @@ TIMEOUT_VALUES = st.sampled_from(
     [b"0", b"0.0", b"-0", b"0.5", b"1", b"3", b" 2 ", b"abc", b"-1", b"nan", b"inf", b"1e999", b""]
 )
 UNKNOWN_KEYS = st.sampled_from([b"x", b"k" * 255])
-RESERVED_KEYS = st.sampled_from([b"_answer", b"_error"])
 EXTRA_KINDS = st.sampled_from(["none"] * 12 + ["unknown"] * 3 + ["repeated"] * 3 + ["reserved"] * 2)
 
 
@@ -260,48 +133,13 @@ def command_boxes(draw: st.DrawFn) -> bytes:
         pairs += [(b"worker_id", b"w1"), (b"host", b"h"), (b"port", b"1"), (b"capacity", b"9")]
     elif command == b"WorkerGone":
         pairs.append((b"worker_id", b"w1"))
-    extra = draw(EXTRA_KINDS)
-    if extra == "unknown":
-        pairs.append((draw(UNKNOWN_KEYS), draw(st.binary(max_size=4))))
-    elif extra == "repeated":
-        key = draw(st.sampled_from([key for key, _ in pairs]))
-        pairs.append((key, draw(st.one_of(TAGS, POOL_VALUES, TIMEOUT_VALUES))))
-    elif extra == "reserved":
-        pairs.append((draw(RESERVED_KEYS), draw(TAGS)))
-    # Keys sorted (as Twisted's clients send them) or in any order.
-    pairs = sorted(pairs) if draw(st.booleans()) else draw(st.permutations(pairs))
-    return encode(pairs)
-
-
-ANSWER_BOXES = st.builds(
-    lambda tag, error: encode(
-        [(b"_error", tag), (b"_error_code", b"X"), (b"_error_description", b"d")]
-        if error
-        else [(b"_answer", tag), (b"x", b"1")]
-    ),
-    TAGS,
-    st.booleans(),
-)
-EMPTY_BOXES = st.just(b"\x00\x00")
-KEYS_TOO_LONG = st.builds(lambda n, rest: pack(">H", n) + rest, st.integers(256, 65535), TAGS)
-RAW_BYTES = st.binary(min_size=1, max_size=12)
-#: What a well-behaved client does not send.
-MALFORMED = st.one_of(ANSWER_BOXES, EMPTY_BOXES, KEYS_TOO_LONG, RAW_BYTES)
-
-
-@st.composite
-def streams(draw: st.DrawFn) -> bytes:
-    """
-    Command boxes, with a malformed piece or two among them, and how the
-    stream ends: after a whole box or in the middle of one.
-    """
-    boxes = draw(st.lists(command_boxes(), min_size=1, max_size=20))
-    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
-        boxes.insert(draw(st.integers(0, len(boxes))), draw(MALFORMED))
-    if draw(st.booleans()):
-        box = draw(command_boxes())
-        boxes.append(box[: draw(st.integers(1, len(box) - 1))])
-    return b"".join(boxes)
+    return with_extra_key(
+        draw,
+        pairs,
+        EXTRA_KINDS,
+        UNKNOWN_KEYS,
+        lambda key: st.one_of(TAGS, POOL_VALUES, TIMEOUT_VALUES),
+    )
 
 
 REGISTRATIONS: st.SearchStrategy[Registration] = st.builds(
@@ -321,23 +159,11 @@ EVENTS = st.one_of(
 )
 
 
-def split(stream: bytes, at: Sequence[int]) -> List[bytes]:
-    """
-    C{stream} cut at the offsets C{at}, as successive reads.
-    """
-    cuts = [0, *sorted(set(at)), len(stream)]
-    return [stream[a:b] for a, b in zip(cuts, cuts[1:])]
-
-
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@COMPARISON_SETTINGS
 @given(
     workers=st.lists(REGISTRATIONS, max_size=4),
     max_waiting=st.sampled_from([1, 2, 100]),
-    stream=streams(),
+    stream=streams(command_boxes(), min_boxes=1, malformed_counts=[0, 0, 1, 2]),
     data=st.data(),
 )
 def test_sameAsGeneric(
@@ -354,17 +180,7 @@ def test_sameAsGeneric(
     too when the waiting calls time out and when the connection is lost.
     """
     fast, generic = both(TYPICAL_WORKERS + workers, max_waiting)
-    reads = split(stream, data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
-    for read in reads:
-        for side in (fast, generic):
-            side.receive(read)
-        assert_same(fast, generic)
-        step = data.draw(EVENTS)
-        if step is not None:
-            kind, argument = step
-            for side in (fast, generic):
-                getattr(side, kind)(argument)
-            assert_same(fast, generic)
+    replay(fast, generic, stream, data, EVENTS)
     for side in (fast, generic):
         side.advance(10.0)
     assert_same(fast, generic)

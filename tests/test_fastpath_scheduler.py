@@ -15,41 +15,31 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    MutableMapping,
-    Optional,
-    Tuple,
-    Type,
-    cast,
-)
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Type, cast
 
 import pytest
 import structlog
 from amp_dispatch_commands import INVALID_ARGUMENT
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
-from structlog.testing import capture_logs
-from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Protocol
-from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import provider
 
 from amp_dispatch._fastpath import SchedulerProtocol
-from amp_dispatch._queue import WorkerQueue
-from amp_dispatch._server import Dispatcher
-from tests.test_fastpath import MALFORMED, TAGS, CountingTransport, encode, split
+from tests._memory import (
+    COMPARISON_SETTINGS,
+    TAGS,
+    ListenerSide,
+    Registration,
+    assert_same,
+    encode,
+    replay,
+    streams,
+    with_extra_key,
+)
 
-#: A worker registered before any byte arrives: C{queue.update}'s arguments.
-Registration = Dict[str, Any]
 Pairs = List[Tuple[bytes, bytes]]
 
 #: The owner of the updates another scheduler connection sends.
@@ -68,34 +58,19 @@ def _everyLevel() -> Iterator[None]:
     structlog.configure(wrapper_class=wrapper_class)
 
 
-class Side:
+class Side(ListenerSide):
     """
     One scheduler listener connection over its own queue, connected to a
-    L{StringTransport}; what it wrote, whether it dropped the connection, the
-    error that escaped C{dataReceived}, the structlog events and the failures
-    logged through Twisted are kept.
+    L{StringTransport}; the failures logged through Twisted are kept too.
     """
+
+    listener = "scheduler_factory"
 
     def __init__(
         self, fast_path: bool, workers: Iterable[Registration] = (), lease_grace: float = 30.0
     ) -> None:
-        self.clock = Clock()
-        self.queue = WorkerQueue(self.clock, lease_grace=lease_grace)
-        with capture_logs():
-            for registration in workers:
-                self.queue.update(**registration)
-        self.protocol = cast(
-            Protocol,
-            Dispatcher(self.queue, fast_path=fast_path).scheduler_factory.buildProtocol(None),
-        )
-        self.transport = CountingTransport()
-        self.error: Optional[Tuple[Type[BaseException], Tuple[Any, ...]]] = None
-        self.closed = False
-        self.logs: List[MutableMapping[str, Any]] = []
         self.failures: List[Type[BaseException]] = []
-        self._sent = 0
-        with self._watch():
-            self.protocol.makeConnection(self.transport)
+        super().__init__(fast_path, workers, lease_grace=lease_grace)
 
     @contextmanager
     def _watch(self) -> Iterator[None]:
@@ -112,35 +87,10 @@ class Side:
 
         globalLogPublisher.addObserver(observe)
         try:
-            with capture_logs() as logs:
-                try:
-                    yield
-                finally:
-                    self.logs.extend(logs)
+            with super()._watch():
+                yield
         finally:
             globalLogPublisher.removeObserver(observe)
-
-    def receive(self, data: bytes) -> None:
-        """
-        Deliver C{data} as one read, unless the connection is closing; as the
-        reactor would, lose the connection after an error or a drop.
-        """
-        if self.closed:
-            return
-        with self._watch():
-            try:
-                self.protocol.dataReceived(data)
-            except Exception as e:
-                self.error = (type(e), e.args)
-        if self.error is not None or self.transport.disconnecting:
-            self.close()
-
-    def advance(self, seconds: float) -> None:
-        """
-        Move the queue's clock on (ttls and lease grace run out).
-        """
-        with self._watch():
-            self.clock.advance(seconds)
 
     def update(self, registration: Registration) -> None:
         """
@@ -156,64 +106,18 @@ class Side:
         with self._watch():
             self.queue.gone(worker_id)
 
-    def close(self) -> None:
-        """
-        The connection is lost (once).
-        """
-        if self.closed:
-            return
-        self.closed = True
-        self._sent = len(self.transport.value())
-        with self._watch():
-            self.protocol.connectionLost(Failure(ConnectionDone()))
-
-    @property
-    def sent(self) -> bytes:
-        """
-        The bytes written while the connection was open.
-        """
-        written = cast(bytes, self.transport.value())
-        return written[: self._sent] if self.closed else written
-
-    @property
-    def boxes(self) -> List[amp.AmpBox]:
-        """
-        The boxes written while the connection was open, parsed.
-        """
-        return cast(List[amp.AmpBox], amp._ParserHelper.parseString(self.sent))
-
     def observed(self) -> Dict[str, Any]:
         """
         Everything the two listeners must agree on.
         """
-        return {
-            "boxes": self.boxes,
-            "bytes": self.sent,
-            "written closing": self.transport.value()[len(self.sent) :],
-            "dropped": self.transport.disconnecting,
-            "error": self.error,
-            "stats": self.queue.stats(),
-            "workers": list(self.queue.list_workers()),
-            "logs": self.logs,
-            "twisted failures": self.failures,
-        }
+        return {**super().observed(), "twisted failures": self.failures}
 
 
 def both(workers: Iterable[Registration] = (), lease_grace: float = 30.0) -> Tuple[Side, Side]:
     """
     A fast and a generic scheduler connection, over queues in the same state.
     """
-    workers = list(workers)
-    return Side(True, workers, lease_grace), Side(False, workers, lease_grace)
-
-
-def assert_same(fast: Side, generic: Side) -> None:
-    """
-    The two listeners agree on everything observable.
-    """
-    seen_fast, seen_generic = fast.observed(), generic.observed()
-    for name in seen_fast:
-        assert seen_fast[name] == seen_generic[name], name
+    return Side.both(workers, lease_grace=lease_grace)
 
 
 def generic_boxes(side: Side) -> List[amp.AmpBox]:
@@ -325,11 +229,19 @@ ANY_WORKER_ID = st.sampled_from(FIELDS[b"worker_id"][0] + FIELDS[b"worker_id"][1
 ANY_POOL = st.sampled_from(FIELDS[b"pool"][0] + FIELDS[b"pool"][1][:2])
 LIMITS = st.sampled_from([b"1", b"2", b"500", b"0", b"501", b"x"])
 UNKNOWN_KEYS = st.sampled_from([b"x", b"priority", b"k" * 255])
-RESERVED_KEYS = st.sampled_from([b"_answer", b"_error"])
 EXTRA_KINDS = st.sampled_from(["none"] * 40 + ["unknown"] * 4 + ["repeated"] * 4 + ["reserved"])
 COMMANDS = st.sampled_from(
     [b"WorkerUpdate"] * 10 + [b"WorkerGone", b"ListWorkers", b"Stats", b"NextWorker", b"?"]
 )
+
+
+def repeated_values(key: bytes) -> st.SearchStrategy[bytes]:
+    """
+    The values a repeated C{key} may take: those of the argument it names,
+    accepted or refused, else a few others.
+    """
+    accepted, refused = FIELDS.get(key, ([b"w1", b"WorkerUpdate", b"Stats"], [b""]))
+    return st.sampled_from(accepted + refused)
 
 
 @st.composite
@@ -354,34 +266,7 @@ def command_boxes(draw: st.DrawFn) -> bytes:
         pairs.append((b"pool", draw(ANY_POOL)))
     if draw(st.integers(0, 7)):
         pairs.append((b"_ask", draw(TAGS)))
-    extra = draw(EXTRA_KINDS)
-    if extra == "unknown":
-        pairs.append((draw(UNKNOWN_KEYS), draw(st.binary(max_size=4))))
-    elif extra == "repeated":
-        key = draw(st.sampled_from([key for key, _ in pairs]))
-        accepted, refused = FIELDS.get(key, ([b"w1", b"WorkerUpdate", b"Stats"], [b""]))
-        pairs.append((key, draw(st.sampled_from(accepted + refused))))
-    elif extra == "reserved":
-        pairs.append((draw(RESERVED_KEYS), draw(TAGS)))
-    # Keys sorted (as Twisted's clients send them) or in any order.
-    pairs = sorted(pairs) if draw(st.booleans()) else draw(st.permutations(pairs))
-    return encode(pairs)
-
-
-@st.composite
-def streams(draw: st.DrawFn) -> bytes:
-    """
-    Command boxes, sometimes with a malformed piece or two among them (empty
-    boxes, answers, keys over 255 bytes, random bytes), and how the stream
-    ends: after a whole box or in the middle of one.
-    """
-    boxes = draw(st.lists(command_boxes(), min_size=3, max_size=20))
-    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
-        boxes.insert(draw(st.integers(0, len(boxes))), draw(MALFORMED))
-    if draw(st.booleans()):
-        box = draw(command_boxes())
-        boxes.append(box[: draw(st.integers(1, len(box) - 1))])
-    return b"".join(boxes)
+    return with_extra_key(draw, pairs, EXTRA_KINDS, UNKNOWN_KEYS, repeated_values)
 
 
 WORKER_IDS = ["w1", "w2", "w3"]
@@ -404,15 +289,11 @@ EVENTS = st.one_of(
 )
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@COMPARISON_SETTINGS
 @given(
     workers=st.lists(REGISTRATIONS, max_size=3),
     lease_grace=st.sampled_from([0.0, 5.0]),
-    stream=streams(),
+    stream=streams(command_boxes(), min_boxes=3, malformed_counts=[0, 0, 0, 1, 2]),
     data=st.data(),
 )
 def test_sameAsGeneric(
@@ -430,17 +311,7 @@ def test_sameAsGeneric(
     when the lease grace runs out.
     """
     fast, generic = both(workers, lease_grace)
-    reads = split(stream, data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
-    for read in reads:
-        for side in (fast, generic):
-            side.receive(read)
-        assert_same(fast, generic)
-        step = data.draw(EVENTS)
-        if step is not None:
-            kind, argument = step
-            for side in (fast, generic):
-                getattr(side, kind)(argument)
-            assert_same(fast, generic)
+    replay(fast, generic, stream, data, EVENTS)
     for seconds in (data.draw(st.sampled_from([0.0, 2.0, 10.0])), None, 2.5, 10.0):
         for side in (fast, generic):
             if seconds is None:
