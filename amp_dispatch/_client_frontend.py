@@ -101,7 +101,11 @@ def _parse_worker(box: Box) -> Worker:
     key = (box.get(b"worker_id"), box.get(b"host"), box.get(b"port"))
     worker = _workers.get(key)
     if worker is None:
-        worker = _worker(NextWorker.parseResponse(box, None))
+        # What NextWorker.parseResponse does (amp.Unicode, amp.Integer), in
+        # a fraction of its time: the same values, the same exceptions.
+        worker = Worker(
+            box[b"worker_id"].decode("utf-8"), box[b"host"].decode("utf-8"), int(box[b"port"])
+        )
         if len(_workers) >= _WORKERS_KEPT:
             _workers.clear()
         _workers[key] = worker

@@ -1,20 +1,21 @@
 """
-The front-end listener's protocol, with a fast path for C{NextWorker}.
+The listeners' protocols, with fast paths for C{NextWorker} and C{WorkerUpdate}.
 
 Twisted's generic AMP machinery (L{amp.BinaryBoxProtocol} parsing through
 L{IntNStringReceiver}, L{amp.BoxDispatcher}, argument objects, a Deferred per
-call) costs about 25 us of CPU per call, most of it per box.  Here a C{NextWorker}
-box that asks for an answer and finds a free slot is parsed, answered and
-encoded in one tight loop, and all the answers to one read go out in one write.
-The bytes on the wire are those the generic path sends: keys sorted, as
-L{amp.AmpBox.serialize} writes them.
+call) costs about 20 us of CPU per box.  Here a C{NextWorker} box that asks
+for an answer and finds a free slot (or answers C{NO_WORKER_AVAILABLE} at
+once), and a C{WorkerUpdate} whose arguments are valid, are parsed, handled
+and answered in one loop, and all the answers to one read go out in one
+write.  The bytes on the wire are those the generic path sends: keys sorted,
+as L{amp.AmpBox.serialize} writes them.
 
 Every other box (other commands, bad arguments, a call that must wait, a box
-without C{_ask}, answers, empty boxes) goes to the same L{FrontendResponder}
-the generic protocol uses, so there is one implementation of everything but
-the hot path.  Framing follows L{amp.BinaryBoxProtocol}: a key longer than 255
-bytes drops the connection (L{amp.TooLong}), an empty key ends a box, a repeated
-key keeps its last value.
+without C{_ask} or holding C{_answer}/C{_error}, empty boxes) goes to the
+role's responder that the generic protocol uses, so there is one
+implementation of everything but the hot paths.  Framing (L{_framing}) follows
+L{amp.BinaryBoxProtocol}: a key longer than 255 bytes drops the connection
+(L{amp.TooLong}), an empty key ends a box, a repeated key keeps its last value.
 """
 
 from __future__ import annotations
