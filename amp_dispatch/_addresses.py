@@ -1,5 +1,5 @@
 """
-Addresses as log fields.
+Addresses as log fields, and socket options of connections.
 """
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Tuple
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import ITCPTransport
 
 
 def host_port(address: Any) -> Tuple[str, int]:
@@ -33,3 +34,12 @@ def describe(address: Any) -> str:
     if isinstance(address, IPv4Address):
         return f"{host}:{port}"
     return host
+
+
+def no_delay(transport: Any) -> None:
+    """
+    Send small writes at once on a TCP connection (no Nagle delay): answers
+    are small and a peer waiting on one must not wait for an ACK.
+    """
+    if ITCPTransport.providedBy(transport):
+        transport.setTcpNoDelay(True)

@@ -37,6 +37,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._addresses import no_delay
 from ._framing import END, KeyTooLong, pack_length, read_box
 from ._queue import WorkerQueue, _Worker, no_free_slot
 from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
@@ -142,6 +143,7 @@ class _FastBoxProtocol(Protocol):
         self._key_too_long = False
 
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         self._responder.startReceivingBoxes(self)
 
     def connectionLost(self, reason: Failure = _CONNECTION_LOST) -> None:

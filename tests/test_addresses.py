@@ -1,0 +1,91 @@
+"""
+Tests for L{amp_dispatch._addresses}: addresses in logs, and C{TCP_NODELAY}
+on the listeners' connections.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from zope.interface import implementer
+
+from amp_dispatch._addresses import describe, host_port, no_delay
+from amp_dispatch._queue import WorkerQueue
+from amp_dispatch._server import Dispatcher
+
+
+@implementer(ITCPTransport)
+class TCPTransport(StringTransport):
+    """
+    A string transport that records C{setTcpNoDelay} calls.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.no_delay: List[bool] = []
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay.append(enabled)
+
+    def getTcpNoDelay(self) -> bool:
+        return bool(self.no_delay and self.no_delay[-1])
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        pass
+
+    def getTcpKeepAlive(self) -> bool:
+        return False
+
+    def loseWriteConnection(self) -> None:
+        pass
+
+
+def test_describeIPv4() -> None:
+    """
+    An IPv4 address reads C{host:port}.
+    """
+    assert describe(IPv4Address("TCP", "127.0.0.1", 8750)) == "127.0.0.1:8750"
+
+
+def test_describeIPv6() -> None:
+    """
+    An IPv6 address reads C{[host]:port}.
+    """
+    assert describe(IPv6Address("TCP", "::1", 8750)) == "[::1]:8750"
+
+
+def test_describeUnix() -> None:
+    """
+    A Unix socket reads as its path, or C{unix} for an unnamed peer.
+    """
+    assert describe(UNIXAddress(b"/run/d.sock")) == "/run/d.sock"
+    assert describe(UNIXAddress(None)) == "unix"
+    assert host_port(UNIXAddress(b"/run/d.sock")) == ("/run/d.sock", 0)
+
+
+def test_noDelayOnTCP() -> None:
+    """
+    L{no_delay} turns Nagle's algorithm off on a TCP transport and leaves
+    other transports alone.
+    """
+    tcp = TCPTransport()
+    no_delay(tcp)
+    assert tcp.no_delay == [True]
+    no_delay(StringTransport())  # no setTcpNoDelay: nothing to do, no error
+
+
+def test_listenersSetNoDelay() -> None:
+    """
+    Both listeners' connections send small answers at once.
+    """
+    dispatcher = Dispatcher(WorkerQueue(Clock()))
+    for factory in (dispatcher.frontend_factory, dispatcher.scheduler_factory):
+        transport = TCPTransport()
+        protocol = factory.buildProtocol(None)
+        assert protocol is not None
+        protocol.makeConnection(transport)
+        assert transport.no_delay == [True]
