@@ -57,7 +57,7 @@ from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from ._addresses import describe
+from ._addresses import describe, no_delay
 from ._framing import Box, KeyTooLong, encode_pair, pack_length, read_box
 
 _log = structlog.get_logger("amp_dispatch.client")
@@ -226,6 +226,10 @@ class _ClientProtocol(amp.AMP):
         This protocol, not the proxy L{ClientService} hands out for it.
         """
         return self
+
+    def connectionMade(self) -> None:
+        no_delay(self.transport)
+        super().connectionMade()
 
     def fast_call(self, command: FastCommand[T], body: bytes, limit: float) -> Deferred[T]:
         """

@@ -89,3 +89,18 @@ def test_listenersSetNoDelay() -> None:
         assert protocol is not None
         protocol.makeConnection(transport)
         assert transport.no_delay == [True]
+
+
+def test_clientSetsNoDelay() -> None:
+    """
+    The clients' connections send small calls at once too.
+    """
+    from twisted.internet.testing import MemoryReactorClock
+
+    from amp_dispatch._client_connection import DispatcherConnection, _ClientFactory
+
+    connection = DispatcherConnection(MemoryReactorClock(), "tcp:127.0.0.1:8750", role="frontend")
+    transport = TCPTransport()
+    protocol = _ClientFactory(connection).buildProtocol(None)
+    protocol.makeConnection(transport)
+    assert transport.no_delay == [True]
