@@ -14,23 +14,12 @@ import math
 from typing import Dict, Optional, Tuple
 
 from amp_dispatch_commands import NextWorker
-from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.protocols import amp
 
 from ._client_connection import Answer, DispatcherClient, FastCommand
 from ._framing import END, Box, encode_pair
-
-
-@frozen
-class Worker:
-    """
-    A C{NextWorker} answer: the worker that takes the job, and where.
-    """
-
-    worker_id: str
-    host: str
-    port: int
+from ._records import Worker
 
 
 class FrontendClient(DispatcherClient):

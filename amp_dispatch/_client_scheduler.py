@@ -22,28 +22,9 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from ._client_connection import Answer, Arguments, DispatcherClient, call_remote
+from ._records import RegisteredWorker
 
 _log = structlog.get_logger("amp_dispatch.client")
-
-
-@frozen
-class RegisteredWorker:
-    """
-    A registered worker as C{ListWorkers} shows it.
-
-    @ivar capacity: the free slots its last accepted update gave.
-    @ivar free: its free slots now (capacity minus answers since).
-    @ivar expires_in: seconds until its earliest pending removal (ttl or lease
-        grace), -1.0 when none is pending.
-    """
-
-    worker_id: str
-    host: str
-    port: int
-    pool: str
-    capacity: int
-    free: int
-    expires_in: float
 
 
 @frozen

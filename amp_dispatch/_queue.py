@@ -28,6 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from ._deadlines import DeadlineHeap
+from ._records import RegisteredWorker, Worker
 
 _log = structlog.get_logger("amp_dispatch.queue")
 
@@ -43,32 +44,6 @@ def no_free_slot(pool_name: str) -> NoWorkerAvailable:
     The error of a C{NextWorker} that found no free slot in C{pool_name}.
     """
     return NoWorkerAvailable(f"no worker of pool {pool_name!r} has a free slot")
-
-
-@frozen
-class Assignment:
-    """
-    A C{NextWorker} answer: the worker that takes the job.
-    """
-
-    worker_id: str
-    host: str
-    port: int
-
-
-@frozen
-class WorkerInfo:
-    """
-    A registered worker as C{ListWorkers} shows it.
-    """
-
-    worker_id: str
-    host: str
-    port: int
-    pool: str
-    capacity: int
-    free: int
-    expires_in: float
 
 
 @frozen
@@ -122,7 +97,7 @@ class _Worker:
 
 @define(eq=False)
 class _Waiter:
-    deferred: Deferred[Assignment]
+    deferred: Deferred[Worker]
     timer: Optional[IDelayedCall] = None
 
 
@@ -258,11 +233,11 @@ class WorkerQueue:
 
     def next_worker(
         self, pool: Optional[str] = None, timeout: Optional[float] = None
-    ) -> Union[Assignment, Deferred[Assignment]]:
+    ) -> Union[Worker, Deferred[Worker]]:
         """
         Take a slot of the head of C{pool}'s queue.
 
-        @return: the L{Assignment} at once when a slot is free; else, with a
+        @return: the L{Worker} at once when a slot is free; else, with a
             C{timeout} > 0, a L{Deferred} that fires with one when an update
             frees a slot, fails with L{NoWorkerAvailable} when the timeout runs
             out, and gives up its place in line when cancelled.
@@ -272,7 +247,7 @@ class WorkerQueue:
         pool_name = pool or DEFAULT_POOL
         worker = self.take(pool_name)
         if worker is not None:
-            return Assignment(worker.worker_id, worker.host, worker.port)
+            return Worker(worker.worker_id, worker.host, worker.port)
         if not timeout:
             raise no_free_slot(pool_name)
         if self._waiting >= self.max_waiting:
@@ -302,7 +277,7 @@ class WorkerQueue:
 
     def list_workers(
         self, pool: Optional[str] = None, after: Optional[str] = None
-    ) -> Iterator[WorkerInfo]:
+    ) -> Iterator[RegisteredWorker]:
         """
         The workers of C{pool} (of every pool when C{None}) whose id is greater
         than C{after}, in id order, lazily.
@@ -317,7 +292,7 @@ class WorkerQueue:
         for worker_id in ids:
             worker = self._workers[worker_id]
             deadline = worker.deadline()
-            yield WorkerInfo(
+            yield RegisteredWorker(
                 worker_id=worker_id,
                 host=worker.host,
                 port=worker.port,
@@ -472,8 +447,8 @@ class WorkerQueue:
             "worker removed", worker_id=worker.worker_id, pool=worker.pool.name, reason=reason
         )
 
-    def _wait(self, target: _Pool, timeout: float) -> Deferred[Assignment]:
-        def cancel(_: Deferred[Assignment]) -> None:
+    def _wait(self, target: _Pool, timeout: float) -> Deferred[Worker]:
+        def cancel(_: Deferred[Worker]) -> None:
             self._end_wait(target, waiter)
 
         waiter = _Waiter(Deferred(cancel))
@@ -507,7 +482,7 @@ class WorkerQueue:
                 return
             waiter = next(iter(waiters))
             self._end_wait(target, waiter)
-            waiter.deferred.callback(Assignment(worker.worker_id, worker.host, worker.port))
+            waiter.deferred.callback(Worker(worker.worker_id, worker.host, worker.port))
 
 
-__all__ = ["Assignment", "Owner", "QueueStats", "WorkerInfo", "WorkerQueue"]
+__all__ = ["Owner", "QueueStats", "WorkerQueue"]

@@ -29,7 +29,8 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from ._addresses import describe
-from ._queue import Assignment, WorkerInfo, WorkerQueue
+from ._queue import WorkerQueue
+from ._records import RegisteredWorker, Worker
 
 _log = structlog.get_logger("amp_dispatch.responders")
 
@@ -158,11 +159,11 @@ class FrontendResponder(_RoleResponder):
 
     def __init__(self, queue: WorkerQueue) -> None:
         super().__init__(queue)
-        self._waiting: Set[Deferred[Assignment]] = set()
+        self._waiting: Set[Deferred[Worker]] = set()
 
     def next_worker(self, pool: Optional[str], timeout: Optional[float]) -> Any:
         answer = self.queue.next_worker(pool, timeout)
-        if isinstance(answer, Assignment):
+        if isinstance(answer, Worker):
             return _assignment(answer)
         waiting = answer
         self._waiting.add(waiting)
@@ -182,7 +183,7 @@ class FrontendResponder(_RoleResponder):
         super().stopReceivingBoxes(reason)
 
 
-def _assignment(answer: Assignment) -> _Result:
+def _assignment(answer: Worker) -> _Result:
     return {"worker_id": answer.worker_id, "host": answer.host, "port": answer.port}
 
 
@@ -221,7 +222,7 @@ class SchedulerResponder(_RoleResponder):
         self.queue.owner_lost(self)
 
 
-def _page(workers: Iterator[WorkerInfo], limit: int) -> Tuple[List[_Result], Optional[str]]:
+def _page(workers: Iterator[RegisteredWorker], limit: int) -> Tuple[List[_Result], Optional[str]]:
     """
     Take up to C{limit} rows, fewer if their encoding would near AMP's value
     limit; the id to continue after when more follow.

@@ -37,8 +37,9 @@ from ._client_connection import (
     DispatcherStats,
     DispatcherUnavailable,
 )
-from ._client_frontend import FrontendClient, Worker
-from ._client_scheduler import RegisteredWorker, SchedulerClient, WorkerPage
+from ._client_frontend import FrontendClient
+from ._client_scheduler import SchedulerClient, WorkerPage
+from ._records import RegisteredWorker, Worker
 
 __all__ = [
     "CallTimedOut",

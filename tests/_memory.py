@@ -51,10 +51,6 @@ from amp_dispatch._server import Dispatcher
 
 Result = Dict[str, Any]
 
-#: Both implementations of the listeners (L{Dispatcher}'s C{fast_path}) and
-#: their test ids: the protocol tests run against each.
-FAST_AND_GENERIC = [True, False]
-FAST_AND_GENERIC_IDS = ["fast", "generic"]
 
 
 class RecordingAMP(amp.AMP):
@@ -314,17 +310,9 @@ def invalid(
 
 class InvalidArgumentChecks:
     """
-    What every rejected call shows.  Mixed into a test class whose C{case}
-    fixture gives the L{Invalid} calls.
+    What every rejected call shows, on the fast and the generic listeners.
+    Mixed into a test class whose C{case} fixture gives the L{Invalid} calls.
     """
-
-    @pytest.fixture
-    def fast_path(self) -> bool:
-        """
-        Whether the front end runs on the fast path; a test class may override
-        this fixture to run the checks against both front ends.
-        """
-        return True
 
     @pytest.fixture
     def memory(self, fast_path: bool) -> MemoryDispatcher:

@@ -25,8 +25,6 @@ from twisted.protocols import amp
 
 from amp_dispatch._fastpath import FrontendProtocol
 from tests._memory import (
-    FAST_AND_GENERIC,
-    FAST_AND_GENERIC_IDS,
     Connection,
     Invalid,
     InvalidArgumentChecks,
@@ -35,14 +33,6 @@ from tests._memory import (
     lax,
     update,
 )
-
-FRONT_ENDS = FAST_AND_GENERIC
-FRONT_END_IDS = FAST_AND_GENERIC_IDS
-
-
-@pytest.fixture(params=FRONT_ENDS, ids=FRONT_END_IDS)
-def fast_path(request: pytest.FixtureRequest) -> bool:
-    return cast(bool, request.param)
 
 
 @pytest.fixture
@@ -441,10 +431,6 @@ class TestInvalidArgument(InvalidArgumentChecks):
     C{NextWorker} arguments answered with C{INVALID_ARGUMENT}, on both front
     ends.
     """
-
-    @pytest.fixture(params=FRONT_ENDS, ids=FRONT_END_IDS)
-    def fast_path(self, request: pytest.FixtureRequest) -> bool:
-        return cast(bool, request.param)
 
     @pytest.fixture(params=INVALID_NEXT_WORKER, ids=[case.id for case in INVALID_NEXT_WORKER])
     def case(self, request: pytest.FixtureRequest) -> Invalid:

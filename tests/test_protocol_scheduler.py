@@ -13,8 +13,6 @@ from amp_dispatch_commands import ListWorkers, NextWorker, Stats, WorkerGone, Wo
 from twisted.protocols import amp
 
 from tests._memory import (
-    FAST_AND_GENERIC,
-    FAST_AND_GENERIC_IDS,
     Connection,
     Invalid,
     InvalidArgumentChecks,
@@ -23,11 +21,6 @@ from tests._memory import (
     lax,
     update,
 )
-
-
-@pytest.fixture(params=FAST_AND_GENERIC, ids=FAST_AND_GENERIC_IDS)
-def fast_path(request: pytest.FixtureRequest) -> bool:
-    return cast(bool, request.param)
 
 
 @pytest.fixture
@@ -675,10 +668,6 @@ class TestInvalidArgument(InvalidArgumentChecks):
     Scheduler command arguments answered with C{INVALID_ARGUMENT}, on both
     scheduler listeners.
     """
-
-    @pytest.fixture(params=FAST_AND_GENERIC, ids=FAST_AND_GENERIC_IDS)
-    def fast_path(self, request: pytest.FixtureRequest) -> bool:
-        return cast(bool, request.param)
 
     @pytest.fixture(params=INVALID_SCHEDULER, ids=[case.id for case in INVALID_SCHEDULER])
     def case(self, request: pytest.FixtureRequest) -> Invalid:

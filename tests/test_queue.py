@@ -13,7 +13,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from amp_dispatch import _queue
-from amp_dispatch._queue import Assignment, QueueStats, WorkerInfo, WorkerQueue
+from amp_dispatch._queue import QueueStats, WorkerQueue
+from amp_dispatch._records import RegisteredWorker, Worker
 
 T = TypeVar("T")
 
@@ -142,13 +143,13 @@ class QueueTestCase:
         Send a C{NextWorker} that must be answered at once; return the id.
         """
         answer = self.queue.next_worker(pool)
-        assert isinstance(answer, Assignment)
+        assert isinstance(answer, Worker)
         return answer.worker_id
 
     def takes(self, n: int, pool: Optional[str] = None) -> List[str]:
         return [self.take(pool) for _ in range(n)]
 
-    def wait(self, pool: Optional[str] = None, timeout: float = 10.0) -> Deferred[Assignment]:
+    def wait(self, pool: Optional[str] = None, timeout: float = 10.0) -> Deferred[Worker]:
         """
         Send a C{NextWorker} that must wait.
         """
@@ -159,7 +160,7 @@ class QueueTestCase:
     def ids(self, pool: Optional[str] = None, after: Optional[str] = None) -> List[str]:
         return [info.worker_id for info in self.queue.list_workers(pool, after)]
 
-    def info(self, worker_id: str) -> WorkerInfo:
+    def info(self, worker_id: str) -> RegisteredWorker:
         for info in self.queue.list_workers():
             if info.worker_id == worker_id:
                 return info
@@ -389,7 +390,7 @@ class TestOrder(QueueTestCase):
         The answer carries the worker's id, host and port.
         """
         self.add("a", 1, host="10.0.0.1", port=8123)
-        assert self.queue.next_worker() == Assignment("a", "10.0.0.1", 8123)
+        assert self.queue.next_worker() == Worker("a", "10.0.0.1", 8123)
 
     def test_noWorkerAvailableNoTimeout(self) -> None:
         """
@@ -419,7 +420,7 @@ class TestOrder(QueueTestCase):
         A call with a timeout is answered at once when a slot is free.
         """
         self.add("a", 1)
-        assert self.queue.next_worker(timeout=5.0) == Assignment("a", "host-a", 7000)
+        assert self.queue.next_worker(timeout=5.0) == Worker("a", "host-a", 7000)
 
 
 class TestSeq(QueueTestCase):
@@ -904,7 +905,7 @@ class TestWaiting(QueueTestCase):
         """
         d = self.wait()
         self.add("a", 1)
-        assert result_of(d) == Assignment("a", "host-a", 7000)
+        assert result_of(d) == Worker("a", "host-a", 7000)
         assert self.queue.stats() == QueueStats(1, 0, 0, 1)
         assert self.clock.getDelayedCalls() == []
 
@@ -1124,7 +1125,7 @@ class TestMaxWaiting(QueueTestCase):
         self.wait("x")
         self.wait("x")
         self.add("a", 1, pool="y")
-        assert self.queue.next_worker("y", 1.0) == Assignment("a", "host-a", 7000)
+        assert self.queue.next_worker("y", 1.0) == Worker("a", "host-a", 7000)
         with pytest.raises(NoWorkerAvailable):
             self.queue.next_worker("x")
 
@@ -1235,7 +1236,7 @@ class TestListWorkers(QueueTestCase):
         """
         self.add("a", 3, pool="x", host="h", port=81)
         self.take("x")
-        assert list(self.queue.list_workers()) == [WorkerInfo("a", "h", 81, "x", 3, 2, -1.0)]
+        assert list(self.queue.list_workers()) == [RegisteredWorker("a", "h", 81, "x", 3, 2, -1.0)]
 
     def test_expiresInNothingPending(self) -> None:
         """

@@ -19,7 +19,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from amp_dispatch import _queue
-from amp_dispatch._queue import Assignment, QueueStats, WorkerInfo, WorkerQueue
+from amp_dispatch._queue import QueueStats, WorkerQueue
+from amp_dispatch._records import RegisteredWorker, Worker
 
 WORKER_IDS = [f"w{i}" for i in range(6)]
 POOLS = ["a", "b"]
@@ -29,7 +30,7 @@ TIMEOUTS = [0.5, 1.0, 2.0]
 STEPS = [0.25, 0.5, 1.0]
 
 #: What a call's Deferred came to: an answer, or how it failed.
-Outcome = Union[Assignment, str]
+Outcome = Union[Worker, str]
 PENDING = "pending"
 TIMED_OUT = "timed out"
 CANCELLED = "cancelled"
@@ -80,7 +81,7 @@ class Call:
     its Deferred did.
     """
 
-    def __init__(self, pool: str, deadline: float, deferred: Deferred[Assignment]) -> None:
+    def __init__(self, pool: str, deadline: float, deferred: Deferred[Worker]) -> None:
         self.pool = pool
         self.deadline = deadline
         self.deferred = deferred
@@ -88,7 +89,7 @@ class Call:
         self.actual: Outcome = PENDING
         deferred.addBoth(self._record)
 
-    def _record(self, result: Union[Assignment, Failure]) -> None:
+    def _record(self, result: Union[Worker, Failure]) -> None:
         if isinstance(result, Failure):
             if result.check(NoWorkerAvailable):
                 self.actual = TIMED_OUT
@@ -152,7 +153,7 @@ class QueueMachine(RuleBasedStateMachine):
                 best, best_key = worker_id, key
         return best
 
-    def take(self, pool: str) -> Optional[Assignment]:
+    def take(self, pool: str) -> Optional[Worker]:
         worker_id = self.head(pool)
         if worker_id is None:
             return None
@@ -160,7 +161,7 @@ class QueueMachine(RuleBasedStateMachine):
         worker.assigned += 1
         worker.answered = self.tick()
         self.dispatched += 1
-        return Assignment(worker_id, worker.host, worker.port)
+        return Worker(worker_id, worker.host, worker.port)
 
     def renew(self, worker: ModelWorker, owner: Optional[str]) -> None:
         worker.owner = owner
@@ -353,7 +354,9 @@ class QueueMachine(RuleBasedStateMachine):
 
     # -- invariants -----------------------------------------------------------
 
-    def infos(self, pool: Optional[str] = None, after: Optional[str] = None) -> List[WorkerInfo]:
+    def infos(
+        self, pool: Optional[str] = None, after: Optional[str] = None
+    ) -> List[RegisteredWorker]:
         infos = []
         for worker_id in sorted(self.workers):
             worker = self.workers[worker_id]
@@ -363,7 +366,7 @@ class QueueMachine(RuleBasedStateMachine):
                 continue
             deadline = worker.deadline()
             infos.append(
-                WorkerInfo(
+                RegisteredWorker(
                     worker_id=worker_id,
                     host=worker.host,
                     port=worker.port,
