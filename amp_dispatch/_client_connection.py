@@ -58,7 +58,16 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from ._addresses import describe, no_delay
-from ._framing import Box, KeyTooLong, encode_pair, pack_length, read_box
+from ._config import CLIENT_KEEPALIVE, CLIENT_MAX_BOX_BYTES
+from ._framing import (
+    Box,
+    BoxReader,
+    FramingError,
+    KeyTooLong,
+    encode_pair,
+    pack_length,
+    read_pairs,
+)
 
 _log = structlog.get_logger("amp_dispatch.client")
 
@@ -200,10 +209,15 @@ class _ClientProtocol(amp.AMP):
     L{DispatcherConnection} when the connection is lost, with the fast calls
     of L{fast_call} beside the generic ones.
 
-    Boxes are read by L{dataReceived} with L{read_box} instead of AMP's
-    L{Int16StringReceiver} (the framing rules are AMP's: a key over 255 bytes
-    drops the connection with L{amp.TooLong}).  The client never switches
-    protocols or starts TLS within AMP.
+    Boxes are read by L{dataReceived} with L{read_pairs} instead of AMP's
+    L{Int16StringReceiver}, incrementally (L{_framing}).  The framing rules
+    are AMP's (a key over 255 bytes drops the connection with
+    L{amp.TooLong}), and a box over the connection's C{max_box_bytes} drops
+    it too: a misbehaving dispatcher cannot make the client keep an endless
+    box.  When nothing was sent for C{keepalive} seconds, a C{Stats} call
+    goes out, so the dispatcher's idle timeout does not close a quiet
+    connection.  The client never switches protocols or starts TLS within
+    AMP.
     """
 
     #: Set once the connection is lost (before pending calls fail).
@@ -213,13 +227,15 @@ class _ClientProtocol(amp.AMP):
         super().__init__()
         self._owner = owner
         self._clock = owner._clock
-        self._buffer = b""
+        self._reader = BoxReader(owner.max_box_bytes)
         self._fast: Dict[bytes, _Pending] = {}
         self._timer: Optional[IDelayedCall] = None
         self._timer_at = 0.0
         # While boxes read are acted on: what fast calls made meanwhile send,
         # written at once when they are all done.
         self._batch: Optional[List[bytes]] = None
+        self._sent = False
+        self._keepalive: Optional[IDelayedCall] = None
 
     def itself(self) -> _ClientProtocol:
         """
@@ -230,6 +246,20 @@ class _ClientProtocol(amp.AMP):
     def connectionMade(self) -> None:
         no_delay(self.transport)
         super().connectionMade()
+        if self._owner.keepalive > 0:
+            self._keepalive = self._clock.callLater(self._owner.keepalive, self._keep_alive)
+
+    def _keep_alive(self) -> None:
+        """
+        Send a C{Stats} if nothing was sent since the last time here.
+        """
+        self._keepalive = None
+        if self.lost:
+            return
+        if not self._sent:
+            call_remote(self, Stats).addErrback(lambda _: None)
+        self._sent = False
+        self._keepalive = self._clock.callLater(self._owner.keepalive, self._keep_alive)
 
     def fast_call(self, command: FastCommand[T], body: bytes, limit: float) -> Deferred[T]:
         """
@@ -249,6 +279,7 @@ class _ClientProtocol(amp.AMP):
         if self._timer is None or deadline < self._timer_at:
             self._arm(deadline, now)
         box = _ASK_KEY + pack_length(len(tag)) + tag + body
+        self._sent = True
         if self._batch is not None:
             self._batch.append(box)
         else:
@@ -262,6 +293,7 @@ class _ClientProtocol(amp.AMP):
         before it.
         """
         self._flush()
+        self._sent = True
         super().sendBox(box)
 
     def _flush(self) -> None:
@@ -272,21 +304,37 @@ class _ClientProtocol(amp.AMP):
                 self.transport.write(b"".join(batch))
 
     def dataReceived(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
+        reader = self._reader
+        box: Optional[Box] = None
+        origin = 0
+        if reader.waiting:
+            buffer = reader.add(data)
+            if buffer is None:
+                return
+            box, origin = reader.resume()
+        else:
+            buffer = data
         end = len(buffer)
-        start = 0
+        at = 0
+        limit = reader.limit
         boxes: List[Box] = []
-        too_long = False
+        error: Optional[FramingError] = None
         try:
-            while True:
-                box, start = read_box(buffer, start, end)
+            while at < end or box is not None:
                 if box is None:
+                    box = {}
+                    origin = at
+                after, needed = read_pairs(buffer, at, end, box, origin, limit)
+                if needed:
+                    # Kept before any box is acted on: a callback may feed more data in.
+                    reader.keep(buffer, after, needed, box, origin)
                     break
                 boxes.append(box)
-        except KeyTooLong:
-            too_long = True
-        # Set before any box is acted on: a callback may feed more data in.
-        self._buffer = b"" if too_long else buffer[start:]
+                box = None
+                at = after
+        except FramingError as e:
+            error = e
+            reader.clear()
         if self._batch is not None:  # fed in by a callback: the outer call writes
             self._act_on(boxes)
         else:
@@ -296,12 +344,26 @@ class _ClientProtocol(amp.AMP):
             finally:
                 self._flush()
                 self._batch = None
-        if too_long:
+        if error is not None:
+            self._dropped(error)
+
+    def _dropped(self, error: FramingError) -> None:
+        """
+        The dispatcher sent bytes that are not boxes we accept: say why, and
+        close (every call waiting fails).
+        """
+        _log.warning(
+            "dispatcher connection dropped",
+            role=self._owner.role,
+            endpoint=self._owner.endpoint,
+            reason=str(error),
+        )
+        if isinstance(error, KeyTooLong):
             # As BinaryBoxProtocol.lengthLimitExceeded: connectionLost then
             # fails every call with amp.TooLong.
             self._keyLengthLimitExceeded = True
-            assert self.transport is not None
-            self.transport.loseConnection()
+        assert self.transport is not None
+        self.transport.loseConnection()
 
     def _act_on(self, boxes: List[Box]) -> None:
         """
@@ -336,6 +398,10 @@ class _ClientProtocol(amp.AMP):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self.lost = True
+        if self._keepalive is not None and self._keepalive.active():
+            self._keepalive.cancel()
+        self._keepalive = None
+        self._reader.clear()
         super().connectionLost(reason)
         self._fail_fast(cast(Failure, self._failAllReason))
         self._owner.connection_lost(reason)
@@ -451,6 +517,10 @@ class DispatcherConnection:
         for it goes out (boxes it sends go first on the wire).
     @param retry_policy: seconds to wait before reconnect attempt N; default
         C{backoffPolicy()}.
+    @param max_box_bytes: the longest box accepted from the dispatcher; a
+        longer one drops the connection.
+    @param keepalive: seconds without a call after which a C{Stats} goes
+        out (0: never), below the dispatcher's idle timeout.
     """
 
     def __init__(
@@ -463,10 +533,14 @@ class DispatcherConnection:
         fail_after_failures: Optional[int] = None,
         on_connect: Optional[Callable[[amp.AMP], None]] = None,
         retry_policy: Optional[Callable[[int], float]] = None,
+        max_box_bytes: int = CLIENT_MAX_BOX_BYTES,
+        keepalive: float = CLIENT_KEEPALIVE,
     ) -> None:
         self._clock: IReactorTime = reactor
         self.endpoint = endpoint
         self.role = role
+        self.max_box_bytes = max_box_bytes
+        self.keepalive = keepalive
         self.call_timeout = call_timeout
         self.fail_after_failures = fail_after_failures
         self._on_connect = on_connect
@@ -697,6 +771,8 @@ class DispatcherClient:
         call_timeout: float = 5.0,
         fail_after_failures: Optional[int] = None,
         retry_policy: Optional[Callable[[int], float]] = None,
+        max_box_bytes: int = CLIENT_MAX_BOX_BYTES,
+        keepalive: float = CLIENT_KEEPALIVE,
     ) -> None:
         self._reactor = reactor
         self._connection = DispatcherConnection(
@@ -707,6 +783,8 @@ class DispatcherClient:
             fail_after_failures=fail_after_failures,
             on_connect=self._connected,
             retry_policy=retry_policy,
+            max_box_bytes=max_box_bytes,
+            keepalive=keepalive,
         )
 
     @property

@@ -41,6 +41,11 @@ class FrontendClient(DispatcherClient):
         tools: a refused connection fails the call at once with 1).
     @param retry_policy: seconds to wait before reconnect attempt N; default
         C{twisted.application.internet.backoffPolicy()}.
+    @param max_box_bytes: the longest box accepted from the dispatcher (a
+        longer one drops the connection); default 128 KiB.
+    @param keepalive: seconds without a call after which a C{Stats} goes out,
+        so the dispatcher's idle timeout keeps the connection (0: never);
+        default 60.
     """
 
     _role = "frontend"

@@ -5,7 +5,7 @@ and refills the dispatcher after every reconnect.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import structlog
 from amp_dispatch_commands import (
@@ -74,26 +74,17 @@ class SchedulerClient(DispatcherClient):
         connection attempts in a row failed while it waited.
     @param retry_policy: seconds to wait before reconnect attempt N; default
         C{twisted.application.internet.backoffPolicy()}.
+    @param max_box_bytes: the longest box accepted from the dispatcher (a
+        longer one drops the connection); default 128 KiB.
+    @param keepalive: seconds without a call after which a C{Stats} goes out,
+        so the dispatcher's idle timeout keeps the connection (0: never);
+        default 60.
     """
 
     _role = "scheduler"
 
-    def __init__(
-        self,
-        reactor: Any,
-        endpoint: str,
-        *,
-        call_timeout: float = 5.0,
-        fail_after_failures: Optional[int] = None,
-        retry_policy: Optional[Callable[[int], float]] = None,
-    ) -> None:
-        super().__init__(
-            reactor,
-            endpoint,
-            call_timeout=call_timeout,
-            fail_after_failures=fail_after_failures,
-            retry_policy=retry_policy,
-        )
+    def __init__(self, reactor: Any, endpoint: str, **options: Any) -> None:
+        super().__init__(reactor, endpoint, **options)
         self._sent: Dict[str, Arguments] = {}
 
     def update(

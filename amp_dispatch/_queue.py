@@ -27,6 +27,7 @@ from sortedcontainers import SortedList
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from ._config import DEFAULT_CONFIG
 from ._deadlines import DeadlineHeap
 from ._records import RegisteredWorker, Worker
 
@@ -98,6 +99,7 @@ class _Worker:
 @define(eq=False)
 class _Waiter:
     deferred: Deferred[Worker]
+    owner: Optional[Owner] = None
     timer: Optional[IDelayedCall] = None
 
 
@@ -120,14 +122,24 @@ class WorkerQueue:
     @param lease_grace: seconds a worker outlives the loss of its scheduler
         connection (0: removed at once).
     @param max_waiting: the most C{NextWorker} calls that may wait at once.
+    @param max_waiting_per_owner: the most of them one owner (a front-end
+        connection) may make.
     """
 
     def __init__(
-        self, clock: IReactorTime, *, lease_grace: float = 30.0, max_waiting: int = 10_000
+        self,
+        clock: IReactorTime,
+        *,
+        lease_grace: float = DEFAULT_CONFIG.lease_grace,
+        max_waiting: int = DEFAULT_CONFIG.max_waiting,
+        max_waiting_per_owner: int = DEFAULT_CONFIG.max_waiting_per_connection,
     ) -> None:
-        self._clock = clock
+        self.clock = self._clock = clock
         self.lease_grace = lease_grace
         self.max_waiting = max_waiting
+        self.max_waiting_per_owner = max_waiting_per_owner
+        # Waiting calls by owner (owners with none are not kept).
+        self._waiting_by: Dict[Owner, int] = {}
         self._workers: Dict[str, _Worker] = {}
         self._pools: Dict[str, _Pool] = {}
         # Each owner's workers, as insertion-ordered sets (removals in a stable order).
@@ -232,7 +244,10 @@ class WorkerQueue:
     # -- the front end's side -------------------------------------------------
 
     def next_worker(
-        self, pool: Optional[str] = None, timeout: Optional[float] = None
+        self,
+        pool: Optional[str] = None,
+        timeout: Optional[float] = None,
+        owner: Optional[Owner] = None,
     ) -> Union[Worker, Deferred[Worker]]:
         """
         Take a slot of the head of C{pool}'s queue.
@@ -242,7 +257,8 @@ class WorkerQueue:
             frees a slot, fails with L{NoWorkerAvailable} when the timeout runs
             out, and gives up its place in line when cancelled.
         @raise NoWorkerAvailable: no free slot and no C{timeout}.
-        @raise Overloaded: no free slot and C{max_waiting} calls already wait.
+        @raise Overloaded: no free slot and C{max_waiting} calls already wait,
+            or C{max_waiting_per_owner} of C{owner}'s.
         """
         pool_name = pool or DEFAULT_POOL
         worker = self.take(pool_name)
@@ -253,7 +269,16 @@ class WorkerQueue:
         if self._waiting >= self.max_waiting:
             _log.warning("waiting call refused", pool=pool_name, max_waiting=self.max_waiting)
             raise Overloaded(f"{self.max_waiting} calls are already waiting")
-        return self._wait(self._pool(pool_name), timeout)
+        if owner is not None and self._waiting_by.get(owner, 0) >= self.max_waiting_per_owner:
+            _log.warning(
+                "waiting call refused",
+                pool=pool_name,
+                max_waiting_per_connection=self.max_waiting_per_owner,
+            )
+            raise Overloaded(
+                f"{self.max_waiting_per_owner} calls of this connection are already waiting"
+            )
+        return self._wait(self._pool(pool_name), timeout, owner)
 
     def take(self, pool_name: str) -> Optional[_Worker]:
         """
@@ -447,14 +472,16 @@ class WorkerQueue:
             "worker removed", worker_id=worker.worker_id, pool=worker.pool.name, reason=reason
         )
 
-    def _wait(self, target: _Pool, timeout: float) -> Deferred[Worker]:
+    def _wait(self, target: _Pool, timeout: float, owner: Optional[Owner]) -> Deferred[Worker]:
         def cancel(_: Deferred[Worker]) -> None:
             self._end_wait(target, waiter)
 
-        waiter = _Waiter(Deferred(cancel))
+        waiter = _Waiter(Deferred(cancel), owner)
         waiter.timer = self._clock.callLater(timeout, self._wait_timed_out, target, waiter)
         target.waiters[waiter] = None
         self._waiting += 1
+        if owner is not None:
+            self._waiting_by[owner] = self._waiting_by.get(owner, 0) + 1
         return waiter.deferred
 
     def _wait_timed_out(self, target: _Pool, waiter: _Waiter) -> None:
@@ -468,6 +495,13 @@ class WorkerQueue:
         if waiter in target.waiters:
             del target.waiters[waiter]
             self._waiting -= 1
+            owner = waiter.owner
+            if owner is not None:
+                left = self._waiting_by[owner] - 1
+                if left:
+                    self._waiting_by[owner] = left
+                else:
+                    del self._waiting_by[owner]
         if waiter.timer is not None:
             waiter.timer.cancel()
             waiter.timer = None

@@ -10,6 +10,7 @@ error, which also keeps the connection.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Set, Tuple, Type
 
 import structlog
@@ -24,11 +25,12 @@ from amp_dispatch_commands import (
     WorkerGone,
     WorkerUpdate,
 )
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from ._addresses import describe
+from ._peerlog import MAX_SHOWN, LogLimiter, shown
 from ._queue import WorkerQueue
 from ._records import RegisteredWorker, Worker
 
@@ -40,6 +42,21 @@ _Responder = Callable[[amp.AmpBox], Any]
 
 #: Room kept under AMP's 65,535-byte value limit for a ListWorkers page.
 MAX_PAGE_BYTES = 60_000
+
+
+def unhandled(name: bytes) -> amp.RemoteAmpError:
+    """
+    AMP's error for a command the listener does not serve, as
+    L{amp.BoxDispatcher} makes it, but naming the command truncated (see
+    L{shown}) so that the answer can always be sent.
+    """
+    if len(name) > MAX_SHOWN:
+        description = f"Unhandled Command: {name[:MAX_SHOWN]!r}... ({len(name)} bytes)"
+    else:
+        description = f"Unhandled Command: {name!r}"
+    return amp.RemoteAmpError(
+        amp.UNHANDLED_ERROR_CODE, description, False, local=Failure(amp.UnhandledCommand())
+    )
 
 
 def parse_arguments(command: Type[amp.Command], box: amp.AmpBox) -> Dict[str, Any]:
@@ -66,10 +83,18 @@ class _RoleResponder(amp.BoxDispatcher):
 
     Subclasses name the role and map each command they serve to a handler
     method taking the parsed arguments as keywords.
+
+    A box that is not a command is a client error, logged (see
+    L{_rejected}) and otherwise ignored: an answer or error box (we never
+    call a peer), an empty box, a box of unknown keys.  A box asking for an
+    answer without naming a command is answered C{UNHANDLED}.  None of them
+    closes the connection.
     """
 
     role: ClassVar[str]
     handlers: ClassVar[Dict[Type[amp.Command], str]]
+    #: The level connections opening and closing are logged at.
+    connection_level: ClassVar[int] = logging.INFO
 
     def __init__(self, queue: WorkerQueue) -> None:
         super().__init__(locator=self)
@@ -79,23 +104,53 @@ class _RoleResponder(amp.BoxDispatcher):
             command.commandName: self._responder(command, getattr(self, method))
             for command, method in self.handlers.items()
         }
+        self._rejections = LogLimiter(queue.clock, self._held_back)
 
     def locateResponder(self, name: bytes) -> Optional[_Responder]:
+        return self._responders.get(name)
+
+    def dispatchCommand(self, box: amp.AmpBox) -> Deferred[Any]:
+        name = box[amp.COMMAND]
         responder = self._responders.get(name)
         if responder is None:
-            self._rejected(name.decode("utf-8", "replace"), "command not served on this listener")
-        return responder
+            self._rejected(name, "command not served on this listener")
+            return fail(unhandled(name))
+        return maybeDeferred(responder, box)
+
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        if amp.COMMAND in box and amp.ANSWER not in box and amp.ERROR not in box:
+            self._commandReceived(box)
+            return
+        if amp.ANSWER in box or amp.ERROR in box:
+            self._rejected(None, "an answer or error, but this listener makes no calls")
+        elif amp.ASK in box:
+            self._rejected(None, "a call without _command")
+            error = amp.AmpBox()
+            error[amp.ERROR] = box[amp.ASK]
+            error[amp.ERROR_CODE] = amp.UNHANDLED_ERROR_CODE
+            error[amp.ERROR_DESCRIPTION] = b"No _command"
+            self._safeEmit(error)
+        else:
+            self._rejected(None, "not a command" if box else "an empty box")
 
     def startReceivingBoxes(self, boxSender: amp.IBoxSender) -> None:
         super().startReceivingBoxes(boxSender)
         transport = getattr(boxSender, "transport", None)
         if transport is not None:
             self.peer = describe(transport.getPeer())
-        _log.info("connection opened", role=self.role, peer=self.peer)
+        _log.log(self.connection_level, "connection opened", role=self.role, peer=self.peer)
 
     def stopReceivingBoxes(self, reason: Failure) -> None:
         super().stopReceivingBoxes(reason)
-        _log.info("connection closed", role=self.role, peer=self.peer)
+        self._rejections.stop()
+        _log.log(self.connection_level, "connection closed", role=self.role, peer=self.peer)
+
+    def busy(self) -> bool:
+        """
+        Whether the connection has calls waiting for an answer (it is not
+        idle, even if its peer sends nothing).
+        """
+        return False
 
     def unhandledError(self, failure: Failure) -> None:
         # A refused command that asked for no answer (no _ask) ends here; it
@@ -106,9 +161,35 @@ class _RoleResponder(amp.BoxDispatcher):
             return
         super().unhandledError(failure)
 
-    def _rejected(self, command: str, reason: str) -> None:
+    def dropped(self, reason: str) -> None:
+        """
+        The connection is being closed because its bytes are not AMP boxes
+        we accept (C{reason}): logged once, at warning.
+        """
+        _log.warning("connection dropped", role=self.role, peer=self.peer, reason=reason)
+
+    def _rejected(self, command: Optional[bytes], reason: str) -> None:
+        """
+        Log a rejected input at warning, within the connection's limit of
+        lines per second (L{LogLimiter}); C{command} is the command name the
+        peer sent, if any.
+        """
+        if self._rejections.allow():
+            _log.warning(
+                "input rejected",
+                role=self.role,
+                peer=self.peer,
+                command=None if command is None else shown(command),
+                reason=reason,
+            )
+
+    def _held_back(self, count: int) -> None:
         _log.warning(
-            "input rejected", role=self.role, peer=self.peer, command=command, reason=reason
+            "log lines suppressed",
+            suppressed="input rejected",
+            count=count,
+            role=self.role,
+            peer=self.peer,
         )
 
     def _responder(self, command: Type[amp.Command], handler: _Handler) -> _Responder:
@@ -118,7 +199,7 @@ class _RoleResponder(amp.BoxDispatcher):
         """
         # Set by amp's Command metaclass: errors and fatalErrors together.
         errors: Dict[Type[Exception], bytes] = command.allErrors  # type: ignore[attr-defined]
-        name = command.commandName.decode()
+        name = command.commandName
 
         def declared(failure: Failure) -> Failure:
             error = failure.trap(*errors)
@@ -156,13 +237,18 @@ class FrontendResponder(_RoleResponder):
 
     role = "frontend"
     handlers = {NextWorker: "next_worker", Stats: "stats"}
+    # Front ends are many and come and go: their connections are not news.
+    connection_level = logging.DEBUG
 
     def __init__(self, queue: WorkerQueue) -> None:
         super().__init__(queue)
         self._waiting: Set[Deferred[Worker]] = set()
 
+    def busy(self) -> bool:
+        return bool(self._waiting)
+
     def next_worker(self, pool: Optional[str], timeout: Optional[float]) -> Any:
-        answer = self.queue.next_worker(pool, timeout)
+        answer = self.queue.next_worker(pool, timeout, owner=self)
         if isinstance(answer, Worker):
             return _assignment(answer)
         waiting = answer

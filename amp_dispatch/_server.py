@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional, Type
 
 import structlog
-from attrs import frozen
+from attrs import evolve, frozen
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IReactorCore
 from twisted.internet.protocol import ServerFactory
@@ -18,21 +18,43 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from ._addresses import host_port
-from ._fastpath import FrontendProtocol, SchedulerProtocol, _FastBoxProtocol
+from ._config import DEFAULT_CONFIG, DEFAULT_FRONTEND, DEFAULT_SCHEDULER, DispatcherConfig
+from ._fastpath import FrontendProtocol, SchedulerProtocol
+from ._framing import KeyTooLong
+from ._limits import frontend_cap, raise_fd_limit
+from ._listener import ListenerFactory, ListenerSettings
 from ._queue import WorkerQueue
 from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
 
+__all__ = [
+    "DEFAULT_FRONTEND",
+    "DEFAULT_SCHEDULER",
+    "Dispatcher",
+    "DispatcherService",
+    "ListenAddress",
+    "with_backlog",
+]
+
 _log = structlog.get_logger("amp_dispatch.server")
 
-DEFAULT_FRONTEND = "tcp:8750:interface=127.0.0.1"
-DEFAULT_SCHEDULER = "tcp:8751:interface=127.0.0.1"
+#: Endpoint types whose server strings take a C{backlog} parameter.
+_BACKLOG_TYPES = ("tcp", "tcp6", "ssl", "unix", "mtls")
 
 
 class _Protocol(amp.BinaryBoxProtocol):
     """
     The AMP box protocol for one connection, its boxes handled by a role's
-    responder.
+    responder: Twisted's generic path, which the tests compare the fast path
+    with.
     """
+
+    def __init__(self, responder: _RoleResponder) -> None:
+        super().__init__(responder)
+        self._responder = responder
+
+    def lengthLimitExceeded(self, length: int) -> None:
+        self._responder.dropped(str(KeyTooLong(length)))
+        super().lengthLimitExceeded(length)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         super().connectionLost(reason)
@@ -40,9 +62,10 @@ class _Protocol(amp.BinaryBoxProtocol):
         self.transport = None
 
 
-class _ListenerFactory(ServerFactory):
+class _GenericFactory(ServerFactory):
     """
-    Builds each connection of one listener with a fresh responder of its role.
+    Builds each connection of one listener on Twisted's generic AMP protocol
+    with a fresh responder of its role (for the tests: no caps, no limits).
     """
 
     noisy = False
@@ -57,45 +80,73 @@ class _ListenerFactory(ServerFactory):
         return protocol
 
 
-class _FastFactory(ServerFactory):
-    """
-    Builds each connection of one listener with its fast-path protocol.
-    """
-
-    noisy = False
-
-    def __init__(
-        self, protocol: Callable[[WorkerQueue], _FastBoxProtocol], queue: WorkerQueue
-    ) -> None:
-        self.fast_protocol = protocol
-        self.queue = queue
-
-    def buildProtocol(self, addr: Optional[IAddress]) -> _FastBoxProtocol:
-        protocol = self.fast_protocol(self.queue)
-        protocol.factory = self
-        return protocol
-
-
 class Dispatcher:
     """
     A dispatcher's state and the factories of its two listeners.
 
-    @param fast_path: answer C{NextWorker} and C{WorkerUpdate} on the fast
-        path (L{FrontendProtocol}, L{SchedulerProtocol}); C{False} runs both
-        listeners on Twisted's generic AMP protocol, which the tests compare
-        it with.
+    @param config: the limits of the listeners' connections (its endpoints
+        are not read here).
+    @param frontend_cap: the front-end connection cap, if lower than the
+        config's (see L{_limits.frontend_cap}).
+    @param fast_path: answer C{NextWorker}, C{WorkerUpdate} and C{Stats} on
+        the fast path (L{FrontendProtocol}, L{SchedulerProtocol}); C{False}
+        runs both listeners on Twisted's generic AMP protocol, without
+        connection limits, which the tests compare it with.
     """
 
-    def __init__(self, queue: WorkerQueue, *, fast_path: bool = True) -> None:
+    def __init__(
+        self,
+        queue: WorkerQueue,
+        config: DispatcherConfig = DEFAULT_CONFIG,
+        *,
+        frontend_cap: Optional[int] = None,
+        fast_path: bool = True,
+    ) -> None:
         self.queue = queue
         self.frontend_factory: ServerFactory
         self.scheduler_factory: ServerFactory
-        if fast_path:
-            self.frontend_factory = _FastFactory(FrontendProtocol, queue)
-            self.scheduler_factory = _FastFactory(SchedulerProtocol, queue)
-        else:
-            self.frontend_factory = _ListenerFactory(FrontendResponder, queue)
-            self.scheduler_factory = _ListenerFactory(SchedulerResponder, queue)
+        if not fast_path:
+            self.frontend_factory = _GenericFactory(FrontendResponder, queue)
+            self.scheduler_factory = _GenericFactory(SchedulerResponder, queue)
+            return
+        frontend = ListenerSettings(
+            "frontend",
+            max_connections=config.max_frontend_connections
+            if frontend_cap is None
+            else frontend_cap,
+            max_box_bytes=config.max_box_bytes,
+            idle_timeout=config.idle_timeout,
+        )
+        scheduler = ListenerSettings(
+            "scheduler",
+            max_connections=config.max_scheduler_connections,
+            max_box_bytes=config.max_box_bytes,
+        )
+        self.frontend_factory = ListenerFactory(
+            frontend, queue.clock, lambda factory: FrontendProtocol(queue, factory)
+        )
+        self.scheduler_factory = ListenerFactory(
+            scheduler, queue.clock, lambda factory: SchedulerProtocol(queue, factory)
+        )
+
+    def stop(self) -> None:
+        """
+        The listeners stop: report the warnings they hold back.
+        """
+        for factory in (self.frontend_factory, self.scheduler_factory):
+            if isinstance(factory, ListenerFactory):
+                factory.stop()
+
+
+def with_backlog(endpoint: str, backlog: int) -> str:
+    """
+    C{endpoint} with a C{backlog} parameter, unless it has one or its type
+    takes none.
+    """
+    kind = endpoint.split(":", 1)[0].lower()
+    if kind not in _BACKLOG_TYPES or ":backlog=" in endpoint:
+        return endpoint
+    return f"{endpoint}:backlog={backlog}"
 
 
 @frozen
@@ -113,22 +164,33 @@ class DispatcherService(Service):
     """
     Listens on the front-end and scheduler endpoints (any Twisted server
     endpoint strings) with an in-memory queue.
+
+    At L{listen} it raises the process's file descriptor limit (see
+    L{_limits}) and fits the front-end connection cap under it.
+
+    @param fd_limit: returns the file descriptor limit to fit under, once
+        raised; default L{raise_fd_limit}.
     """
 
     def __init__(
         self,
         reactor: Any,
+        config: DispatcherConfig = DEFAULT_CONFIG,
         *,
-        frontend: str = DEFAULT_FRONTEND,
-        scheduler: str = DEFAULT_SCHEDULER,
-        lease_grace: float = 30.0,
-        max_waiting: int = 10_000,
+        fd_limit: Callable[[], int] = raise_fd_limit,
+        **settings: Any,
     ) -> None:
         self._reactor = reactor
-        self.endpoints = {"frontend": frontend, "scheduler": scheduler}
-        self.dispatcher = Dispatcher(
-            WorkerQueue(reactor, lease_grace=lease_grace, max_waiting=max_waiting)
+        self.config = evolve(config, **settings)
+        self._fd_limit = fd_limit
+        self.endpoints = {"frontend": self.config.frontend, "scheduler": self.config.scheduler}
+        self.queue = WorkerQueue(
+            reactor,
+            lease_grace=self.config.lease_grace,
+            max_waiting=self.config.max_waiting,
+            max_waiting_per_owner=self.config.max_waiting_per_connection,
         )
+        self.dispatcher: Optional[Dispatcher] = None
         self._ports: List[IListeningPort] = []
         self.addresses: List[ListenAddress] = []
 
@@ -137,14 +199,24 @@ class DispatcherService(Service):
         Listen on both endpoints; fires with where, or fails (listening on
         neither) when one cannot listen.
         """
+        config = self.config
+        cap = frontend_cap(
+            config.max_frontend_connections, config.max_scheduler_connections, self._fd_limit()
+        )
+        dispatcher = self.dispatcher = Dispatcher(self.queue, config, frontend_cap=cap)
         factories = {
-            "frontend": self.dispatcher.frontend_factory,
-            "scheduler": self.dispatcher.scheduler_factory,
+            "frontend": dispatcher.frontend_factory,
+            "scheduler": dispatcher.scheduler_factory,
         }
-        listening = [
-            serverFromString(self._reactor, self.endpoints[role]).listen(factories[role])
-            for role in ("frontend", "scheduler")
-        ]
+        try:
+            listening = [
+                serverFromString(
+                    self._reactor, with_backlog(self.endpoints[role], config.backlog)
+                ).listen(factories[role])
+                for role in ("frontend", "scheduler")
+            ]
+        except Exception:
+            return fail()
 
         def listened(ports: List[IListeningPort]) -> List[ListenAddress]:
             self._ports = ports
@@ -189,7 +261,9 @@ class DispatcherService(Service):
 
     def stopService(self) -> Optional[Deferred[Any]]:
         super().stopService()
-        self.dispatcher.queue.stop()
+        self.queue.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         ports, self._ports = self._ports, []
         _log.info("stopping")
         stopping = [port.stopListening() for port in ports]

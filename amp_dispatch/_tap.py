@@ -10,8 +10,9 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from ._config import DEFAULT_CONFIG, MAX_BOX_BYTES, MIN_BOX_BYTES, DispatcherConfig
 from ._logging import FORMATS, LEVELS, configure_under_twist
-from ._server import DEFAULT_FRONTEND, DEFAULT_SCHEDULER, DispatcherService
+from ._server import DispatcherService
 
 
 def _non_negative_float(value: str) -> float:
@@ -25,6 +26,13 @@ def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
         raise ValueError(f"must be at least 1, not {value!r}")
+    return number
+
+
+def _box_bytes(value: str) -> int:
+    number = int(value)
+    if not MIN_BOX_BYTES <= number <= MAX_BOX_BYTES:
+        raise ValueError(f"must be within {MIN_BOX_BYTES}..{MAX_BOX_BYTES}, not {value!r}")
     return number
 
 
@@ -49,25 +57,67 @@ class ServeOptions(usage.Options):
         "EP is any Twisted server endpoint string."
     )
     optParameters = [
-        ["frontend", None, DEFAULT_FRONTEND, "Front-end listener (NextWorker, Stats)."],
+        ["frontend", None, DEFAULT_CONFIG.frontend, "Front-end listener (NextWorker, Stats)."],
         [
             "scheduler",
             None,
-            DEFAULT_SCHEDULER,
+            DEFAULT_CONFIG.scheduler,
             "Scheduler listener (WorkerUpdate, WorkerGone, ListWorkers, Stats).",
         ],
         [
             "lease-grace",
             None,
-            30.0,
+            DEFAULT_CONFIG.lease_grace,
             "Seconds a worker outlives its scheduler connection (0: removed at once).",
             _non_negative_float,
         ],
         [
             "max-waiting",
             None,
-            10_000,
+            DEFAULT_CONFIG.max_waiting,
             "Most NextWorker calls waiting for a free slot at once.",
+            _positive_int,
+        ],
+        [
+            "max-waiting-per-connection",
+            None,
+            DEFAULT_CONFIG.max_waiting_per_connection,
+            "Most NextWorker calls of one connection waiting at once.",
+            _positive_int,
+        ],
+        [
+            "max-box-bytes",
+            None,
+            DEFAULT_CONFIG.max_box_bytes,
+            "Longest AMP box a peer may send; a longer one closes its connection.",
+            _box_bytes,
+        ],
+        [
+            "max-frontend-connections",
+            None,
+            DEFAULT_CONFIG.max_frontend_connections,
+            "Most front-end connections open at once (lowered to fit the fd limit).",
+            _positive_int,
+        ],
+        [
+            "max-scheduler-connections",
+            None,
+            DEFAULT_CONFIG.max_scheduler_connections,
+            "Most scheduler connections open at once (their fds kept in reserve).",
+            _positive_int,
+        ],
+        [
+            "idle-timeout",
+            None,
+            DEFAULT_CONFIG.idle_timeout,
+            "Seconds a front-end connection may stay silent before it is closed (0: never).",
+            _non_negative_float,
+        ],
+        [
+            "backlog",
+            None,
+            DEFAULT_CONFIG.backlog,
+            "Listen backlog of both listeners (endpoints without their own backlog=).",
             _positive_int,
         ],
         ["log-format", None, "console", "console or json.", _choice(FORMATS)],
@@ -83,13 +133,19 @@ def make_service(options: ServeOptions, reactor: Any) -> DispatcherService:
     """
     Build the service from parsed options.
     """
-    return DispatcherService(
-        reactor,
+    config = DispatcherConfig(
         frontend=options["frontend"],
         scheduler=options["scheduler"],
         lease_grace=options["lease-grace"],
         max_waiting=options["max-waiting"],
+        max_waiting_per_connection=options["max-waiting-per-connection"],
+        max_box_bytes=options["max-box-bytes"],
+        max_frontend_connections=options["max-frontend-connections"],
+        max_scheduler_connections=options["max-scheduler-connections"],
+        idle_timeout=options["idle-timeout"],
+        backlog=options["backlog"],
     )
+    return DispatcherService(reactor, config)
 
 
 def makeService(options: ServeOptions) -> IService:

@@ -52,7 +52,6 @@ from amp_dispatch._server import Dispatcher
 Result = Dict[str, Any]
 
 
-
 class RecordingAMP(amp.AMP):
     """
     A plain AMP client that keeps every box it receives, as parsed off the

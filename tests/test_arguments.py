@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Any, List
 
 import pytest
-from amp_dispatch_commands import BoundedInteger, HostName, Identifier, Seconds
+from amp_dispatch_commands import MAX_NUMBER_TEXT, BoundedInteger, HostName, Identifier, Seconds
 
 IDENTIFIER = Identifier()
 HOST = HostName()
 PORT = BoundedInteger(1, 65535)
-COUNT = BoundedInteger(0)
-SECONDS = Seconds()
+COUNT = BoundedInteger(0, 10**9)
+SEQ = BoundedInteger(-(2**63), 2**63 - 1)
+SECONDS = Seconds(86_400.0)
 
 # Text at the bounds: 1 byte, 255 ASCII bytes, 255 UTF-8 bytes of which most
 # are two-byte characters.
@@ -173,28 +174,43 @@ def test_integerFromStringShowsShortValue() -> None:
     assert len(str(raised.value)) < 100
 
 
-@pytest.mark.parametrize("value", [0, 1, 2**63])
-def test_unboundedAccepts(value: int) -> None:
+@pytest.mark.parametrize("value", [-(2**63), 0, 2**63 - 1])
+def test_integerWideBounds(value: int) -> None:
     """
-    Without an upper bound, any value from the minimum up goes both ways.
+    Bounds as wide as a signed 64-bit integer's go both ways.
     """
-    assert COUNT.fromString(COUNT.toString(value)) == value
+    assert SEQ.fromString(SEQ.toString(value)) == value
 
 
-def test_unboundedFromStringRefusesBelow() -> None:
+@pytest.mark.parametrize("value", [-(2**63) - 1, 2**63])
+def test_integerPastWideBounds(value: int) -> None:
     """
-    Without an upper bound, a value below the minimum is refused on receipt.
+    One past a 64-bit bound is refused on receipt and before sending.
     """
-    with pytest.raises(ValueError, match="at least 0"):
-        COUNT.fromString(b"-1")
+    with pytest.raises(ValueError, match="must be within"):
+        SEQ.fromString(b"%d" % (value,))
+    with pytest.raises(ValueError, match="must be within"):
+        SEQ.toString(value)
 
 
-def test_unboundedToStringRefusesBelow() -> None:
+def test_integerFromStringRefusesLongText() -> None:
     """
-    Without an upper bound, a value below the minimum is refused before sending.
+    The text of a number longer than C{MAX_NUMBER_TEXT} is refused before it
+    is parsed, even if it would be in range (leading zeros).
     """
-    with pytest.raises(ValueError, match="at least 0"):
-        COUNT.toString(-1)
+    with pytest.raises(ValueError, match=r"0\.\.1000000000"):
+        COUNT.fromString(b"0" * (MAX_NUMBER_TEXT + 1))
+    assert COUNT.fromString(b"0" * MAX_NUMBER_TEXT) == 0
+
+
+def test_integerFromStringRefusesThousandsOfDigits() -> None:
+    """
+    An integer of thousands of digits is refused on its length, with a short
+    message.
+    """
+    with pytest.raises(ValueError, match=r"0\.\.1000000000") as raised:
+        COUNT.fromString(b"9" * 4300)
+    assert len(str(raised.value)) < 100
 
 
 def test_integerOptional() -> None:
@@ -206,7 +222,7 @@ def test_integerOptional() -> None:
 
 # -- Seconds --------------------------------------------------------------------
 
-SECONDS_ACCEPTED: List[float] = [0.0, 0.001, 30.0, 1e9]
+SECONDS_ACCEPTED: List[float] = [0.0, 0.001, 30.0, 86_400.0]
 
 
 @pytest.mark.parametrize("value", SECONDS_ACCEPTED)
@@ -242,6 +258,9 @@ def test_secondsToStringAcceptsInt(value: int) -> None:
         (b"inf", "finite"),
         (b"-inf", "finite"),
         (b"1e999", "finite"),
+        (b"86400.001", "at most 86400"),
+        (b"1e300", "at most 86400"),
+        (b"1" * 33, "at most 32 characters"),
         (b"abc", "must be a number"),
         (b"", "must be a number"),
     ],
@@ -262,6 +281,9 @@ def test_secondsFromStringRefuses(raw: bytes, why: str) -> None:
         (float("nan"), "finite"),
         (float("inf"), "finite"),
         (float("-inf"), "finite"),
+        (86_401, "at most 86400"),
+        (86_400.5, "at most 86400"),
+        (10**400, "at most 86400"),
         (True, "must be a number"),
         ("1.0", "must be a number"),
     ],

@@ -298,14 +298,16 @@ def test_poolNameCacheBounded(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("reserved", [b"_answer", b"_error"])
 def test_nextWorkerHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
     """
-    A box that holds C{_answer} (or C{_error}) is an answer to the generic
-    path, whatever else it holds: with C{_ask} and C{_command: NextWorker}
-    too, it takes no slot and lets the same error escape as there.
+    A box that holds C{_answer} (or C{_error}) is an answer, whatever else it
+    holds: with C{_ask} and C{_command: NextWorker} too, it takes no slot, is
+    answered nothing and keeps the connection, on both paths.
     """
     fast, generic = both(TYPICAL_WORKERS)
     box = encode([(b"_ask", b"1"), (b"_command", b"NextWorker"), (reserved, b"1")])
     for side in (fast, generic):
         side.receive(box)
+    assert (fast.error, fast.sent, fast.transport.disconnecting) == (None, b"", False)
+    assert fast.queue.stats().dispatched == 0
     assert_same(fast, generic)
 
 

@@ -437,17 +437,21 @@ def test_leaseGraceAfterFastUpdates(lease_grace: float) -> None:
 @pytest.mark.parametrize("reserved", [b"_answer", b"_error"])
 def test_updateHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
     """
-    A box that holds C{_answer} (or C{_error}) is an answer to the generic
-    path, whatever else it holds: a valid C{WorkerUpdate} with C{_ask} too
-    registers nothing and lets the same error escape as there.
+    A box that holds C{_answer} (or C{_error}) is an answer, whatever else it
+    holds: a valid C{WorkerUpdate} with C{_ask} too registers nothing, is
+    answered nothing and is logged as rejected; the connection stays, on
+    both paths.
     """
     fast, generic = both()
     arguments = [(name.encode(), value) for name, value in TYPICAL.items()]
     box = encode([(b"_ask", b"1"), (b"_command", b"WorkerUpdate"), *arguments, (reserved, b"1")])
     for side in (fast, generic):
         side.receive(box)
-    assert fast.error is not None
+    assert (fast.error, fast.sent, fast.transport.disconnecting) == (None, b"", False)
     assert fast.queue.stats().workers == 0
+    assert [log["event"] for log in fast.logs if log["log_level"] == "warning"] == [
+        "input rejected"
+    ]
     assert_same(fast, generic)
 
 

@@ -490,11 +490,11 @@ def register(service: DispatcherService, worker_id: str, capacity: int = 2, **ex
     """
     Register a worker straight in the queue (held by no connection).
     """
-    service.dispatcher.queue.update(worker_id, "10.0.0.1", 9000, capacity, **extra)
+    service.queue.update(worker_id, "10.0.0.1", 9000, capacity, **extra)
 
 
 def registered(service: DispatcherService) -> List[str]:
-    return [worker.worker_id for worker in service.dispatcher.queue.list_workers()]
+    return [worker.worker_id for worker in service.queue.list_workers()]
 
 
 @twisted_test
@@ -572,7 +572,7 @@ async def test_update_registers(
     argv = ["update", "w1", "10.0.0.9", "9001", "3", "--pool", "gpu"]
     assert await probe(reactor, *endpoints(service), *argv) == 0
     assert capsys.readouterr().out == "accepted\n"
-    [worker] = service.dispatcher.queue.list_workers()
+    [worker] = service.queue.list_workers()
     assert (worker.worker_id, worker.host, worker.port, worker.capacity, worker.pool) == (
         "w1",
         "10.0.0.9",
@@ -591,7 +591,7 @@ async def test_update_leaves_no_seq(
     still accepted: the probe left no seq behind.
     """
     assert await probe(reactor, *endpoints(service), "update", "w1", "h", "1", "1") == 0
-    assert service.dispatcher.queue.update("w1", "h", 1, 1, seq=0)
+    assert service.queue.update("w1", "h", 1, 1, seq=0)
 
 
 @twisted_test

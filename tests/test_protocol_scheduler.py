@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Dict, List, Optional, cast
 
 import pytest
-from amp_dispatch_commands import ListWorkers, NextWorker, Stats, WorkerGone, WorkerUpdate
+from amp_dispatch_commands import (
+    MAX_CAPACITY,
+    MAX_TTL,
+    ListWorkers,
+    NextWorker,
+    Stats,
+    WorkerGone,
+    WorkerUpdate,
+)
 from twisted.protocols import amp
 
 from tests._memory import (
@@ -445,11 +453,11 @@ def crowded(memory: MemoryDispatcher, scheduler: Connection) -> Connection:
         update(
             scheduler,
             long_text(f"{i:03d}"),
-            capacity=2**31,
+            capacity=MAX_CAPACITY,
             host=long_text("h"),
             port=65535,
             pool=long_text("p"),
-            ttl=1e6,
+            ttl=MAX_TTL,
         )
     return scheduler
 

@@ -7,7 +7,14 @@ to the scheduler listener.  Every command declares L{InvalidArgument}; the
 errors cross the wire as the codes in L{ERROR_CODES}.
 """
 
-from ._arguments import MAX_TEXT_BYTES, BoundedInteger, HostName, Identifier, Seconds
+from ._arguments import (
+    MAX_NUMBER_TEXT,
+    MAX_TEXT_BYTES,
+    BoundedInteger,
+    HostName,
+    Identifier,
+    Seconds,
+)
 from ._errors import (
     INVALID_ARGUMENT,
     NO_WORKER_AVAILABLE,
@@ -17,8 +24,18 @@ from ._errors import (
     NoWorkerAvailable,
     Overloaded,
 )
-from ._frontend import NextWorker
-from ._scheduler import DEFAULT_PAGE, MAX_PAGE, ListWorkers, WorkerGone, WorkerUpdate
+from ._frontend import MAX_TIMEOUT, NextWorker
+from ._scheduler import (
+    DEFAULT_PAGE,
+    MAX_CAPACITY,
+    MAX_PAGE,
+    MAX_SEQ,
+    MAX_TTL,
+    MIN_SEQ,
+    ListWorkers,
+    WorkerGone,
+    WorkerUpdate,
+)
 from ._shared import PROTOCOL_VERSION, Stats
 
 #: The pool a command means when it names none.
@@ -41,8 +58,14 @@ __all__ = [
     "ERROR_CODES",
     "FRONTEND_COMMANDS",
     "INVALID_ARGUMENT",
+    "MAX_CAPACITY",
+    "MAX_NUMBER_TEXT",
     "MAX_PAGE",
+    "MAX_SEQ",
     "MAX_TEXT_BYTES",
+    "MAX_TIMEOUT",
+    "MAX_TTL",
+    "MIN_SEQ",
     "NO_WORKER_AVAILABLE",
     "OVERLOADED",
     "PROTOCOL_VERSION",

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Optional
 
 from twisted.protocols import amp
 
 MAX_TEXT_BYTES = 255
+
+#: The most bytes the text of a number may take (a sign, digits, a point, an
+#: exponent): longer text is refused before it is parsed, whatever it holds.
+MAX_NUMBER_TEXT = 32
 
 
 # Unicode category Cc is exactly these code points.
@@ -60,24 +63,23 @@ class HostName(amp.Unicode):
 
 class BoundedInteger(amp.Integer):
     """
-    An integer within C{minimum} and C{maximum} (inclusive; C{None} for no
-    upper bound).
+    An integer within C{minimum} and C{maximum} (inclusive).  Its text is at
+    most L{MAX_NUMBER_TEXT} bytes.
     """
 
-    def __init__(self, minimum: int, maximum: Optional[int] = None, optional: bool = False) -> None:
+    def __init__(self, minimum: int, maximum: int, optional: bool = False) -> None:
         super().__init__(optional=optional)
         self.minimum = minimum
         self.maximum = maximum
 
     def _check(self, value: int) -> int:
-        if self.maximum is None:
-            if value < self.minimum:
-                raise ValueError(f"must be at least {self.minimum}")
-        elif not self.minimum <= value <= self.maximum:
+        if not self.minimum <= value <= self.maximum:
             raise ValueError(f"must be within {self.minimum}..{self.maximum}")
         return value
 
     def fromString(self, inString: bytes) -> int:  # type: ignore[override]
+        if len(inString) > MAX_NUMBER_TEXT:
+            raise ValueError(f"must be within {self.minimum}..{self.maximum}")
         try:
             value = int(inString)
         except ValueError:
@@ -86,25 +88,33 @@ class BoundedInteger(amp.Integer):
 
     def toString(self, inObject: int) -> bytes:
         if isinstance(inObject, bool) or not isinstance(inObject, int):
-            raise ValueError(f"must be an integer, not {inObject!r}")
+            raise ValueError(f"must be an integer, not {_shown_object(inObject)}")
         return b"%d" % (self._check(inObject),)
 
 
 class Seconds(amp.Float):
     """
-    A duration in seconds: finite and not negative.  A sender may give an
-    C{int}; it is sent as a float.
+    A duration in seconds: finite, within 0 and C{maximum}.  A sender may give
+    an C{int}; it is sent as a float.  Its text is at most
+    L{MAX_NUMBER_TEXT} bytes.
     """
 
-    @staticmethod
-    def _check(value: float) -> float:
+    def __init__(self, maximum: float, optional: bool = False) -> None:
+        super().__init__(optional=optional)
+        self.maximum = maximum
+
+    def _check(self, value: float) -> float:
         if math.isnan(value) or math.isinf(value):
             raise ValueError("must be a finite number")
         if value < 0:
             raise ValueError("must not be negative")
+        if value > self.maximum:
+            raise ValueError(f"must be at most {self.maximum:g}")
         return value
 
     def fromString(self, inString: bytes) -> float:  # type: ignore[override]
+        if len(inString) > MAX_NUMBER_TEXT:
+            raise ValueError(f"must be a number of at most {MAX_NUMBER_TEXT} characters")
         try:
             value = float(inString)
         except ValueError:
@@ -113,7 +123,9 @@ class Seconds(amp.Float):
 
     def toString(self, inObject: float) -> bytes:
         if isinstance(inObject, bool) or not isinstance(inObject, (int, float)):
-            raise ValueError(f"must be a number, not {inObject!r}")
+            raise ValueError(f"must be a number, not {_shown_object(inObject)}")
+        if isinstance(inObject, int) and not -self.maximum <= inObject <= self.maximum:
+            raise ValueError(f"must be at most {self.maximum:g}")
         return repr(self._check(float(inObject))).encode("ascii")
 
 
@@ -123,3 +135,11 @@ def _shown(raw: bytes) -> str:
     """
     text = repr(raw[:40])[1:]
     return text + ("..." if len(raw) > 40 else "")
+
+
+def _shown_object(value: object) -> str:
+    """
+    A short rendering of a value a sender passed, for error messages.
+    """
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."

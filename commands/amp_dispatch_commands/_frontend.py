@@ -9,6 +9,9 @@ from twisted.protocols import amp
 from ._arguments import Identifier, Seconds
 from ._errors import COMMON_ERRORS, NO_WORKER_AVAILABLE, OVERLOADED, NoWorkerAvailable, Overloaded
 
+#: The longest a C{NextWorker} may wait for a free slot, in seconds (an hour).
+MAX_TIMEOUT = 3_600.0
+
 
 class NextWorker(amp.Command):
     """
@@ -18,13 +21,14 @@ class NextWorker(amp.Command):
     the worker with the most free slots, round robin among equals, taking one
     of its slots.  With no free slot in the pool it fails at once with
     L{NoWorkerAvailable}, or with C{timeout} > 0 waits that many seconds for
-    one, first come first served.  L{Overloaded} when too many calls wait.
+    one (at most L{MAX_TIMEOUT}), first come first served.  L{Overloaded}
+    when too many calls wait, in all or from this connection.
     """
 
     commandName = b"NextWorker"
     arguments = [
         (b"pool", Identifier(optional=True)),
-        (b"timeout", Seconds(optional=True)),
+        (b"timeout", Seconds(MAX_TIMEOUT, optional=True)),
     ]
     response = [
         (b"worker_id", amp.Unicode()),

@@ -40,7 +40,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import ProcessProtocol, Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -53,6 +53,15 @@ ANY_PORT = "tcp:0:interface=127.0.0.1"
 
 #: The loopback address every listener and client of the tests uses.
 LOOPBACK = "127.0.0.1"
+
+#: Runs C{amp-dispatch} (arguments after C{-c ...}) with a file descriptor
+#: limit (soft, hard).
+_LIMITED = (
+    "import resource, runpy, sys; "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (%d, %d)); "
+    "sys.argv[0] = 'amp-dispatch'; "
+    "runpy.run_module('amp_dispatch', run_name='__main__')"
+)
 
 #: Seconds between two polls of L{poll_until}.
 POLL_INTERVAL = 0.05
@@ -333,16 +342,23 @@ class DispatcherLauncher:
         scheduler: str = ANY_PORT,
         lease_grace: Optional[float] = None,
         max_waiting: Optional[int] = None,
+        more: Sequence[str] = (),
+        fd_limit: Optional[int] = None,
     ) -> DispatcherProcess:
         """
         Start C{amp-dispatch serve} with JSON logs at level debug and wait
         until it listens on both endpoints.
+
+        @param more: more options of C{serve}.
+        @param fd_limit: run it with this soft and hard C{RLIMIT_NOFILE}.
         """
+        start = ["-m", "amp_dispatch"]
+        if fd_limit is not None:
+            start = ["-c", _LIMITED % (fd_limit, fd_limit)]
         arguments = [
             sys.executable,
             "-u",
-            "-m",
-            "amp_dispatch",
+            *start,
             "serve",
             "--frontend",
             frontend,
@@ -357,11 +373,17 @@ class DispatcherLauncher:
             arguments += ["--lease-grace", repr(float(lease_grace))]
         if max_waiting is not None:
             arguments += ["--max-waiting", str(max_waiting)]
+        arguments += more
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         log = EventLog(self._reactor, f"dispatcher #{len(self.processes) + 1}")
         transport = self._reactor.spawnProcess(log, sys.executable, arguments, env=env)
-        options = {"lease_grace": lease_grace, "max_waiting": max_waiting}
+        options = {
+            "lease_grace": lease_grace,
+            "max_waiting": max_waiting,
+            "more": more,
+            "fd_limit": fd_limit,
+        }
         process = DispatcherProcess(log, transport, arguments, options)
         self.processes.append(process)
         try:
@@ -439,6 +461,67 @@ class RawAMP(amp.AMP):
         if self.connected and self.transport is not None:
             self.transport.loseConnection()
         await self.when_lost(reactor)
+
+
+class RawBytes(Protocol):
+    """
+    A connection that sends raw bytes and keeps every box it receives, as
+    parsed off the wire, for what a Twisted AMP client cannot send.
+    """
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.connected = False
+        self._lost: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.connected = True
+
+    def send(self, data: bytes) -> None:
+        """
+        Write C{data} as it is.
+        """
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.connected = False
+        self._lost.callback(None)
+
+    def boxes(self) -> List[amp.AmpBox]:
+        """
+        The whole boxes received so far.
+        """
+        boxes: List[amp.AmpBox] = amp.parseString(self.received)
+        return boxes
+
+    async def close(self, reactor: Any) -> None:
+        """
+        Close the connection and wait until it is closed.
+        """
+        if self.connected and self.transport is not None:
+            self.transport.loseConnection()
+        await self.close_by_peer(reactor)
+
+    async def close_by_peer(self, reactor: Any) -> None:
+        """
+        Wait until the connection is closed.
+        """
+        if self.connected:
+            await self._lost.addTimeout(LIVENESS_TIMEOUT, reactor)
+
+
+async def connect_raw(reactor: Any, port: int) -> RawBytes:
+    """
+    A raw byte connection to C{port} on the loopback address.
+    """
+    endpoint = TCP4ClientEndpoint(reactor, LOOPBACK, port, timeout=int(LIVENESS_TIMEOUT))
+    connecting: Deferred[RawBytes] = connectProtocol(endpoint, RawBytes())
+    connecting.addTimeout(LIVENESS_TIMEOUT, reactor)
+    return await connecting
 
 
 async def connect_amp(reactor: Any, port: int) -> RawAMP:

@@ -13,7 +13,7 @@ changed), these tests fail where the schema's own tests would not.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Dict, List, Type
+from typing import Any, Awaitable, Callable, Dict, List, Tuple, Type
 
 import pytest
 import pytest_twisted
@@ -25,7 +25,9 @@ from ._process import (
     DispatcherLauncher,
     DispatcherProcess,
     RawAMP,
+    RawBytes,
     call_remote,
+    connect_raw,
     poll_until,
 )
 
@@ -328,6 +330,11 @@ async def test_invalid_argument(v1: Dispatcher) -> None:
         {"host": ""},
         {"ttl": -1.0},
         {"ttl": float("inf")},
+        {"capacity": 1_000_000_001},
+        {"seq": 2**63},
+        {"seq": -(2**63) - 1},
+        {"ttl": 86_400.5},
+        {"ttl": 1e300},
     ]
     for bad in bad_updates:
         arguments = {"worker_id": "w", "host": "127.0.0.1", "port": 9000, "capacity": 1}
@@ -339,11 +346,20 @@ async def test_invalid_argument(v1: Dispatcher) -> None:
     for limit in (0, 501):
         with pytest.raises(InvalidArgument):
             await v1.sched(ListWorkers, limit=limit)
-    for timeout in (-1.0, float("nan")):
+    for timeout in (-1.0, float("nan"), 3_600.5, 1e300):
         with pytest.raises(InvalidArgument):
             await v1.front(NextWorker, timeout=timeout)
     with pytest.raises(InvalidArgument):
         await v1.front(NextWorker, pool="\x00")
+    with pytest.raises(InvalidArgument):
+        await v1.sched(ListWorkers, after="x" * 256)
+    # Integers of thousands of digits, refused on their length.
+    for raw in (b"9" * 4300, b"0" * 33 + b"1"):
+        with pytest.raises(amp.RemoteAmpError) as raised:
+            await v1.scheduler.callRemoteString(
+                b"WorkerUpdate", worker_id=b"w", host=b"h", port=b"9000", capacity=raw
+            ).addTimeout(LIVENESS_TIMEOUT, v1.reactor)
+        assert raised.value.errorCode == b"INVALID_ARGUMENT"
     assert (await v1.sched(Stats))["workers"] == 0
     assert (await v1.front(Stats))["waiting"] == 0
     assert v1.frontend.connected and v1.scheduler.connected
@@ -430,3 +446,121 @@ async def test_list_workers_rows(v1: Dispatcher) -> None:
     assert (b["worker_id"], b["pool"], b["capacity"], b["free"]) == ("b", "gpu", 2, 2)
     assert 0 < b["expires_in"] <= 600.0
     assert await v1.ids(pool="gpu") == ["b"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_bounds_accepted(v1: Dispatcher) -> None:
+    """
+    The upper bounds themselves are accepted: capacity 1,000,000,000, seq
+    2**63 - 1 (and -2**63), ttl 86,400 s, timeout 3,600 s, an C{after} of
+    255 bytes.
+    """
+    assert await v1.update("w", capacity=1_000_000_000, seq=-(2**63), ttl=86_400.0) is True
+    assert await v1.update("w", capacity=1_000_000_000, seq=2**63 - 1, port=65535) is True
+    answer = await v1.front(NextWorker, timeout=3_600.0)
+    assert answer["worker_id"] == "w"
+    assert (await v1.sched(ListWorkers, after="x" * 255))["workers"] == []
+    assert (await v1.front(Stats))["free_slots"] == 999_999_999
+
+
+def box(*pairs: Tuple[bytes, bytes]) -> bytes:
+    """
+    One AMP box of C{pairs}, framed.
+    """
+    framed = [
+        len(key).to_bytes(2, "big") + key + len(value).to_bytes(2, "big") + value
+        for key, value in pairs
+    ]
+    return b"".join(framed) + b"\x00\x00"
+
+
+STATS = box((b"_ask", b"s"), (b"_command", b"Stats"))
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        box((b"_answer", b"1"), (b"workers", b"1")),
+        box((b"_error", b"1"), (b"_error_code", b"X"), (b"_error_description", b"d")),
+        box(),
+        box((b"unknown", b"1")),
+        box((b"_command", b"NextWorker")),
+    ],
+    ids=["answer", "error", "empty", "unknown-key", "command-without-ask"],
+)
+@pytest_twisted.ensureDeferred
+async def test_boxes_answered_nothing(
+    reactor: Any, dispatcher: DispatcherProcess, sent: bytes
+) -> None:
+    """
+    A box that is not a call (an answer, an error, an empty box, a box of
+    unknown keys, a command without C{_ask}) is answered nothing, changes
+    nothing and keeps the connection: the C{Stats} after it is answered
+    alone.
+    """
+    for port in (dispatcher.frontend_port, dispatcher.scheduler_port):
+        raw = await connect_raw(reactor, port)
+        raw.send(sent + STATS)
+        [answer] = await poll_boxes(reactor, raw, 1)
+        assert (answer[b"_answer"], answer[b"dispatched"]) == (b"s", b"0")
+        assert raw.connected
+        await raw.close(reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_call_without_command(reactor: Any, dispatcher: DispatcherProcess) -> None:
+    """
+    A box with C{_ask} but no C{_command} is answered AMP's C{UNHANDLED}
+    error; the connection stays.
+    """
+    raw = await connect_raw(reactor, dispatcher.frontend_port)
+    raw.send(box((b"_ask", b"q")) + STATS)
+    error, answer = await poll_boxes(reactor, raw, 2)
+    assert (error[b"_error"], error[b"_error_code"]) == (b"q", b"UNHANDLED")
+    assert answer[b"_answer"] == b"s"
+    await raw.close(reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_unhandled_long_name(reactor: Any, dispatcher: DispatcherProcess) -> None:
+    """
+    An unknown command of 12,000 bytes (within the default box limit) gets
+    C{UNHANDLED}, its description naming the command truncated to 200 bytes
+    and its length; the connection stays.
+    """
+    raw = await connect_raw(reactor, dispatcher.scheduler_port)
+    name = b"N" * 12_000
+    raw.send(box((b"_ask", b"u"), (b"_command", name)) + STATS)
+    error, answer = await poll_boxes(reactor, raw, 2)
+    assert error[b"_error_code"] == b"UNHANDLED"
+    description = error[b"_error_description"].decode()
+    assert description == f"Unhandled Command: b'{'N' * 200}'... (12000 bytes)"
+    assert answer[b"_answer"] == b"s"
+    await raw.close(reactor)
+
+
+async def poll_boxes(reactor: Any, raw: RawBytes, count: int) -> List[amp.AmpBox]:
+    """
+    The first C{count} boxes C{raw} receives, once they have come.
+    """
+
+    async def received() -> List[amp.AmpBox]:
+        return raw.boxes()
+
+    boxes = await poll_until(
+        reactor, received, lambda boxes: len(boxes) >= count, what=f"{count} boxes"
+    )
+    return boxes[:count]
+
+
+@pytest_twisted.ensureDeferred
+async def test_box_over_limit_closes(reactor: Any, dispatcher: DispatcherProcess) -> None:
+    """
+    A box longer than the box limit (16,384 bytes by default) closes the
+    connection, without an answer, as soon as a length says so: here the
+    length of a 60,000-byte value, sent without the value.
+    """
+    raw = await connect_raw(reactor, dispatcher.frontend_port)
+    raw.send(STATS + b"\x00\x01k" + (60_000).to_bytes(2, "big"))
+    await raw.close_by_peer(reactor)
+    assert [box[b"_answer"] for box in raw.boxes()] == [b"s"]

@@ -1,0 +1,75 @@
+"""
+The dispatcher's settings and their defaults, in one place: the command line
+(C{amp-dispatch serve}, C{twist amp-dispatch}), the service and the queue all
+take their defaults from L{DEFAULT_CONFIG}.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+DEFAULT_FRONTEND = "tcp:8750:interface=127.0.0.1"
+DEFAULT_SCHEDULER = "tcp:8751:interface=127.0.0.1"
+
+
+@frozen
+class DispatcherConfig:
+    """
+    How a dispatcher listens and what it allows its peers.
+
+    @ivar frontend: the front-end listener, a Twisted server endpoint string.
+    @ivar scheduler: the scheduler listener, a Twisted server endpoint string.
+    @ivar lease_grace: seconds a worker outlives the scheduler connection
+        that holds it (0: removed at once).
+    @ivar max_waiting: the most C{NextWorker} calls waiting at once.
+    @ivar max_waiting_per_connection: the most of them from one connection.
+    @ivar max_box_bytes: the longest box a peer may send; a longer one
+        closes its connection.
+    @ivar max_frontend_connections: the most front-end connections open at
+        once (lowered to fit the file descriptor limit, see L{_limits}).
+    @ivar max_scheduler_connections: the most scheduler connections open at
+        once; their file descriptors are kept in reserve.
+    @ivar idle_timeout: seconds a front-end connection may stay silent (no
+        byte received, no call waiting) before it is closed (0: never).
+    @ivar backlog: the listen backlog of both listeners (the kernel caps it
+        at C{net.core.somaxconn}).
+    """
+
+    frontend: str = DEFAULT_FRONTEND
+    scheduler: str = DEFAULT_SCHEDULER
+    lease_grace: float = 30.0
+    max_waiting: int = 10_000
+    max_waiting_per_connection: int = 1_000
+    max_box_bytes: int = 16_384
+    max_frontend_connections: int = 10_000
+    max_scheduler_connections: int = 64
+    idle_timeout: float = 300.0
+    backlog: int = 1_024
+
+
+DEFAULT_CONFIG = DispatcherConfig()
+
+#: The range of C{max_box_bytes}: room for the largest valid request (about
+#: 1.3 KB: three 255-byte texts, numbers, a long tag) up to a megabyte.
+MIN_BOX_BYTES = 4_096
+MAX_BOX_BYTES = 1_048_576
+
+#: The longest box the clients accept from a dispatcher: a C{ListWorkers}
+#: page is one AMP value of up to 64 KiB.
+CLIENT_MAX_BOX_BYTES = 131_072
+
+#: Seconds a client connection may go without sending before it sends a
+#: C{Stats} to keep it open: well under the dispatcher's default
+#: C{idle_timeout}.
+CLIENT_KEEPALIVE = 60.0
+
+__all__ = [
+    "CLIENT_KEEPALIVE",
+    "CLIENT_MAX_BOX_BYTES",
+    "DEFAULT_CONFIG",
+    "DEFAULT_FRONTEND",
+    "DEFAULT_SCHEDULER",
+    "MAX_BOX_BYTES",
+    "MIN_BOX_BYTES",
+    "DispatcherConfig",
+]
