@@ -291,14 +291,16 @@ class _FastBoxProtocol(Protocol):
         """
 
     def _stop_reading(self) -> None:
-        if self._reading and self.transport is not None:
+        transport = self.transport
+        if self._reading and transport is not None and not _closing(transport):
             self._reading = False
-            cast(IPushProducer, self.transport).pauseProducing()
+            cast(IPushProducer, transport).pauseProducing()
 
     def _start_reading(self) -> None:
-        if not self._reading and self.transport is not None:
+        transport = self.transport
+        if not self._reading and transport is not None and not _closing(transport):
             self._reading = True
-            cast(IPushProducer, self.transport).resumeProducing()
+            cast(IPushProducer, transport).resumeProducing()
 
     def _continue_next_turn(self) -> None:
         if self._next_turn is None:
@@ -579,6 +581,13 @@ class SchedulerProtocol(_RoleProtocol):
         return b"".join(
             (_ANSWER, pack_length(len(tag)), tag, _ACCEPTED if accepted else _NOT_ACCEPTED)
         )
+
+
+def _closing(transport: object) -> bool:
+    """
+    Whether C{transport} is closing (it then reads no more by itself).
+    """
+    return bool(getattr(transport, "disconnecting", False))
 
 
 def _no_worker(tag: bytes, pool: str) -> bytes:

@@ -168,6 +168,7 @@ class BoxReader:
         self._chunks = []
         self._length = 0
         self._box = None
+        self._taken = 0
         self.waiting = False
 
     @property

@@ -177,10 +177,20 @@ class MemoryDispatcher:
     """
 
     def __init__(
-        self, lease_grace: float = 30.0, max_waiting: int = 10_000, *, fast_path: bool = True
+        self,
+        lease_grace: float = 30.0,
+        max_waiting: int = 10_000,
+        *,
+        max_waiting_per_connection: int = 1_000,
+        fast_path: bool = True,
     ) -> None:
         self.clock = Clock()
-        self.queue = WorkerQueue(self.clock, lease_grace=lease_grace, max_waiting=max_waiting)
+        self.queue = WorkerQueue(
+            self.clock,
+            lease_grace=lease_grace,
+            max_waiting=max_waiting,
+            max_waiting_per_owner=max_waiting_per_connection,
+        )
         self.dispatcher = Dispatcher(self.queue, fast_path=fast_path)
         self._observer: Optional[Connection] = None
 

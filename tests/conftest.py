@@ -1,18 +1,33 @@
 """
-Shared test set-up: quiet structlog (tests read events with
-C{structlog.testing.capture_logs}, which works whatever the level), the
-C{fast_path} fixture (fast and generic listeners) and the C{reactor} fixture.
+Shared test set-up: quiet structlog (warnings and up; C{capture_logs} sees
+those, the C{logs} fixture every level), the C{fast_path} fixture (fast and
+generic listeners) and the C{reactor} fixture.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Iterator, List, MutableMapping
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+_QUIET = structlog.make_filtering_bound_logger(logging.WARNING)
+structlog.configure(wrapper_class=_QUIET)
+
+
+@pytest.fixture
+def logs() -> Iterator[List[MutableMapping[str, Any]]]:
+    """
+    Every structlog event the test causes, at every level.
+    """
+    with capture_logs() as captured:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+        try:
+            yield captured
+        finally:
+            structlog.configure(wrapper_class=_QUIET)
 
 
 @pytest.fixture(params=[True, False], ids=["fast", "generic"])

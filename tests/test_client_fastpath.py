@@ -87,13 +87,13 @@ class Wire:
     A started L{FrontendClient} connected to a L{RawListener}.
     """
 
-    def __init__(self, *, call_timeout: float = 5.0) -> None:
+    def __init__(self, *, call_timeout: float = 5.0, **options: Any) -> None:
         self.network = Network()
         self.reactor = self.network.reactor
         self.listener = RawListener()
         self.network.listen(FRONTEND_PORT, self.listener.factory())
         self.client = FrontendClient(
-            self.reactor, FRONTEND, call_timeout=call_timeout, retry_policy=fixed_retry
+            self.reactor, FRONTEND, call_timeout=call_timeout, retry_policy=fixed_retry, **options
         )
         self.client.start()
         self.pump = self.network.complete()

@@ -98,6 +98,7 @@ class QueueTestCase:
 
     lease_grace = 30.0
     max_waiting = 10_000
+    max_waiting_per_owner = 1_000
 
     def setup_method(self) -> None:
         self.log = _RecordingLog()
@@ -108,6 +109,7 @@ class QueueTestCase:
             self.clock,
             lease_grace=self.lease_grace,
             max_waiting=self.max_waiting,
+            max_waiting_per_owner=self.max_waiting_per_owner,
         )
 
     def teardown_method(self) -> None:
@@ -149,11 +151,13 @@ class QueueTestCase:
     def takes(self, n: int, pool: Optional[str] = None) -> List[str]:
         return [self.take(pool) for _ in range(n)]
 
-    def wait(self, pool: Optional[str] = None, timeout: float = 10.0) -> Deferred[Worker]:
+    def wait(
+        self, pool: Optional[str] = None, timeout: float = 10.0, owner: Optional[_Owner] = None
+    ) -> Deferred[Worker]:
         """
         Send a C{NextWorker} that must wait.
         """
-        answer = self.queue.next_worker(pool, timeout=timeout)
+        answer = self.queue.next_worker(pool, timeout=timeout, owner=owner)
         assert isinstance(answer, Deferred)
         return answer
 
@@ -1139,6 +1143,69 @@ class TestMaxWaiting(QueueTestCase):
         result_of(first)
         assert_no_result(self.wait())
         assert self.queue.stats().waiting == 2
+
+
+A, B, C = _Owner("a"), _Owner("b"), _Owner("c")
+
+
+class TestWaitingShare(QueueTestCase):
+    """
+    At most C{max_waiting_per_owner} calls of one owner wait at once.
+    """
+
+    max_waiting_per_owner = 2
+
+    def test_overloaded(self) -> None:
+        """
+        One more waiting call of an owner than its share fails with
+        L{Overloaded}, saying so; another owner's, and an owner-less one,
+        still wait.
+        """
+        self.wait("x", owner=A)
+        self.wait("y", owner=A)
+        with pytest.raises(Overloaded, match="2 calls of this connection"):
+            self.queue.next_worker("x", 1.0, owner=A)
+        assert_no_result(self.wait("x", owner=B))
+        assert_no_result(self.wait("x"))
+        assert self.queue.stats().waiting == 4
+
+    def test_shareFreedByAnswer(self) -> None:
+        """
+        An answered call frees its place in the owner's share.
+        """
+        first = self.wait(owner=A)
+        self.wait(owner=A)
+        self.add("w", 1)
+        result_of(first)
+        assert_no_result(self.wait(owner=A))
+
+    def test_shareFreedByTimeoutAndCancel(self) -> None:
+        """
+        A call that timed out or was cancelled frees its place too.
+        """
+        self.wait(owner=A, timeout=1.0).addErrback(lambda _: None)
+        self.wait(owner=A, timeout=5.0).cancel()
+        self.clock.advance(1.0)
+        self.wait(owner=A)
+        assert_no_result(self.wait(owner=A))
+
+
+class TestWaitingShareAndTotal(QueueTestCase):
+    """
+    Shares within a total.
+    """
+
+    max_waiting = 3
+    max_waiting_per_owner = 2
+
+    def test_totalFirst(self) -> None:
+        """
+        The total limit holds whatever the shares.
+        """
+        for owner in (A, A, B):
+            self.wait(owner=owner)
+        with pytest.raises(Overloaded, match="3 calls are already waiting"):
+            self.queue.next_worker(None, 1.0, owner=C)
 
 
 class TestStats(QueueTestCase):

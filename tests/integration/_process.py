@@ -343,18 +343,20 @@ class DispatcherLauncher:
         lease_grace: Optional[float] = None,
         max_waiting: Optional[int] = None,
         more: Sequence[str] = (),
-        fd_limit: Optional[int] = None,
+        fd_limit: Union[int, Tuple[int, int], None] = None,
     ) -> DispatcherProcess:
         """
         Start C{amp-dispatch serve} with JSON logs at level debug and wait
         until it listens on both endpoints.
 
         @param more: more options of C{serve}.
-        @param fd_limit: run it with this soft and hard C{RLIMIT_NOFILE}.
+        @param fd_limit: run it with this C{RLIMIT_NOFILE}, soft and hard (or
+            C{(soft, hard)}).
         """
         start = ["-m", "amp_dispatch"]
         if fd_limit is not None:
-            start = ["-c", _LIMITED % (fd_limit, fd_limit)]
+            soft, hard = fd_limit if isinstance(fd_limit, tuple) else (fd_limit, fd_limit)
+            start = ["-c", _LIMITED % (soft, hard)]
         arguments = [
             sys.executable,
             "-u",

@@ -1,0 +1,134 @@
+"""
+What a client allows a dispatcher, and what it does so the dispatcher keeps
+it: the box limit on what it reads, and the keep-alive under the
+dispatcher's idle timeout.  In memory, on a L{MemoryReactorClock}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, MutableMapping
+
+from twisted.protocols import amp
+
+from amp_dispatch._config import CLIENT_KEEPALIVE, DEFAULT_CONFIG
+from amp_dispatch.client import DispatcherUnavailable, FrontendClient, Worker
+from tests._client_helpers import FRONTEND, Deployment, failure, fixed_retry, success
+from tests.test_client_fastpath import Wire, answer
+
+Logs = List[MutableMapping[str, Any]]
+
+
+def test_box_over_limit_drops_connection(logs: Logs) -> None:
+    """
+    A box from the dispatcher past the client's limit drops the connection
+    as soon as a length says so: the call waiting fails, with one warning.
+    """
+    wire = Wire(max_box_bytes=4_096)
+    call = wire.client.next_worker()
+    wire.send(b"\x00\x01k" + (5_000).to_bytes(2, "big"))
+    failure(call, DispatcherUnavailable)
+    [warning] = [log for log in logs if log["event"] == "dispatcher connection dropped"]
+    assert (warning["reason"], warning["log_level"]) == ("box over 4096 bytes", "warning")
+
+
+def test_default_limit_takes_largest_page() -> None:
+    """
+    The default limit takes a box with a 65,535-byte value (the largest a
+    C{ListWorkers} page can be).
+    """
+    wire = Wire()
+    call = wire.client.next_worker()
+    [tag] = wire.tags()
+    box = amp.AmpBox(amp.parseString(answer(tag))[0])
+    box[b"padding"] = b"x" * 65_535
+    wire.send(bytes(box.serialize()))
+    assert success(call) == Worker("w1", "10.0.0.1", 9000)
+
+
+def test_answer_one_byte_per_read() -> None:
+    """
+    An answer read one byte at a time is read whole.
+    """
+    wire = Wire()
+    call = wire.client.next_worker()
+    [tag] = wire.tags()
+    data = answer(tag)
+    wire.send(*(data[i : i + 1] for i in range(len(data))))
+    assert success(call) == Worker("w1", "10.0.0.1", 9000)
+
+
+def stats_sent(wire: Wire) -> int:
+    return [box[amp.COMMAND] for box in wire.boxes()].count(b"Stats")
+
+
+def test_keepalive_when_silent() -> None:
+    """
+    A connection that sent nothing for C{keepalive} seconds sends a
+    C{Stats}.
+    """
+    wire = Wire()
+    wire.reactor.advance(CLIENT_KEEPALIVE - 1)
+    assert stats_sent(wire) == 0
+    wire.reactor.advance(1)
+    assert stats_sent(wire) == 1
+
+
+def test_no_keepalive_while_calls_go_out() -> None:
+    """
+    Calls made within the period count as traffic: no C{Stats} then.
+    """
+    wire = Wire()
+    wire.reactor.advance(CLIENT_KEEPALIVE / 2)
+    wire.client.next_worker()
+    wire.reactor.advance(CLIENT_KEEPALIVE / 2)
+    assert stats_sent(wire) == 0
+    wire.reactor.advance(CLIENT_KEEPALIVE)
+    assert stats_sent(wire) == 1
+
+
+def test_keepalive_off() -> None:
+    """
+    A C{keepalive} of 0 sends nothing of its own.
+    """
+    wire = Wire(keepalive=0)
+    wire.reactor.advance(10 * CLIENT_KEEPALIVE)
+    assert wire.received() == b""
+
+
+def test_keepalive_under_idle_timeout() -> None:
+    """
+    The clients' default keep-alive is shorter than the dispatcher's default
+    idle timeout.
+    """
+    assert 0 < CLIENT_KEEPALIVE < DEFAULT_CONFIG.idle_timeout
+
+
+def idle_for(seconds: float, keepalive: float) -> bool:
+    """
+    Whether a front-end client connected to the real listener is still
+    connected after C{seconds} without a call.
+    """
+    deployment = Deployment()
+    client = FrontendClient(
+        deployment.reactor, FRONTEND, retry_policy=fixed_retry, keepalive=keepalive
+    )
+    pump = deployment.connect(client)
+    for _ in range(int(seconds)):
+        deployment.reactor.advance(1)
+        deployment.network.flush()
+    return not pump.clientIO.disconnected
+
+
+def test_dispatcher_keeps_quiet_client() -> None:
+    """
+    Against the real front-end listener, a client with the default
+    keep-alive stays connected through twice the idle timeout.
+    """
+    assert idle_for(2 * DEFAULT_CONFIG.idle_timeout, CLIENT_KEEPALIVE)
+
+
+def test_dispatcher_closes_silent_client() -> None:
+    """
+    Without keep-alive, the listener closes it after its idle timeout.
+    """
+    assert not idle_for(DEFAULT_CONFIG.idle_timeout + 2, 0)
