@@ -451,14 +451,18 @@ class ListenerSide:
 
     def receive(self, data: bytes) -> None:
         """
-        Deliver C{data} as one read, unless the connection is closing; as the
-        reactor would, lose the connection after an error or a drop.
+        Deliver C{data} as one read, unless the connection is closing, and
+        run the turns it leaves work for; as the reactor would, lose the
+        connection after an error or a drop.
         """
         if self.closed:
             return
         with self._watch():
             try:
                 self.protocol.dataReceived(data)
+                # As the reactor's next turns would: the fast path's work
+                # past a turn's budget is done then.
+                self.clock.advance(0)
             except Exception as e:
                 self.error = (type(e), e.args)
         if self.error is not None or self.transport.disconnecting:
