@@ -51,7 +51,7 @@ from attrs import define, frozen
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.error import ConnectionClosed
+from twisted.internet.error import ConnectionClosed, ConnectionLost
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.protocols import amp
@@ -398,6 +398,10 @@ class _ClientProtocol(amp.AMP):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self.lost = True
+        if not isinstance(reason.value, ConnectionClosed):
+            # A TLS error (a certificate refused, say): the calls fail as for
+            # any lost connection, with the cause in the message.
+            reason = Failure(ConnectionLost(reason.getErrorMessage()))
         if self._keepalive is not None and self._keepalive.active():
             self._keepalive.cancel()
         self._keepalive = None

@@ -2,8 +2,9 @@
 The real C{amp-dispatch serve} process with its scheduler listener on an
 C{mtls:} endpoint: clients with a certificate from the trusted CA (the client
 library, the probe) are answered; clients with another CA's certificate or
-none are refused (checked on the client side: the call gets no answer); a
-wrong C{mtls:} string stops the process with C{cannot listen}.
+none are refused (the call gets no answer; the dispatcher logs the failed
+handshake and its AMP side never sees the connection); a wrong C{mtls:}
+string stops the process with C{cannot listen}.
 """
 
 # pytest_twisted has no type hints: its decorators are untyped.
@@ -122,6 +123,24 @@ async def test_client_library_with_certificate(
     frontend = started(FrontendClient, reactor, mtls_dispatcher.frontend, cleanup)
     assert await scheduler.update("w1", "10.0.0.1", 9000, 2) is True
     assert await frontend.next_worker() == Worker("w1", "10.0.0.1", 9000)
+    assert mtls_dispatcher.log.found({"event": "connection opened", "role": "scheduler"})
+    assert mtls_dispatcher.log.found({"event": "tls handshake failed"}) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_library_refused_clearly(
+    reactor: Any, mtls_dispatcher: DispatcherProcess, pki: PKI, cleanup: Cleanup
+) -> None:
+    """
+    L{SchedulerClient} with another CA's certificate: the call fails with
+    L{DispatcherUnavailable}, naming the TLS alert.
+    """
+    from amp_dispatch.client import DispatcherUnavailable, SchedulerClient
+
+    endpoint = pki.tls(mtls_dispatcher.scheduler_port, pki.other_client)
+    scheduler = started(SchedulerClient, reactor, endpoint, cleanup)
+    with pytest.raises(DispatcherUnavailable, match="unknown ca"):
+        await scheduler.update("w1", "10.0.0.1", 9000, 2)
 
 
 @pytest_twisted.ensureDeferred
@@ -176,6 +195,7 @@ async def test_certificate_from_other_ca_refused(
     error = await refused(reactor, endpoint, cleanup)
     assert "unknown ca" in str(error)
     assert await workers(reactor, mtls_dispatcher, cleanup) == 0
+    await never_reached_amp(mtls_dispatcher, "certificate verify failed")
 
 
 @pytest_twisted.ensureDeferred
@@ -188,6 +208,19 @@ async def test_client_without_certificate_refused(
     """
     await refused(reactor, pki.tls(mtls_dispatcher.scheduler_port), cleanup)
     assert await workers(reactor, mtls_dispatcher, cleanup) == 0
+    await never_reached_amp(mtls_dispatcher, "certificate")
+
+
+async def never_reached_amp(dispatcher: DispatcherProcess, why: str) -> None:
+    """
+    The dispatcher logged the failed handshake at warning with the peer and
+    C{why}, and its AMP side never saw the connection.
+    """
+    failed = await dispatcher.log.wait_for({"event": "tls handshake failed"})
+    assert (failed["level"], failed["role"]) == ("warning", "scheduler")
+    assert failed["peer"].startswith("127.0.0.1:")
+    assert why in failed["reason"]
+    assert dispatcher.log.found({"event": "connection opened", "role": "scheduler"}) == []
 
 
 @pytest_twisted.ensureDeferred
