@@ -12,8 +12,9 @@ for clients.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
+import pytest
 import trustme
 from attrs import frozen
 from twisted.internet.endpoints import quoteStringArgument
@@ -30,6 +31,18 @@ YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
 ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
 -----END DH PARAMETERS-----
 """
+
+
+#: Warnings of TLS clients, for the modules that make them.  Twisted's tls:
+#: client endpoints hand pyOpenSSL the X509 and PKey objects that pyOpenSSL
+#: 24.3+ deprecates, once per client connection with a certificate (the
+#: mtls: listener silences its own, once per listener).  Twisted before 26
+#: (PyPy 3.9's venv has 25.5) sets an info callback on its client context
+#: after pyOpenSSL 25's cipher check used it, which pyOpenSSL warns about.
+TLS_CLIENT_WARNINGS: List[pytest.MarkDecorator] = [
+    pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Attempting to mutate a Context:DeprecationWarning"),
+]
 
 
 def _q(path: Path) -> str:

@@ -34,18 +34,9 @@ from amp_dispatch._queue import WorkerQueue
 from amp_dispatch._server import Dispatcher
 from amp_dispatch.client import FrontendClient, SchedulerClient, Worker
 
-from ._pki import PKI, make_pki
+from ._pki import PKI, TLS_CLIENT_WARNINGS, make_pki
 
-# Twisted's tls: client endpoints hand pyOpenSSL the X509 and PKey objects
-# that pyOpenSSL 24.3+ deprecates, once per client connection with a
-# certificate (the mtls: listener silences its own, once per listener).
-# Twisted before 26 (PyPy 3.9's venv has 25.5) sets an info callback on its
-# client context after pyOpenSSL 25's cipher check used it, which pyOpenSSL
-# warns about.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:Attempting to mutate a Context:DeprecationWarning"),
-]
+pytestmark = TLS_CLIENT_WARNINGS
 
 #: Seconds a loopback exchange may take before the test fails (liveness).
 TIMEOUT = 15.0

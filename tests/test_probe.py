@@ -8,10 +8,8 @@ subprocess for its exit codes.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import sys
-from typing import Any, AsyncIterator, Callable, Coroutine, Dict, List, Tuple, TypeVar, cast
+from typing import Any, AsyncIterator, Callable, Coroutine, Dict, List, TypeVar, cast
 
 import pytest
 import pytest_twisted
@@ -22,7 +20,6 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.protocols import amp
 from twisted.python import usage
 
@@ -45,6 +42,7 @@ from amp_dispatch._probe import (
     run_probe,
 )
 from amp_dispatch._server import DispatcherService
+from tests.integration._process import probe_process
 
 T = TypeVar("T")
 
@@ -884,29 +882,17 @@ async def test_probe_closes_connection(reactor: Any, capsys: pytest.CaptureFixtu
 # -- the real command ----------------------------------------------------------
 
 
-async def command(reactor: Any, *argv: str) -> Tuple[str, str, int]:
-    """
-    Run C{amp-dispatch probe ARGV} (as C{python -m amp_dispatch}) without
-    blocking the reactor; its stdout, stderr and exit status.
-    """
-    running = getProcessOutputAndValue(
-        sys.executable,
-        ["-m", "amp_dispatch", "probe", *argv],
-        env=dict(os.environ),
-        reactor=reactor,
-    )
-    running.addTimeout(LIVENESS_TIMEOUT, reactor)
-    out, err, code = await running
-    return out.decode("utf-8"), err.decode("utf-8"), code
-
-
 @twisted_test
 async def test_command_answer_only(reactor: Any, service: DispatcherService) -> None:
     """
     The command prints the answer and nothing else: no log lines.
     """
     register(service, "w1")
-    assert await command(reactor, *endpoints(service), "next") == ("w1 10.0.0.1:9000\n", "", 0)
+    assert await probe_process(reactor, *endpoints(service), "next") == (
+        "w1 10.0.0.1:9000\n",
+        "",
+        0,
+    )
 
 
 @twisted_test
@@ -915,7 +901,7 @@ async def test_command_connection_refused(reactor: Any) -> None:
     The command exits 1 with one line on stderr when nothing listens.
     """
     endpoint = dead_endpoint()
-    assert await command(reactor, "--frontend", endpoint, "next") == (
+    assert await probe_process(reactor, "--frontend", endpoint, "next") == (
         "",
         f"amp-dispatch probe: cannot connect to {endpoint}: Connection refused\n",
         1,
@@ -927,7 +913,7 @@ async def test_command_no_worker_available(reactor: Any, service: DispatcherServ
     """
     The command exits 1 with one line on stderr on C{NO_WORKER_AVAILABLE}.
     """
-    assert await command(reactor, *endpoints(service), "next", "--pool", "gpu") == (
+    assert await probe_process(reactor, *endpoints(service), "next", "--pool", "gpu") == (
         "",
         "amp-dispatch probe: NO_WORKER_AVAILABLE: no worker of pool 'gpu' has a free slot\n",
         1,
@@ -940,7 +926,7 @@ async def test_command_invalid_argument(reactor: Any) -> None:
     The command exits 1 with one line on stderr on C{INVALID_ARGUMENT}.
     """
     argv = ["--scheduler", dead_endpoint(), "update", "w1", "h", "1", "1", "--ttl", "-5"]
-    assert await command(reactor, *argv) == (
+    assert await probe_process(reactor, *argv) == (
         "",
         "amp-dispatch probe: INVALID_ARGUMENT: ttl: must not be negative\n",
         1,
@@ -953,7 +939,7 @@ async def test_command_usage_error(reactor: Any) -> None:
     A bad argument is a usage error: exit 2, the reason and where to find
     help on stderr.
     """
-    out, err, code = await command(reactor, "update", "w1", "h", "abc", "1")
+    out, err, code = await probe_process(reactor, "update", "w1", "h", "abc", "1")
     assert (out, code) == ("", 2)
     assert err.splitlines() == [
         "amp-dispatch: PORT must be an integer, not 'abc'",

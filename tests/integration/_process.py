@@ -42,6 +42,7 @@ from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTer
 from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol, Protocol, connectionDone
 from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
@@ -424,23 +425,25 @@ class DispatcherLauncher:
             raise errors[0]
 
 
-class RawAMP(amp.AMP):
+class _Closing:
     """
-    A plain AMP connection that tells when it is lost.
+    What both raw connections have: whether they are connected, and waiting
+    for the loss of the connection (either side closing it).
     """
+
+    transport: Any
+    #: 1 while connected (as Twisted's protocols say it).
+    connected: int = 0
 
     def __init__(self) -> None:
         super().__init__()
-        self.connected = False
         self._lost: List[Deferred[None]] = []
 
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self.connected = True
+    def _made(self) -> None:
+        self.connected = 1
 
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        super().connectionLost(reason)
-        self.connected = False
+    def _gone(self) -> None:
+        self.connected = 0
         waiters, self._lost = self._lost, []
         for waiting in waiters:
             waiting.callback(None)
@@ -465,19 +468,32 @@ class RawAMP(amp.AMP):
         await self.when_lost(reactor)
 
 
-class RawBytes(Protocol):
+class RawAMP(_Closing, amp.AMP):
+    """
+    A plain AMP connection that tells when it is lost.
+    """
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._made()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        super().connectionLost(reason)
+        self._gone()
+
+
+class RawBytes(_Closing, Protocol):
     """
     A connection that sends raw bytes and keeps every box it receives, as
     parsed off the wire, for what a Twisted AMP client cannot send.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.received = b""
-        self.connected = False
-        self._lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
-        self.connected = True
+        self._made()
 
     def send(self, data: bytes) -> None:
         """
@@ -490,8 +506,7 @@ class RawBytes(Protocol):
         self.received += data
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.connected = False
-        self._lost.callback(None)
+        self._gone()
 
     def boxes(self) -> List[amp.AmpBox]:
         """
@@ -500,40 +515,45 @@ class RawBytes(Protocol):
         boxes: List[amp.AmpBox] = amp.parseString(self.received)
         return boxes
 
-    async def close(self, reactor: Any) -> None:
-        """
-        Close the connection and wait until it is closed.
-        """
-        if self.connected and self.transport is not None:
-            self.transport.loseConnection()
-        await self.close_by_peer(reactor)
 
-    async def close_by_peer(self, reactor: Any) -> None:
-        """
-        Wait until the connection is closed.
-        """
-        if self.connected:
-            await self._lost.addTimeout(LIVENESS_TIMEOUT, reactor)
+_Connected = TypeVar("_Connected", RawAMP, RawBytes)
+
+
+async def _connect(reactor: Any, port: int, protocol: _Connected) -> _Connected:
+    endpoint = TCP4ClientEndpoint(reactor, LOOPBACK, port, timeout=int(LIVENESS_TIMEOUT))
+    connecting: Deferred[_Connected] = connectProtocol(endpoint, protocol)
+    connecting.addTimeout(LIVENESS_TIMEOUT, reactor)
+    return await connecting
 
 
 async def connect_raw(reactor: Any, port: int) -> RawBytes:
     """
     A raw byte connection to C{port} on the loopback address.
     """
-    endpoint = TCP4ClientEndpoint(reactor, LOOPBACK, port, timeout=int(LIVENESS_TIMEOUT))
-    connecting: Deferred[RawBytes] = connectProtocol(endpoint, RawBytes())
-    connecting.addTimeout(LIVENESS_TIMEOUT, reactor)
-    return await connecting
+    return await _connect(reactor, port, RawBytes())
 
 
 async def connect_amp(reactor: Any, port: int) -> RawAMP:
     """
     A raw AMP connection to C{port} on the loopback address.
     """
-    endpoint = TCP4ClientEndpoint(reactor, LOOPBACK, port, timeout=int(LIVENESS_TIMEOUT))
-    connecting: Deferred[RawAMP] = connectProtocol(endpoint, RawAMP())
-    connecting.addTimeout(LIVENESS_TIMEOUT, reactor)
-    return await connecting
+    return await _connect(reactor, port, RawAMP())
+
+
+async def probe_process(reactor: Any, *argv: str) -> Tuple[str, str, int]:
+    """
+    Run C{amp-dispatch probe ARGV} (as C{python -m amp_dispatch}) without
+    blocking the reactor; its stdout, stderr and exit status.
+    """
+    running = getProcessOutputAndValue(
+        sys.executable,
+        ["-m", "amp_dispatch", "probe", *argv],
+        env=dict(os.environ),
+        reactor=reactor,
+    )
+    running.addTimeout(LIVENESS_TIMEOUT, reactor)
+    out, err, code = await running
+    return out.decode("utf-8"), err.decode("utf-8"), code
 
 
 def call_remote(

@@ -562,5 +562,5 @@ async def test_box_over_limit_closes(reactor: Any, dispatcher: DispatcherProcess
     """
     raw = await connect_raw(reactor, dispatcher.frontend_port)
     raw.send(STATS + b"\x00\x01k" + (60_000).to_bytes(2, "big"))
-    await raw.close_by_peer(reactor)
+    await raw.when_lost(reactor)
     assert [box[b"_answer"] for box in raw.boxes()] == [b"s"]

@@ -57,7 +57,7 @@ async def test_full_frontend_leaves_scheduler(
     process = await dispatchers.start(more=["--max-frontend-connections", "2"])
     kept: List[RawBytes] = [await connect_raw(reactor, process.frontend_port) for _ in range(2)]
     refused = await connect_raw(reactor, process.frontend_port)
-    await refused.close_by_peer(reactor)
+    await refused.when_lost(reactor)
     await process.log.wait_for({"event": "connection refused", "role": "frontend"})
     scheduler = await connect_amp(reactor, process.scheduler_port)
     assert (await call_remote(reactor, scheduler, Stats))["protocol"] == 1

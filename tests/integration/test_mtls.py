@@ -12,9 +12,7 @@ string stops the process with C{cannot listen}.
 from __future__ import annotations
 
 import json
-import os
-import sys
-from typing import Any, Tuple
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -23,9 +21,8 @@ from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, connectProtocol
 from twisted.internet.error import ConnectionClosed
-from twisted.internet.utils import getProcessOutputAndValue
 
-from .._pki import PKI, make_pki
+from .._pki import PKI, TLS_CLIENT_WARNINGS, make_pki
 from ._process import (
     LIVENESS_TIMEOUT,
     DispatcherLauncher,
@@ -33,19 +30,11 @@ from ._process import (
     ProcessGone,
     RawAMP,
     call_remote,
+    probe_process,
 )
 from .conftest import Cleanup, quick_retry
 
-# Twisted's tls: client endpoints hand pyOpenSSL the X509 and PKey objects
-# that pyOpenSSL 24.3+ deprecates, once per client connection with a
-# certificate.
-# Twisted before 26 (PyPy 3.9's venv has 25.5) sets an info callback on its
-# client context after pyOpenSSL 25's cipher check used it, which pyOpenSSL
-# warns about.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:Attempting to mutate a Context:DeprecationWarning"),
-]
+pytestmark = TLS_CLIENT_WARNINGS
 
 WORKER = {"worker_id": "w1", "host": "10.0.0.1", "port": 9000, "capacity": 2}
 
@@ -78,22 +67,6 @@ async def connect_endpoint(reactor: Any, endpoint: str, cleanup: Cleanup) -> Raw
     await connecting
     cleanup(lambda: protocol.close(reactor))
     return protocol
-
-
-async def probe(reactor: Any, *argv: str) -> Tuple[str, str, int]:
-    """
-    Run C{amp-dispatch probe} (as C{python -m amp_dispatch}); its stdout,
-    stderr and exit status.
-    """
-    running = getProcessOutputAndValue(
-        sys.executable,
-        ["-m", "amp_dispatch", "probe", *argv],
-        env=dict(os.environ),
-        reactor=reactor,
-    )
-    running.addTimeout(LIVENESS_TIMEOUT, reactor)
-    out, err, code = await running
-    return out.decode("utf-8"), err.decode("utf-8"), code
 
 
 def started(client_type: Any, reactor: Any, endpoint: str, cleanup: Cleanup) -> Any:
@@ -152,11 +125,11 @@ async def test_probe_with_certificate(
     registers a worker and reads the scheduler listener's stats.
     """
     scheduler = pki.tls(mtls_dispatcher.scheduler_port, pki.client)
-    updated = await probe(
+    updated = await probe_process(
         reactor, "--scheduler", scheduler, "update", "w1", "10.0.0.1", "9000", "2"
     )
     assert updated == ("accepted\n", "", 0)
-    out, err, code = await probe(
+    out, err, code = await probe_process(
         reactor, "--scheduler", scheduler, "stats", "--scheduler", "--json"
     )
     assert (err, code) == ("", 0)
@@ -232,7 +205,7 @@ async def test_probe_without_certificate_fails(
     nothing on stdout.
     """
     scheduler = pki.tls(mtls_dispatcher.scheduler_port)
-    out, err, code = await probe(reactor, "--scheduler", scheduler, "stats", "--scheduler")
+    out, err, code = await probe_process(reactor, "--scheduler", scheduler, "stats", "--scheduler")
     assert (out, code) == ("", 1)
     assert err.startswith("amp-dispatch probe: ")
 

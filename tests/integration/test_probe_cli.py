@@ -9,31 +9,20 @@ in the right order) and the exit codes scripts rely on.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Any, Tuple
 
 import pytest_twisted
-from twisted.internet.utils import getProcessOutputAndValue
 
-from ._process import LIVENESS_TIMEOUT, DispatcherProcess
+from ._process import DispatcherProcess, probe_process
 
 
 async def probe(reactor: Any, dispatcher: DispatcherProcess, *argv: str) -> Tuple[str, str, int]:
     """
-    Run C{amp-dispatch probe} (as C{python -m amp_dispatch}) against
-    C{dispatcher}'s listeners; its stdout, stderr and exit status.
+    Run C{amp-dispatch probe} against C{dispatcher}'s listeners; its stdout,
+    stderr and exit status.
     """
-    arguments = ["--frontend", dispatcher.frontend, "--scheduler", dispatcher.scheduler, *argv]
-    running = getProcessOutputAndValue(
-        sys.executable,
-        ["-m", "amp_dispatch", "probe", *arguments],
-        env=dict(os.environ),
-        reactor=reactor,
-    )
-    running.addTimeout(LIVENESS_TIMEOUT, reactor)
-    out, err, code = await running
-    return out.decode("utf-8"), err.decode("utf-8"), code
+    endpoints = ["--frontend", dispatcher.frontend, "--scheduler", dispatcher.scheduler]
+    return await probe_process(reactor, *endpoints, *argv)
 
 
 async def answer(reactor: Any, dispatcher: DispatcherProcess, *argv: str) -> str:
