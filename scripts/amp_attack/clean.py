@@ -60,10 +60,11 @@ def run(spec: CleanSpec, control: Any) -> Dict[str, Any]:
     lat: List[float] = []
     answered = failed = stalled = reconnects = connect_failures = 0
     parser = BoxParser()
-    sock: Optional[socket.socket] = connect(spec.port, timeout=spec.stall_seconds)
-    sock.sendall(call_box("NextWorker", b"0", pool=spec.pool))
-    while not parser.feed(sock.recv(65536)):
+    first = connect(spec.port, timeout=spec.stall_seconds)
+    first.sendall(call_box("NextWorker", b"0", pool=spec.pool))
+    while not parser.feed(first.recv(65536)):
         pass
+    sock: Optional[socket.socket] = first
     print("ready", flush=True)
     control.readline()
     tag_number = 0
@@ -177,7 +178,9 @@ def main() -> None:
     spec = CleanSpec(**json.loads(sys.argv[1]))
     with contextlib.suppress(OSError):
         os.nice(-5)
-    print(json.dumps(run(spec, sys.stdin)))
+    result = run(spec, sys.stdin)
+    result["nice"] = os.nice(0)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

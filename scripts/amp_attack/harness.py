@@ -8,11 +8,12 @@ longer answers C{Stats}, a clean C{NextWorker} that is not answered).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from amp_bench.systems import Pinning
 
@@ -51,11 +52,16 @@ class Family:
     the clean client starts, C{attack} while it measures.
     """
 
-    name: ClassVar[str]
-    method: ClassVar[str]
-    target: ClassVar[str]
-    #: Server options beside the listeners and logging.
-    server_args: ClassVar[List[str]] = ["--lease-grace", "3600"]
+    name: str
+    method: str
+    target: str
+
+    def server_args(self, options: Sequence[str]) -> List[str]:
+        """
+        Server options beside the listeners and logging, for a build that
+        has C{options}.
+        """
+        return ["--lease-grace", "3600"]
 
     def setup(self, ctx: Context) -> None:
         """
@@ -72,13 +78,14 @@ class Context:
     What a family works with: the C{server}, its C{control} connection to
     the scheduler listener (which registered the clean client's worker and
     stays open), whether this is a C{quick} run, the server's option
-    C{defaults} (from its C{--help}, else the expected ones).
+    C{defaults} (from its C{--help}, else the expected ones; C{options}:
+    the options it has).
     """
 
     server: Server
     control: Caller
     quick: bool
-    defaults: Dict[str, int]
+    defaults: Dict[str, Any]
     progress_prefix: str = ""
 
     def progress(self, text: str) -> None:
@@ -113,13 +120,16 @@ def health(server: Server) -> List[str]:
     callers: List[Optional[Caller]] = []
     defects: List[str] = []
     for label, port, box in checks:
+        opened: Optional[Caller] = None
         try:
-            caller = Caller(port, CHECK_TIMEOUT)
-            caller.send(box)
-            callers.append(caller)
+            opened = Caller(port, CHECK_TIMEOUT)
+            opened.send(box)
         except (OSError, CallFailed) as e:
-            callers.append(None)
+            if opened is not None:
+                opened.close()
+                opened = None
             defects.append(f"{label} failed afterwards: {e}")
+        callers.append(opened)
     deadline = time.monotonic() + CHECK_TIMEOUT
     for (label, _, _), caller in zip(checks, callers):
         if caller is None:
@@ -127,11 +137,13 @@ def health(server: Server) -> List[str]:
         try:
             answer = caller.answer(b"h", max(0.0, deadline - time.monotonic()))
             if b"_error" in answer:
-                defects.append(f"{label} got {error_code(answer)!r} afterwards")
+                code = (error_code(answer) or b"?").decode("ascii", "replace")
+                defects.append(f"{label} got {code} afterwards")
             elif label.endswith("NextWorker") and answer.get(b"worker_id") != CLEAN_WORKER.encode():
                 defects.append(f"{label} got {answer!r} afterwards")
         except CallFailed as e:
-            defects.append(f"{label} failed afterwards: {e}")
+            why = f"no answer within {CHECK_TIMEOUT:g} s" if "no answer" in str(e) else str(e)
+            defects.append(f"{label} failed afterwards: {why}")
         finally:
             caller.close()
     return defects
@@ -151,6 +163,27 @@ def register_clean_worker(control: Caller) -> None:
         raise RuntimeError(f"the clean client's worker was not registered: {box!r}")
 
 
+def probe(port: int, call: bytes, tag: bytes, ping: bytes, seconds: float = 3.0) -> Dict[str, Any]:
+    """
+    Make one call (encoded, tagged C{tag}) on a fresh connection: its error
+    code (or C{answered}) within C{seconds}; then whether the C{ping} call
+    (tagged C{ping}) on the same connection is answered at all.
+    """
+    result: Dict[str, Any] = {"answer": None, "connection_kept": False}
+    with Caller(port) as caller:
+        try:
+            box = caller.call_raw(call, tag, seconds)
+            result["answer"] = (error_code(box) or b"answered").decode("ascii", "replace")
+        except CallFailed as e:
+            result["error"] = str(e)
+        try:
+            caller.call_raw(ping, b"ping", CHECK_TIMEOUT)
+            result["connection_kept"] = True
+        except CallFailed as e:
+            result["ping_error"] = str(e)
+    return result
+
+
 def assigned(caller: Caller, worker_id: str) -> int:
     """
     The slots of a worker taken since its last update (C{capacity - free}).
@@ -167,13 +200,13 @@ def run_family(
     pinning: Pinning,
     log_dir: Path,
     quick: bool,
-    defaults: Dict[str, int],
+    defaults: Dict[str, Any],
 ) -> Dict[str, Any]:
     """
     Run one family on a fresh server; its result as a JSON-ready dict.
     """
     log_path = log_dir / f"{family.name}.log"
-    server = Server(python, log_path, pinning, family.server_args)
+    server = Server(python, log_path, pinning, family.server_args(defaults["options"]))
     result: Dict[str, Any] = {"family": family.name, "target": family.target}
     defects: List[str] = []
     try:
@@ -200,6 +233,8 @@ def run_family(
         defects += outcome.defects
         if outcome.verify is not None and alive:
             defects += outcome.verify(clean_result)
+        if not clean_result.get("calls"):
+            defects.append("harness: the clean client made no call during the attack")
         if outcome.clean_p99_ms is not None:
             p99 = clean_result.get("p99_ms")
             if p99 is None or p99 >= outcome.clean_p99_ms:
@@ -232,10 +267,29 @@ def run_family(
     finally:
         status = server.stop()
         result["exit_status"] = status
-        result["log"] = str(log_path)
+    if status not in (0, None):
+        defects.append(f"the server did not stop cleanly on SIGTERM (exit status {status})")
     result["defects"] = defects
     result["held"] = not defects
+    result["log"] = keep_log(log_path, result["held"])
     return result
+
+
+#: The most of a server log kept (its beginning) for a family with defects.
+LOG_KEPT = 16 * MB
+
+
+def keep_log(path: Path, held: bool) -> Optional[str]:
+    """
+    Delete the log of a family that held; cut that of one with defects to
+    its first L{LOG_KEPT} bytes (log floods write hundreds of MB).
+    """
+    if held:
+        path.unlink(missing_ok=True)
+        return None
+    if path.stat().st_size > LOG_KEPT:
+        os.truncate(path, LOG_KEPT)
+    return str(path)
 
 
 def _fmt_ms(value: Optional[float]) -> str:

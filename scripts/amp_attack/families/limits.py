@@ -22,33 +22,10 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..conns import Conn
-from ..harness import CHECK_TIMEOUT, Context, Family, Outcome
+from ..harness import CHECK_TIMEOUT, Context, Family, Outcome, probe
 from ..wire import Box, BoxParser, Caller, CallFailed, Value, call_box, error_code
 
 INVALID = "INVALID_ARGUMENT"
-
-
-def _probe(
-    listener: int, command: str, arguments: Dict[str, Value], ping: Tuple[str, Dict[str, Value]]
-) -> Dict[str, Any]:
-    """
-    One call on a fresh connection: its error code (or C{answered}), and
-    whether the C{ping} call on the same connection is answered afterwards
-    (any answer: a call that does not depend on what the probe did).
-    """
-    result: Dict[str, Any] = {"answer": None, "connection_kept": False}
-    with Caller(listener) as caller:
-        try:
-            box = caller.call(command, 3.0, **arguments)
-            result["answer"] = (error_code(box) or b"answered").decode()
-        except CallFailed as e:
-            result["error"] = str(e)
-        try:
-            caller.call(ping[0], CHECK_TIMEOUT, **ping[1])
-            result["connection_kept"] = True
-        except CallFailed as e:
-            result["ping_error"] = str(e)
-    return result
 
 
 class BigInts(Family):
@@ -76,15 +53,17 @@ class BigInts(Family):
             ("ttl=1e300", server.scheduler, "WorkerUpdate",
              {"worker_id": "bi-5", "capacity": 1, "ttl": 1e300, **update}),
         ]  # fmt: skip
-        pings: Dict[int, Tuple[str, Dict[str, Value]]] = {
-            server.frontend: ("NextWorker", {"pool": "bi-none"}),
-            server.scheduler: ("WorkerGone", {"worker_id": "bi-nobody"}),
+        # Calls that any connection gets answered, whatever the probes did.
+        pings = {
+            server.frontend: call_box("NextWorker", b"ping", pool="bi-none"),
+            server.scheduler: call_box("WorkerGone", b"ping", worker_id="bi-nobody"),
         }
         results: List[Dict[str, Any]] = []
         defects: List[str] = []
         for label, port, command, arguments in probes:
             ctx.progress(label)
-            result = _probe(port, command, arguments, pings[port])
+            call = call_box(command, b"probe", **arguments)
+            result = probe(port, call, b"probe", pings[port], ctx.seconds(3.0, 1.5))
             result["probe"] = label
             results.append(result)
             if result["answer"] != INVALID or not result["connection_kept"]:
