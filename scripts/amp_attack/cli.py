@@ -40,7 +40,10 @@ def parse_args(argv: Sequence[str], names: List[str]) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke run: smaller volumes, < 1 min, no docs"
     )
     parser.add_argument(
-        "--only", default=None, metavar="FAMILY[,FAMILY]", help="run only these families"
+        "--only",
+        default=None,
+        metavar="FAMILY[,FAMILY]",
+        help="run only these families ('flood': every flood-*)",
     )
     parser.add_argument(
         "--no-docs", dest="docs", action="store_false", help="do not write docs/reliability.md"
@@ -59,10 +62,11 @@ def parse_args(argv: Sequence[str], names: List[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in wanted if n not in names]
+        chosen = {n for n in names for w in wanted if n == w or n.startswith(w + "-")}
+        unknown = [w for w in wanted if not any(n == w or n.startswith(w + "-") for n in names)]
         if unknown:
             parser.error(f"unknown families {', '.join(unknown)}; known: {', '.join(names)}")
-        args.only = wanted
+        args.only = chosen
     if args.quick:
         args.docs = False
     return args

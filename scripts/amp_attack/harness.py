@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from amp_bench.systems import Pinning
 
 from .clean import CLEAN_CAPACITY, CLEAN_POOL, CLEAN_WORKER, CleanClient, CleanSpec
-from .server import Server
+from .server import Server, ServerError
 from .wire import Caller, CallFailed, call_box, error_code
 
 MB = 1 << 20
@@ -206,9 +206,13 @@ def run_family(
     Run one family on a fresh server; its result as a JSON-ready dict.
     """
     log_path = log_dir / f"{family.name}.log"
-    server = Server(python, log_path, pinning, family.server_args(defaults["options"]))
     result: Dict[str, Any] = {"family": family.name, "target": family.target}
     defects: List[str] = []
+    try:
+        server = Server(python, log_path, pinning, family.server_args(defaults["options"]))
+    except ServerError as e:
+        result.update(volume="-", measured="-", defects=[str(e)], held=False, log=str(log_path))
+        return result
     try:
         control = Caller(server.scheduler, CHECK_TIMEOUT)
         register_clean_worker(control)
@@ -261,6 +265,8 @@ def run_family(
             details=outcome.details,
         )
     except Exception as e:  # the harness failed: say so, as a defect of the run
+        if not server.alive():
+            defects.append(f"server died (exit status {server.proc.returncode})")
         defects.append(f"harness error: {type(e).__name__}: {e}")
         result.setdefault("volume", "-")
         result.setdefault("measured", "-")

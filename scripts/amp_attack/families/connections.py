@@ -37,6 +37,7 @@ class Churn(Family):
         server = ctx.server
         fds0 = server.fds()
         rss0 = server.rss()
+        log0 = server.log_size()
         rss_peak = rss0
         failures = done = 0
         t0 = time.monotonic()
@@ -61,6 +62,7 @@ class Churn(Family):
                 rss_peak = max(rss_peak, server.rss())
                 ctx.progress(f"{done:,} cycles, {now - t0:.0f} s")
         elapsed = time.monotonic() - t0
+        log_rate = (server.log_size() - log0) / elapsed
         fds1 = server.fds_settled(fds0, 5.0)
         if server.alive():
             rss_peak = max(rss_peak, server.rss())
@@ -75,7 +77,8 @@ class Churn(Family):
         return Outcome(
             volume=f"{done:,} cycles",
             measured=(
-                f"{done / elapsed:,.0f} cycles/s; fds {fds0} -> {fds1}; RSS +{growth / MB:.1f} MB"
+                f"{done / elapsed:,.0f} cycles/s; fds {fds0} -> {fds1}; RSS +{growth / MB:.1f} MB; "
+                f"log {log_rate / 1024:,.0f} KB/s"
             ),
             defects=defects,
             details={
@@ -85,6 +88,7 @@ class Churn(Family):
                 "fds_before": fds0,
                 "fds_after": fds1,
                 "rss_growth": growth,
+                "log_bytes_per_s": round(log_rate),
             },
         )
 

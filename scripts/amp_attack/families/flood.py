@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 from ..conns import Conn, Loop, close_all
 from ..harness import MB, Context, Family, Outcome
@@ -81,6 +81,8 @@ class Kind:
     listener: str
     make: Callable[[random.Random, bytes], bytes]
     what: str
+    #: The error code every answer must have (C{None}: a successful answer).
+    expected: Optional[str] = None
 
 
 KINDS = [
@@ -88,8 +90,8 @@ KINDS = [
     Kind("stats", "frontend", _stats, "Stats"),
     Kind("listworkers", "scheduler", _list_workers, "ListWorkers (limit 500, 20k workers)"),
     Kind("update", "scheduler", _update, "WorkerUpdate"),
-    Kind("bad", "frontend", _bad, "NextWorker with invalid arguments"),
-    Kind("unknown", "frontend", _unknown, "unknown commands"),
+    Kind("bad", "frontend", _bad, "NextWorker with invalid arguments", "INVALID_ARGUMENT"),
+    Kind("unknown", "frontend", _unknown, "unknown commands", "UNHANDLED"),
 ]
 
 
@@ -168,6 +170,8 @@ class Flood(Family):
             ]
         else:
             return
+        if ctx.quick and self.kind.name == "listworkers":
+            boxes = boxes[: len(boxes) // 4]
         ctx.progress(f"registering {len(boxes):,} workers")
         for start in range(0, len(boxes), 2000):
             answers = ctx.control.pipeline(boxes[start : start + 2000], 60.0)
@@ -227,6 +231,12 @@ class Flood(Family):
             defects.append(f"{dropped} flooding connections dropped by the server")
         if answered == 0:
             defects.append("no call answered")
+        wrong = {c: n for c, n in codes.items() if c != self.kind.expected}
+        if self.kind.expected is not None:
+            wrong["answered"] = answered - codes.get(self.kind.expected, 0)
+        for code, n in sorted(wrong.items()):
+            if n:
+                defects.append(f"{n:,} answers {code}, expected {self.kind.expected or 'success'}")
         errors = ", ".join(f"{n:,} {code}" for code, n in sorted(codes.items()))
         return Outcome(
             volume=f"{answered:,} calls answered",
