@@ -4,7 +4,7 @@ the other, each on a fresh server, prints a progress line per family and the
 table, writes the results as JSON under bench-results/ and (default runs)
 docs/reliability.md, and exits 1 when a family shows a defect.
 
-    python -m amp_attack [--quick] [--only FAMILY,...] [--no-docs]
+    python -m amp_attack [--quick] [--only FAMILY,...] [--no-docs] [--report JSON]
 """
 
 from __future__ import annotations
@@ -53,6 +53,14 @@ def parse_args(argv: Sequence[str], names: List[str]) -> argparse.Namespace:
         type=Path,
         default=ROOT / "bench-results",
         help="directory of the JSON results and server logs (bench-results)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="run nothing: print the table of saved results and (unless --no-docs) write "
+        "docs/reliability.md from them",
     )
     parser.add_argument(
         "--python",
@@ -154,16 +162,23 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv, [f.name for f in families])
     if args.only:
         families = [f for f in families if f.name in args.only]
-    command = shlex.join(["scripts/attack", *argv])
-    results = run(args, families, command)
-    args.output.mkdir(parents=True, exist_ok=True)
-    json_path = args.output / f"attack-{results['stamp']}.json"
-    json_path.write_text(json.dumps(results, indent=1) + "\n")
-    methods = {f.name: f.method for f in families}
+    if args.report is not None:
+        json_path = args.report
+        results = json.loads(json_path.read_text())
+        written: List[Path] = []
+        if results.get("quick"):
+            args.docs = False  # a smoke run's figures do not go into the docs
+    else:
+        results = run(args, families, shlex.join(["scripts/attack", *argv]))
+        args.output.mkdir(parents=True, exist_ok=True)
+        json_path = args.output / f"attack-{results['stamp']}.json"
+        json_path.write_text(json.dumps(results, indent=1) + "\n")
+        written = [json_path]
+    methods = {f.name: f.method for f in all_families()}
     markdown = report.markdown(results, methods)
     md_path = json_path.with_suffix(".md")
     md_path.write_text(markdown)
-    written = [json_path, md_path]
+    written.append(md_path)
     if args.docs:
         doc = ROOT / "docs" / "reliability.md"
         doc.write_text(markdown)

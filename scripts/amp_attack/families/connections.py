@@ -24,6 +24,10 @@ P99_TARGET_MS = 50.0
 
 
 class Churn(Family):
+    """
+    Connect and disconnect, over and over; count the server's fds.
+    """
+
     name = "churn"
     method = (
         "20,000 connect/disconnect cycles (10% scheduler, 1 in 8 with a Stats call, "
@@ -102,6 +106,10 @@ def _reset(sock: socket.socket, n: int) -> None:
 
 
 class Slowloris(Family):
+    """
+    Many connections dribbling a box a byte a second.
+    """
+
     name = "slowloris"
     method = "300 connections each sending one byte of a NextWorker box every second, 10 s"
     target = f"clean client p99 < {P99_TARGET_MS:g} ms"

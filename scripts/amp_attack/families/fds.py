@@ -134,6 +134,10 @@ def timed_scheduler_calls(port: int) -> Dict[str, Any]:
 
 
 class Fds(Family):
+    """
+    More idle front-end connections than the server has descriptors.
+    """
+
     name = "fds"
     method = "server limited to 1,024 fds; 1,500 idle front-end connections opened and held"
     target = (

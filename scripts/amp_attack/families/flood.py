@@ -233,10 +233,10 @@ class Flood(Family):
             defects.append("no call answered")
         wrong = {c: n for c, n in codes.items() if c != self.kind.expected}
         if self.kind.expected is not None:
-            wrong["answered"] = answered - codes.get(self.kind.expected, 0)
-        for code, n in sorted(wrong.items()):
+            wrong["success"] = answered - sum(codes.values())
+        for what, n in sorted(wrong.items()):
             if n:
-                defects.append(f"{n:,} answers {code}, expected {self.kind.expected or 'success'}")
+                defects.append(f"{n:,} answers {what}, expected {self.kind.expected or 'success'}")
         errors = ", ".join(f"{n:,} {code}" for code, n in sorted(codes.items()))
         return Outcome(
             volume=f"{answered:,} calls answered",

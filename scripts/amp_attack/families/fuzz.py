@@ -266,13 +266,22 @@ class _Fuzzer:
 
 
 class Fuzz(Family):
+    """
+    Fuzzed boxes to both listeners, then the state check.
+    """
+
     name = "fuzz"
     method = (
         "1,000,000 fuzzed/mutated boxes (random bytes, bit flips, bad lengths, keys > 255, "
         "64 KB values, duplicate/missing/extra arguments, huge integers, NaN/inf/-0, "
         "non-UTF-8, unknown commands, fake answers, empty and _ask-only boxes) over 12 "
-        "front-end and 4 scheduler connections, reconnecting when dropped; a control "
-        "stream of valid updates beside them"
+        "front-end and 4 scheduler connections, reconnecting when dropped; a sentinel Stats "
+        "after every 64 boxes proves what the server read. State check: every fuzzed pool "
+        "holds only a worker with no free slot; the scheduler gets only boxes that the "
+        "schema's own parsers say cannot change the worker list (framing damage only as a "
+        "connection's last box), beside a control stream of valid updates and removals; "
+        "afterwards the worker list must be the fixtures plus what the control stream made "
+        "it, every slot taken the clean client's, no call left waiting"
     )
     target = (
         "no crash, no traceback line, worker list and slots changed only by the valid "

@@ -29,6 +29,10 @@ INVALID = "INVALID_ARGUMENT"
 
 
 class BigInts(Family):
+    """
+    Values too large to be meant: each must be refused.
+    """
+
     name = "big-ints"
     method = (
         "WorkerUpdate capacity of 4,300 digits (two workers) and of 8,600; NextWorker "
@@ -80,6 +84,10 @@ class BigInts(Family):
 
 
 class WaitingShare(Family):
+    """
+    One connection's waiting calls against its share.
+    """
+
     name = "waiting-share"
     method = (
         "one front-end connection asks 2,000 NextWorker (timeout 30 s) of a pool with no "

@@ -154,6 +154,10 @@ def _measured(result: Dict[str, Any]) -> str:
 
 
 class SlowParse(Family):
+    """
+    An endless box of tiny pairs, read a small write at a time.
+    """
+
     name = "slow-parse"
     method = (
         "one box that never ends: 12 MB of 1-byte key/value pairs in 2 KB writes "
@@ -176,6 +180,10 @@ class SlowParse(Family):
 
 
 class BigBox(Family):
+    """
+    An endless box of 64 KB values, as fast as it goes.
+    """
+
     name = "big-box"
     method = (
         "one box that never ends: 48 MB of pairs with 64 KB values, as fast as accepted (≤ 30 s)"

@@ -37,6 +37,10 @@ def next_worker_run(pool: str, count: int) -> bytes:
 
 
 class Unread(Family):
+    """
+    Pipelined calls whose answers are never read.
+    """
+
     name = "unread"
     method = (
         "10M pipelined NextWorker calls on one connection that never reads "
