@@ -1,0 +1,7 @@
+"""
+C{python -m amp_attack}: run the attack suite (see L{amp_attack.cli}).
+"""
+
+from .cli import main
+
+main()
