@@ -14,7 +14,7 @@ from .flood import flood_families
 from .fuzz import Fuzz
 from .limits import BigInts, WaitingShare
 from .logflood import LogFlood
-from .parse import BigBox, SlowParse
+from .parse import BigBox, SlowParse, SlowParseMegabyte
 from .unread import Unread
 
 
@@ -25,6 +25,7 @@ def all_families() -> List[Family]:
     return [
         Fuzz(),
         SlowParse(),
+        SlowParseMegabyte(),
         BigBox(),
         Unread(),
         Fds(),

@@ -1,26 +1,31 @@
 """
-C{slow-parse} and C{big-box}: one box that never ends, sent to the front
-end, so that the server's box size limit (C{--max-box-bytes}, expected
-16,384 by default) is what stops it.
+C{slow-parse}, C{slow-parse-1mb} and C{big-box}: boxes that never end, sent
+to the front end, so that the server's box size limit (C{--max-box-bytes},
+16,384 by default) is what stops each; the attacker reconnects and goes on
+until it has sent its whole volume.
 
 - C{slow-parse}: 12 MB of 1-byte keys with 1-byte values, in 2 KB writes
   with TCP_NODELAY and a pause of 0.2 ms between them, so that the server
   reads them one at a time: a parser that starts again from the beginning
   of the box on every read spends quadratic CPU.
+- C{slow-parse-1mb}: the same with the box limit at its highest (1 MiB), so
+  that each connection dribbles a 1 MB box: only an incremental parser stays
+  linear.
 - C{big-box}: 48 MB of pairs with 64 KB values, as fast as the socket takes
-  them: a server that buffers the whole box grows by as much.
+  them: a server that buffers a whole box grows by as much.
 
 Each measures the server's CPU (C{/proc/PID/stat}) over the attack and for
-one second after the connection is gone (it must be idle then), its RSS
-while the connection is still open, and whether and after how many bytes the
-server closed the connection.
+one second after the last connection is gone (it must be idle then: the
+clean client's own load, measured for a second before the attack, is taken
+off), its RSS while connections are open, and after how many bytes the
+server closed each connection.
 """
 
 from __future__ import annotations
 
 import selectors
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..conns import Conn, wait_closed
 from ..harness import MB, Context, Family, Outcome
@@ -35,32 +40,26 @@ BIG_SLACK = 16 * MB
 CPU_TARGET = 1.0
 IDLE_TARGET = 0.1
 RSS_TARGET = 32 * MB
+#: The highest box limit C{serve} takes.
+MAX_BOX_LIMIT = 1_048_576
 
 
-def _send_box(
-    ctx: Context,
-    payload: bytes,
-    write: int,
-    pause: float,
-    limit: float,
-    label: str,
+def _send_one(
+    ctx: Context, payload: bytes, write: int, pause: float, limit: float, label: str
 ) -> Dict[str, Any]:
     """
-    Send C{payload} in writes of C{write} bytes, C{pause} seconds apart,
-    until the server closes the connection, all is sent or C{limit} seconds
-    pass; then keep the connection open one second more and measure.
+    Send C{payload} on a new connection in writes of C{write} bytes,
+    C{pause} seconds apart, until the server closes it, all is sent or
+    C{limit} seconds pass (then wait a second for the close).
     """
     server = ctx.server
     conn = Conn(server.frontend)
     sel = selectors.DefaultSelector()
     sel.register(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
-    cpu0 = server.cpu_seconds()
-    rss0 = server.rss()
-    rss_peak = rss0
+    rss_peak = server.rss()
     t0 = time.monotonic()
     at = 0
     next_sample = t0
-    closed_at_bytes = None
     try:
         while at < len(payload) and not conn.closed:
             now = time.monotonic()
@@ -69,7 +68,6 @@ def _send_box(
             if now >= next_sample:
                 next_sample = now + 0.25
                 rss_peak = max(rss_peak, server.rss())
-                ctx.progress(f"{label}: {at / MB:.1f} MB sent, {now - t0:.0f} s")
             events = sel.select(0.05)
             for _, mask in events:
                 if mask & selectors.EVENT_READ:
@@ -87,45 +85,84 @@ def _send_box(
                 conn.discard_output()
             if pause:
                 time.sleep(pause)
-        send_seconds = time.monotonic() - t0
-        if conn.closed:
-            closed_at_bytes = conn.sent
-        else:
+        if not conn.closed:
             # The last writes may still be on their way to being read.
             wait_closed(conn, 1.0)
-            if conn.closed:
-                closed_at_bytes = conn.sent
         rss_peak = max(rss_peak, server.rss())
-        cpu_attack = server.cpu_seconds() - cpu0
+        return {
+            "sent": conn.sent,
+            "closed_at": conn.sent if conn.closed else None,
+            "reason": conn.reason,
+            "rss_peak": rss_peak,
+        }
     finally:
         sel.close()
         conn.close(reset=True)
+
+
+def _send_boxes(
+    ctx: Context,
+    unit: bytes,
+    total: int,
+    box_limit: int,
+    write: int,
+    pause: float,
+    limit: float,
+    label: str,
+) -> Dict[str, Any]:
+    """
+    Send at least C{total} bytes of C{unit} repeated, as endless boxes, one
+    connection after another (each a box past C{box_limit}, until the server
+    closes it), for at most C{limit} seconds; measure the server meanwhile
+    and for a second after.
+    """
+    server = ctx.server
+    baseline = server.idle_cpu(1.0)  # the clean client's own load
+    payload = unit * (box_limit // len(unit) + 2)
+    cpu0 = server.cpu_seconds()
+    rss0 = server.rss()
+    rss_peak = rss0
+    deadline = time.monotonic() + limit
+    sent = 0
+    closes: List[Optional[int]] = []
+    reasons: List[str] = []
+    while sent < total and time.monotonic() < deadline:
+        one = _send_one(ctx, payload, write, pause, deadline - time.monotonic(), label)
+        sent += one["sent"]
+        closes.append(one["closed_at"])
+        if one["reason"] and len(reasons) < 3:
+            reasons.append(str(one["reason"]))
+        rss_peak = max(rss_peak, one["rss_peak"])
+        ctx.progress(f"{label}: {sent / MB:.1f} MB sent in {len(closes)} connections")
+        if one["sent"] == 0:
+            break
+    cpu_attack = server.cpu_seconds() - cpu0
     time.sleep(0.05)
     idle = server.idle_cpu(1.0)
+    closed = [at for at in closes if at is not None]
     return {
-        "bytes_sent": conn.sent,
-        "send_seconds": round(send_seconds, 2),
-        "closed_by_server": closed_at_bytes is not None,
-        "closed_at_bytes": closed_at_bytes,
-        "close_reason": conn.reason,
+        "bytes_sent": sent,
+        "connections": len(closes),
+        "closed_by_server": len(closed) == len(closes) and bool(closes),
+        "closed_at_bytes_max": max(closed) if closed else None,
+        "close_reasons": reasons,
         "server_cpu_s": round(cpu_attack, 3),
-        "server_cpu_after_s": round(idle, 3),
+        "server_cpu_after_s": round(max(0.0, idle - baseline), 3),
+        "baseline_cpu_s": round(baseline, 3),
         "rss_growth": rss_peak - rss0,
     }
 
 
-def _judge(
-    result: Dict[str, Any], limit: int, slack: int, total: int, rss_target: int
-) -> List[str]:
+def _judge(result: Dict[str, Any], limit: int, slack: int) -> List[str]:
     defects: List[str] = []
     if not result["closed_by_server"]:
         defects.append(
-            f"connection not closed by the server after {result['bytes_sent'] / MB:.1f} MB "
-            f"of one box (limit {limit:,} bytes)"
+            f"a connection was not closed by the server after {result['bytes_sent'] / MB:.1f} MB "
+            f"of endless boxes (limit {limit:,} bytes)"
         )
-    elif result["closed_at_bytes"] > limit + slack:
+    elif result["closed_at_bytes_max"] > limit + slack:
         defects.append(
-            f"closed only after {result['closed_at_bytes']:,} bytes (limit {limit:,} + "
+            f"closed only after {result['closed_at_bytes_max']:,} bytes (limit {limit:,} + "
             f"{slack:,} in flight)"
         )
     cpu = result["server_cpu_s"] + result["server_cpu_after_s"]
@@ -133,19 +170,19 @@ def _judge(
         defects.append(f"server CPU {cpu:.2f} s (target < {CPU_TARGET:g} s)")
     if result["server_cpu_after_s"] >= IDLE_TARGET:
         defects.append(
-            f"server still busy after the connection closed: "
+            f"server still busy after the last connection closed: "
             f"{result['server_cpu_after_s']:.2f} s CPU in the next second"
         )
-    if result["rss_growth"] >= rss_target:
+    if result["rss_growth"] >= RSS_TARGET:
         defects.append(f"RSS grew by {result['rss_growth'] / MB:.1f} MB")
     return defects
 
 
 def _measured(result: Dict[str, Any]) -> str:
     closed = (
-        f"closed after {result['closed_at_bytes']:,} B"
+        f"each closed by {result['closed_at_bytes_max']:,} B"
         if result["closed_by_server"]
-        else "not closed"
+        else "not all closed"
     )
     return (
         f"{closed}; CPU {result['server_cpu_s']:.2f} s + "
@@ -153,52 +190,99 @@ def _measured(result: Dict[str, Any]) -> str:
     )
 
 
-class SlowParse(Family):
+class _EndlessBoxes(Family):
     """
-    An endless box of tiny pairs, read a small write at a time.
+    Endless boxes of C{unit} pairs, C{total} bytes in all (C{quick_total}
+    for a quick run), in writes of C{write} bytes C{pause} seconds apart,
+    under a box limit of C{box_limit} (the server's default when C{None}).
+    """
+
+    unit: bytes
+    total: int
+    quick_total: int
+    write: int
+    pause: float
+    seconds: float
+    slack: int
+    box_limit: Optional[int] = None
+
+    def server_args(self, options: Sequence[str]) -> List[str]:
+        args = super().server_args(options)
+        if self.box_limit is not None and "max-box-bytes" in options:
+            args += ["--max-box-bytes", str(self.box_limit)]
+        return args
+
+    def attack(self, ctx: Context) -> Outcome:
+        total = ctx.scale(self.total, self.quick_total)
+        limit_bytes = self.box_limit or ctx.defaults["max-box-bytes"]
+        result = _send_boxes(
+            ctx,
+            self.unit,
+            total,
+            limit_bytes,
+            self.write,
+            self.pause,
+            ctx.seconds(self.seconds, self.seconds / 3),
+            self.name,
+        )
+        return Outcome(
+            volume=(
+                f"{result['bytes_sent'] / MB:.1f} of {total / MB:.0f} MB "
+                f"in {result['connections']:,} connections"
+            ),
+            measured=_measured(result),
+            defects=_judge(result, limit_bytes, self.slack),
+            details=result,
+        )
+
+
+class SlowParse(_EndlessBoxes):
+    """
+    Endless boxes of tiny pairs, read a small write at a time.
     """
 
     name = "slow-parse"
     method = (
-        "one box that never ends: 12 MB of 1-byte key/value pairs in 2 KB writes "
-        "(TCP_NODELAY, 0.2 ms apart, at most 20 s)"
+        "endless boxes of 1-byte key/value pairs, 12 MB in all, in 2 KB writes "
+        "(TCP_NODELAY, 0.2 ms apart, at most 30 s), reconnecting after each close"
     )
-    target = "< 1 s server CPU in all, idle after; closed once past the box size limit (16,384 B)"
-
-    def attack(self, ctx: Context) -> Outcome:
-        total = ctx.scale(12 * MB, 2 * MB)
-        limit_bytes = ctx.defaults["max-box-bytes"]
-        pair = amp_pair(b"k", b"v")
-        payload = pair * (total // len(pair))
-        result = _send_box(ctx, payload, 2048, 0.0002, ctx.seconds(20.0, 5.0), self.name)
-        return Outcome(
-            volume=f"{result['bytes_sent'] / MB:.1f} of {total / MB:.0f} MB",
-            measured=_measured(result),
-            defects=_judge(result, limit_bytes, SLOW_SLACK, total, RSS_TARGET),
-            details=result,
-        )
+    target = "< 1 s server CPU in all, idle after; each closed past the box limit (16,384 B)"
+    unit = amp_pair(b"k", b"v")
+    total = 12 * MB
+    quick_total = 2 * MB
+    write = 2048
+    pause = 0.0002
+    seconds = 30.0
+    slack = SLOW_SLACK
 
 
-class BigBox(Family):
+class SlowParseMegabyte(SlowParse):
     """
-    An endless box of 64 KB values, as fast as it goes.
+    The same, each connection dribbling a 1 MB box.
+    """
+
+    name = "slow-parse-1mb"
+    method = (
+        "as slow-parse under --max-box-bytes 1048576: 12 boxes of 1 MB, each in 2 KB writes "
+        "(at most 40 s)"
+    )
+    target = "< 1 s server CPU in all (incremental parsing), idle after; each closed at 1 MiB"
+    box_limit = MAX_BOX_LIMIT
+    seconds = 40.0
+
+
+class BigBox(_EndlessBoxes):
+    """
+    Endless boxes of 64 KB values, as fast as they go.
     """
 
     name = "big-box"
-    method = (
-        "one box that never ends: 48 MB of pairs with 64 KB values, as fast as accepted (≤ 30 s)"
-    )
-    target = "closed at the box size limit, RSS growth < 32 MB, < 1 s server CPU"
-
-    def attack(self, ctx: Context) -> Outcome:
-        total = ctx.scale(48 * MB, 8 * MB)
-        limit_bytes = ctx.defaults["max-box-bytes"]
-        pair = amp_pair(b"k", b"x" * 65535)
-        payload = pair * -(-total // len(pair))
-        result = _send_box(ctx, payload, 1 << 20, 0.0, ctx.seconds(30.0, 8.0), self.name)
-        return Outcome(
-            volume=f"{result['bytes_sent'] / MB:.1f} of {len(payload) / MB:.0f} MB",
-            measured=_measured(result),
-            defects=_judge(result, limit_bytes, BIG_SLACK, total, RSS_TARGET),
-            details=result,
-        )
+    method = "endless boxes of 64 KB values, 48 MB in all, as fast as accepted (at most 30 s)"
+    target = "each closed at the box limit, RSS growth < 32 MB, < 1 s server CPU"
+    unit = amp_pair(b"k", b"x" * 65535)
+    total = 48 * MB
+    quick_total = 8 * MB
+    write = 1 << 20
+    pause = 0.0
+    seconds = 30.0
+    slack = BIG_SLACK
