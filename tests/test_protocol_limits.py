@@ -22,7 +22,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from amp_dispatch._config import DispatcherConfig
-from amp_dispatch._fastpath import COMMAND_COSTS, GENERIC_COST, TURN_BUDGET
+from amp_dispatch._fastpath import (
+    BYTES_PER_UNIT,
+    COMMAND_COSTS,
+    FREE_BOX_BYTES,
+    GENERIC_COST,
+    TURN_BUDGET,
+)
 from amp_dispatch._listener import ListenerFactory
 from amp_dispatch._queue import WorkerQueue
 from amp_dispatch._server import Dispatcher
@@ -223,6 +229,22 @@ def test_listWorkersCostsMost(listeners: Listeners) -> None:
     call = encode([(b"_ask", b"1"), (b"_command", ListWorkers.commandName)])
     wire.receive(call * 50)
     assert len(wire.answers()) == TURN_BUDGET // COMMAND_COSTS[b"ListWorkers"]
+
+
+def test_bigBoxesCostTheirBytes(listeners: Listeners) -> None:
+    """
+    A box parsed into a dict costs one more unit per L{BYTES_PER_UNIT} of its
+    bytes past L{FREE_BOX_BYTES}, even on the fast path: here C{Stats} boxes
+    with an unknown argument making each 1,280 bytes.
+    """
+    wire = listeners.connect()
+    pairs = [(b"_ask", b"1"), (b"_command", b"Stats")]
+    filler = 1_280 - len(encode(pairs)) - 5
+    call = encode([*pairs, (b"x", b"y" * filler)])
+    assert len(call) == 1_280
+    wire.receive(call * 100)
+    per_box = 1 + (1_280 - FREE_BOX_BYTES) // BYTES_PER_UNIT
+    assert len(wire.answers()) == -(-TURN_BUDGET // per_box)
 
 
 def test_statsOnTheFastPath(listeners: Listeners) -> None:
@@ -495,11 +517,11 @@ def test_rejectionsRateLimited(listeners: Listeners, logs: Logs) -> None:
     counted in one line once the second is over.
     """
     wire = listeners.connect()
-    wire.receive(encode([]) * 20)
+    wire.receive(encode([]) * 12)
     assert events(logs).count("input rejected") == 5
     listeners.clock.advance(1)
     [held] = [log for log in logs if log["event"] == "log lines suppressed"]
-    assert (held["suppressed"], held["count"], held["role"]) == ("input rejected", 15, "frontend")
+    assert (held["suppressed"], held["count"], held["role"]) == ("input rejected", 7, "frontend")
 
 
 def test_heldBackReportedOnClose(listeners: Listeners, logs: Logs) -> None:

@@ -27,7 +27,7 @@ def _ms(value: Optional[float]) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.0f}"
 
 
-def _size(value: Optional[int]) -> str:
+def size_text(value: Optional[int]) -> str:
     if value is None:
         return "-"
     if value >= MB:
@@ -50,7 +50,7 @@ def row(result: Result) -> List[str]:
         f"{result['duration_s']:.1f} s" if "duration_s" in result else "-",
         f"{_mb(result.get('rss_before'))} -> {_mb(result.get('rss_after'))}",
         f"{_ms(clean.get('p50_ms'))} / {_ms(clean.get('p99_ms'))}",
-        _size(result.get("log_bytes")),
+        size_text(result.get("log_bytes")),
     ]
 
 

@@ -1,18 +1,20 @@
 """
 C{slow-parse}, C{slow-parse-1mb} and C{big-box}: boxes that never end, sent
 to the front end, so that the server's box size limit (C{--max-box-bytes},
-16,384 by default) is what stops each; the attacker reconnects and goes on
-until it has sent its whole volume.
+16,384 by default) is what stops each.
 
-- C{slow-parse}: 12 MB of 1-byte keys with 1-byte values, in 2 KB writes
-  with TCP_NODELAY and a pause of 0.2 ms between them, so that the server
-  reads them one at a time: a parser that starts again from the beginning
-  of the box on every read spends quadratic CPU.
-- C{slow-parse-1mb}: the same with the box limit at its highest (1 MiB), so
-  that each connection dribbles a 1 MB box: only an incremental parser stays
-  linear.
+- C{slow-parse}: one connection tries to send 12 MB of 1-byte keys with
+  1-byte values, in 2 KB writes with TCP_NODELAY and a pause of 0.2 ms
+  between them, so that the server reads them one at a time: a parser that
+  starts again from the beginning of the box on every read spends quadratic
+  CPU, and a server without a box limit keeps on reading.
+- C{slow-parse-1mb}: with the box limit at its highest (1 MiB), boxes of
+  1 MB of such pairs, six sent in 2 KB writes and six in 64 KB writes: the
+  server's CPU must not depend on the size of the reads (each byte is
+  looked at a bounded number of times).
 - C{big-box}: 48 MB of pairs with 64 KB values, as fast as the socket takes
-  them: a server that buffers a whole box grows by as much.
+  them, reconnecting after each close: a server that buffers a whole box
+  grows by as much.
 
 Each measures the server's CPU (C{/proc/PID/stat}) over the attack and for
 one second after the last connection is gone (it must be idle then: the
@@ -29,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..conns import Conn, wait_closed
 from ..harness import MB, Context, Family, Outcome
+from ..report import size_text
 from ..wire import amp_pair
 
 #: Slack beyond the limit for bytes in flight when the server closes
@@ -42,6 +45,8 @@ IDLE_TARGET = 0.1
 RSS_TARGET = 32 * MB
 #: The highest box limit C{serve} takes.
 MAX_BOX_LIMIT = 1_048_576
+#: slow-parse-1mb: the CPU of small reads over that of large ones, at most.
+READ_SIZE_RATIO = 1.5
 
 
 def _send_one(
@@ -109,16 +114,18 @@ def _send_boxes(
     pause: float,
     limit: float,
     label: str,
+    reconnect: bool = True,
 ) -> Dict[str, Any]:
     """
     Send at least C{total} bytes of C{unit} repeated, as endless boxes, one
     connection after another (each a box past C{box_limit}, until the server
-    closes it), for at most C{limit} seconds; measure the server meanwhile
-    and for a second after.
+    closes it), or all on one connection (C{reconnect} false), for at most
+    C{limit} seconds; measure the server meanwhile and for a second after.
     """
     server = ctx.server
     baseline = server.idle_cpu(1.0)  # the clean client's own load
-    payload = unit * (box_limit // len(unit) + 2)
+    size = box_limit + 2 * len(unit) if reconnect else total
+    payload = unit * -(-size // len(unit))
     cpu0 = server.cpu_seconds()
     rss0 = server.rss()
     rss_peak = rss0
@@ -134,7 +141,7 @@ def _send_boxes(
             reasons.append(str(one["reason"]))
         rss_peak = max(rss_peak, one["rss_peak"])
         ctx.progress(f"{label}: {sent / MB:.1f} MB sent in {len(closes)} connections")
-        if one["sent"] == 0:
+        if one["sent"] == 0 or not reconnect:
             break
     cpu_attack = server.cpu_seconds() - cpu0
     time.sleep(0.05)
@@ -205,6 +212,7 @@ class _EndlessBoxes(Family):
     seconds: float
     slack: int
     box_limit: Optional[int] = None
+    reconnect = True
 
     def server_args(self, options: Sequence[str]) -> List[str]:
         args = super().server_args(options)
@@ -224,10 +232,11 @@ class _EndlessBoxes(Family):
             self.pause,
             ctx.seconds(self.seconds, self.seconds / 3),
             self.name,
+            self.reconnect,
         )
         return Outcome(
             volume=(
-                f"{result['bytes_sent'] / MB:.1f} of {total / MB:.0f} MB "
+                f"{size_text(result['bytes_sent'])} of {total / MB:.0f} MB "
                 f"in {result['connections']:,} connections"
             ),
             measured=_measured(result),
@@ -238,15 +247,15 @@ class _EndlessBoxes(Family):
 
 class SlowParse(_EndlessBoxes):
     """
-    Endless boxes of tiny pairs, read a small write at a time.
+    One endless box of tiny pairs, read a small write at a time.
     """
 
     name = "slow-parse"
     method = (
-        "endless boxes of 1-byte key/value pairs, 12 MB in all, in 2 KB writes "
-        "(TCP_NODELAY, 0.2 ms apart, at most 30 s), reconnecting after each close"
+        "one connection sends an endless box of 1-byte key/value pairs, up to 12 MB, in 2 KB "
+        "writes (TCP_NODELAY, 0.2 ms apart, at most 30 s)"
     )
-    target = "< 1 s server CPU in all, idle after; each closed past the box limit (16,384 B)"
+    target = "< 1 s server CPU in all, idle after; closed past the box limit (16,384 B)"
     unit = amp_pair(b"k", b"v")
     total = 12 * MB
     quick_total = 2 * MB
@@ -254,21 +263,66 @@ class SlowParse(_EndlessBoxes):
     pause = 0.0002
     seconds = 30.0
     slack = SLOW_SLACK
+    reconnect = False
 
 
 class SlowParseMegabyte(SlowParse):
     """
-    The same, each connection dribbling a 1 MB box.
+    Boxes of 1 MB of tiny pairs under the highest box limit, in small and in
+    large reads.
     """
 
     name = "slow-parse-1mb"
     method = (
-        "as slow-parse under --max-box-bytes 1048576: 12 boxes of 1 MB, each in 2 KB writes "
-        "(at most 40 s)"
+        "under --max-box-bytes 1048576: 6 endless boxes of 1-byte pairs dribbled in 2 KB "
+        "writes, then 6 in 64 KB writes, each closed at 1 MiB"
     )
-    target = "< 1 s server CPU in all (incremental parsing), idle after; each closed at 1 MiB"
+    target = (
+        f"server CPU of the small reads < {READ_SIZE_RATIO:g}x that of the large ones "
+        "(no re-parse), idle after"
+    )
     box_limit = MAX_BOX_LIMIT
-    seconds = 40.0
+    boxes = 6
+
+    def attack(self, ctx: Context) -> Outcome:
+        boxes = ctx.scale(self.boxes, 2)
+        runs: Dict[int, Dict[str, Any]] = {}
+        defects: List[str] = []
+        for write in (2048, 65536):
+            runs[write] = result = _send_boxes(
+                ctx,
+                self.unit,
+                boxes * MAX_BOX_LIMIT,
+                MAX_BOX_LIMIT,
+                write,
+                self.pause if write == 2048 else 0.0,
+                ctx.seconds(60.0, 20.0),
+                f"{self.name} ({write // 1024} KB writes)",
+            )
+            defects += [
+                f"{write // 1024} KB writes: {defect}"
+                for defect in _judge(result, MAX_BOX_LIMIT, self.slack)
+                if "server CPU" not in defect
+            ]
+        small, large = runs[2048], runs[65536]
+        ratio = small["server_cpu_s"] / max(large["server_cpu_s"], 1e-3)
+        if ratio >= READ_SIZE_RATIO:
+            defects.append(
+                f"CPU in 2 KB reads {small['server_cpu_s']:.2f} s, {ratio:.2f}x that in 64 KB "
+                f"reads ({large['server_cpu_s']:.2f} s; target < {READ_SIZE_RATIO:g}x)"
+            )
+        return Outcome(
+            volume=(
+                f"{(small['bytes_sent'] + large['bytes_sent']) / MB:.1f} MB in "
+                f"{small['connections'] + large['connections']} connections"
+            ),
+            measured=(
+                f"CPU {small['server_cpu_s']:.2f} s in 2 KB reads, {large['server_cpu_s']:.2f} s "
+                f"in 64 KB reads ({ratio:.2f}x); {_measured(small)}"
+            ),
+            defects=defects,
+            details={"small_reads": small, "large_reads": large, "ratio": round(ratio, 3)},
+        )
 
 
 class BigBox(_EndlessBoxes):

@@ -96,7 +96,7 @@ class Unread(Family):
                 elif blocked_since is None:
                     blocked_since = now
                 elif now - blocked_since > BLOCKED_SECONDS:
-                    stop_reason = "blocked"
+                    stop_reason = f"the server stopped reading for {BLOCKED_SECONDS:g} s"
                     break
                 if conn.closed:
                     stop_reason = "closed by the server"
@@ -115,7 +115,7 @@ class Unread(Family):
         if growth >= RSS_TARGET:
             defects.append(f"RSS grew by {growth / MB:.0f} MB (target < 64 MB)")
         return Outcome(
-            volume=f"{sent:,} calls sent",
+            volume=f"{sent:,} of {total:,} calls sent",
             measured=(
                 f"{handled:,} calls accepted by the server; RSS +{growth / MB:.1f} MB; "
                 f"stopped: {stop_reason}"
