@@ -23,7 +23,7 @@ value; and a box longer than the listener's limit drops it too.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple, cast
+from typing import Callable, ClassVar, Dict, List, Optional, Tuple, cast
 
 import structlog
 from amp_dispatch_commands import (
@@ -187,6 +187,9 @@ class _FastBoxProtocol(Protocol):
         self._started = False
         self._tls = False
         self._framing_error: Optional[FramingError] = None
+        #: The commands answered on the fast path, by name: each handler
+        #: returns the encoded answer, or C{None} for the generic path.
+        self._fast: Dict[bytes, Callable[[Box], Optional[bytes]]] = {}
 
     # -- the connection ----------------------------------------------------
 
@@ -327,18 +330,15 @@ class _FastBoxProtocol(Protocol):
 
     # -- reading -------------------------------------------------------------
 
+    #: Whether L{_shortcut} answers some boxes.
+    has_shortcut: ClassVar[bool] = False
+
     def _shortcut(self, buffer: bytes, start: int, end: int, out: List[bytes]) -> int:
         """
         Answer the box at C{start} without parsing it into a dict, if it has a
         shape known in advance; return where the next box starts, or -1.
         """
         return -1
-
-    def _answer(self, box: Dict[bytes, bytes]) -> Optional[bytes]:
-        """
-        The encoded answer to C{box}, or C{None} for the generic path.
-        """
-        return None
 
     def dataReceived(self, data: bytes) -> None:
         if self._framing_error is not None:
@@ -374,8 +374,8 @@ class _FastBoxProtocol(Protocol):
         end = len(buffer)
         out: List[bytes] = []
         spent = 0
-        shortcut = self._shortcut
-        answer_to = self._answer
+        shortcut = self._shortcut if self.has_shortcut else None
+        fast = self._fast.get
         limit = self._reader.limit
         try:
             while at < end or box is not None:
@@ -385,11 +385,12 @@ class _FastBoxProtocol(Protocol):
                         self._stop_reading()
                         self._continue_next_turn()
                         break
-                    after = shortcut(buffer, at, end, out)
-                    if after >= 0:
-                        at = after
-                        spent += 1
-                        continue
+                    if shortcut is not None:
+                        after = shortcut(buffer, at, end, out)
+                        if after >= 0:
+                            at = after
+                            spent += 1
+                            continue
                     box = {}
                     origin = at
                 after, needed = read_pairs(buffer, at, end, box, origin, limit)
@@ -403,9 +404,13 @@ class _FastBoxProtocol(Protocol):
                 current, box = box, None
                 # Stock AMP reads a box holding _answer or _error as an answer,
                 # whatever else it holds: those go to the generic path too.
+                handler = fast(current.get(b"_command", b""))
                 answer = (
-                    answer_to(current)
-                    if b"_ask" in current and b"_answer" not in current and b"_error" not in current
+                    handler(current)
+                    if handler is not None
+                    and b"_ask" in current
+                    and b"_answer" not in current
+                    and b"_error" not in current
                     else None
                 )
                 if answer is not None:
@@ -456,11 +461,7 @@ class _RoleProtocol(_FastBoxProtocol):
     ) -> None:
         super().__init__(responder, factory)
         self._queue = queue
-        self._fast: Dict[bytes, Callable[[Box], Optional[bytes]]] = {Stats.commandName: self._stats}
-
-    def _answer(self, box: Box) -> Optional[bytes]:
-        handler = self._fast.get(box.get(b"_command", b""))
-        return None if handler is None else handler(box)
+        self._fast[Stats.commandName] = self._stats
 
     def _stats(self, box: Box) -> bytes:
         stats = self._queue.stats()
@@ -491,6 +492,8 @@ class FrontendProtocol(_RoleProtocol):
         super().__init__(FrontendResponder(queue), factory, queue)
         self._take = queue.take
         self._fast[NextWorker.commandName] = self._next_worker_box
+
+    has_shortcut = True
 
     def _shortcut(self, buffer: bytes, start: int, end: int, out: List[bytes]) -> int:
         # The NextWorker boxes without arguments that Twisted clients send

@@ -70,7 +70,8 @@ def read_pairs(
         box starts; or C{(at, needed)} when the pair at C{at} is not whole:
         it needs C{needed} bytes from C{at} before it can be read further.
     @raise KeyTooLong: a key length over 255 (as soon as its 2 bytes are in).
-    @raise BoxTooLarge: a length read makes the box pass C{limit}.
+    @raise BoxTooLarge: a value's length makes the box pass C{limit} (so a
+        box is refused at most a key past the limit, before its value comes).
     """
     while True:
         if at + 2 > end:
@@ -85,12 +86,10 @@ def read_pairs(
         if key_length > MAX_KEY_LENGTH:
             raise KeyTooLong(key_length)
         key_end = at + 2 + key_length
-        # Every box needs its end marker after this pair: count it in.
-        if key_end + 4 - origin > limit:
-            raise BoxTooLarge(limit)
         if key_end + 2 > end:
             return at, key_end + 2 - at
         value_end = key_end + 2 + ((buffer[key_end] << 8) | buffer[key_end + 1])
+        # Every box needs its end marker after this pair: count it in.
         if value_end + 2 - origin > limit:
             raise BoxTooLarge(limit)
         if value_end > end:
