@@ -15,66 +15,50 @@ from ._records import RegisteredWorker
 MAX_PAGE_BYTES = 60_000
 
 
+def _box(keys: Tuple[bytes, ...], values: Tuple[bytes, ...]) -> bytes:
+    """
+    The pairs of C{keys} (each already framed: its length, then itself)
+    and C{values}, and the end of the box.
+    """
+    parts: List[bytes] = []
+    for key, value in zip(keys, values):
+        parts += (key, pack_length(len(value)), value)
+    parts.append(END)
+    return b"".join(parts)
+
+
+def _framed(*keys: bytes) -> Tuple[bytes, ...]:
+    return tuple(pack_length(len(key)) + key for key in keys)
+
+
+# Sorted, as AmpBox.serialize writes them.
+_WORKER_KEYS = _framed(b"host", b"port", b"worker_id")
+_ROW_KEYS = _framed(b"capacity", b"expires_in", b"free", b"host", b"pool", b"port", b"worker_id")
+
+
 def encode_worker(worker_id: str, host: str, port: int) -> bytes:
     """
     The keys and values of a C{NextWorker} answer, and the end of the box:
     everything after the C{_answer} tag.
     """
-    encoded_host = host.encode("utf-8")
-    encoded_port = b"%d" % (port,)
-    encoded_id = worker_id.encode("utf-8")
-    return b"".join(
-        (
-            b"\x00\x04host",
-            pack_length(len(encoded_host)),
-            encoded_host,
-            b"\x00\x04port",
-            pack_length(len(encoded_port)),
-            encoded_port,
-            b"\x00\x09worker_id",
-            pack_length(len(encoded_id)),
-            encoded_id,
-            END,
-        )
-    )
+    return _box(_WORKER_KEYS, (host.encode("utf-8"), b"%d" % (port,), worker_id.encode("utf-8")))
 
 
 def _row(worker: RegisteredWorker) -> bytes:
     """
     One worker as one box of C{ListWorkers}' C{workers} list.
     """
-    capacity = b"%d" % (worker.capacity,)
-    expires_in = repr(worker.expires_in).encode("ascii")
-    free = b"%d" % (worker.free,)
-    host = worker.host.encode("utf-8")
-    pool = worker.pool.encode("utf-8")
-    port = b"%d" % (worker.port,)
-    worker_id = worker.worker_id.encode("utf-8")
-    return b"".join(
+    return _box(
+        _ROW_KEYS,
         (
-            b"\x00\x08capacity",
-            pack_length(len(capacity)),
-            capacity,
-            b"\x00\x0aexpires_in",
-            pack_length(len(expires_in)),
-            expires_in,
-            b"\x00\x04free",
-            pack_length(len(free)),
-            free,
-            b"\x00\x04host",
-            pack_length(len(host)),
-            host,
-            b"\x00\x04pool",
-            pack_length(len(pool)),
-            pool,
-            b"\x00\x04port",
-            pack_length(len(port)),
-            port,
-            b"\x00\x09worker_id",
-            pack_length(len(worker_id)),
-            worker_id,
-            END,
-        )
+            b"%d" % (worker.capacity,),
+            repr(worker.expires_in).encode("ascii"),
+            b"%d" % (worker.free,),
+            worker.host.encode("utf-8"),
+            worker.pool.encode("utf-8"),
+            b"%d" % (worker.port,),
+            worker.worker_id.encode("utf-8"),
+        ),
     )
 
 

@@ -63,11 +63,11 @@ from ._framing import (
     Box,
     BoxReader,
     FramingError,
-    KeyTooLong,
     encode_pair,
     pack_length,
     read_pairs,
 )
+from ._peerlog import Warnings
 
 _log = structlog.get_logger("amp_dispatch.client")
 
@@ -228,13 +228,17 @@ class _ClientProtocol(amp.AMP):
         self._owner = owner
         self._clock = owner._clock
         self._reader = BoxReader(owner.max_box_bytes)
+        self._warnings = Warnings(
+            owner._clock, _log, {"role": owner.role, "endpoint": owner.endpoint}
+        )
         self._fast: Dict[bytes, _Pending] = {}
         self._timer: Optional[IDelayedCall] = None
         self._timer_at = 0.0
         # While boxes read are acted on: what fast calls made meanwhile send,
         # written at once when they are all done.
         self._batch: Optional[List[bytes]] = None
-        self._sent = False
+        # When the last box went out (the keep-alive counts from it).
+        self._last_sent = 0.0
         self._keepalive: Optional[IDelayedCall] = None
 
     def itself(self) -> _ClientProtocol:
@@ -246,20 +250,25 @@ class _ClientProtocol(amp.AMP):
     def connectionMade(self) -> None:
         no_delay(self.transport)
         super().connectionMade()
+        self._last_sent = self._clock.seconds()
         if self._owner.keepalive > 0:
             self._keepalive = self._clock.callLater(self._owner.keepalive, self._keep_alive)
 
     def _keep_alive(self) -> None:
         """
-        Send a C{Stats} if nothing was sent since the last time here.
+        Send a C{Stats} if nothing was sent for C{keepalive} seconds; come
+        back when that is next due.
         """
         self._keepalive = None
         if self.lost:
             return
-        if not self._sent:
+        keepalive = self._owner.keepalive
+        now = self._clock.seconds()
+        if now - self._last_sent >= keepalive:
             call_remote(self, Stats).addErrback(lambda _: None)
-        self._sent = False
-        self._keepalive = self._clock.callLater(self._owner.keepalive, self._keep_alive)
+        self._keepalive = self._clock.callLater(
+            max(0.0, self._last_sent + keepalive - now), self._keep_alive
+        )
 
     def fast_call(self, command: FastCommand[T], body: bytes, limit: float) -> Deferred[T]:
         """
@@ -279,7 +288,7 @@ class _ClientProtocol(amp.AMP):
         if self._timer is None or deadline < self._timer_at:
             self._arm(deadline, now)
         box = _ASK_KEY + pack_length(len(tag)) + tag + body
-        self._sent = True
+        self._last_sent = now
         if self._batch is not None:
             self._batch.append(box)
         else:
@@ -293,7 +302,7 @@ class _ClientProtocol(amp.AMP):
         before it.
         """
         self._flush()
-        self._sent = True
+        self._last_sent = self._clock.seconds()
         super().sendBox(box)
 
     def _flush(self) -> None:
@@ -350,18 +359,9 @@ class _ClientProtocol(amp.AMP):
     def _dropped(self, error: FramingError) -> None:
         """
         The dispatcher sent bytes that are not boxes we accept: say why, and
-        close (every call waiting fails).
+        close (every call waiting fails with L{DispatcherUnavailable}).
         """
-        _log.warning(
-            "dispatcher connection dropped",
-            role=self._owner.role,
-            endpoint=self._owner.endpoint,
-            reason=str(error),
-        )
-        if isinstance(error, KeyTooLong):
-            # As BinaryBoxProtocol.lengthLimitExceeded: connectionLost then
-            # fails every call with amp.TooLong.
-            self._keyLengthLimitExceeded = True
+        self._warnings.warn("dispatcher connection dropped", reason=str(error))
         assert self.transport is not None
         self.transport.loseConnection()
 
@@ -376,7 +376,7 @@ class _ClientProtocol(amp.AMP):
             if tag is not None:
                 pending = fast.pop(tag, _GENERIC)
                 if pending is _GENERIC:
-                    self.ampBoxReceived(amp.AmpBox(box))
+                    self._generic(box, tag)
                 elif pending is not None:
                     answered = pending[0]
                     if not answered.called:
@@ -390,14 +390,28 @@ class _ClientProtocol(amp.AMP):
             tag = box.get(amp.ERROR)
             pending = _GENERIC if tag is None else fast.pop(tag, _GENERIC)
             if pending is _GENERIC:
-                self.ampBoxReceived(amp.AmpBox(box))
+                self._generic(box, tag)
             elif pending is not None:
                 error = pending[1].error(box)
                 if not pending[0].called:
                     pending[0].errback(Failure(error))
 
+    def _generic(self, box: Box, tag: Optional[bytes]) -> None:
+        """
+        Pass C{box} to AMP's own handling if it answers a generic call (or
+        is a command); a dispatcher's answer to no call, or a box that is
+        neither, is ignored with a warning instead of AMP's traceback.
+        """
+        if tag is not None and tag not in self._outstandingRequests:
+            self._warnings.warn("dispatcher box ignored", reason="an answer to no call")
+        elif tag is None and amp.COMMAND not in box:
+            self._warnings.warn("dispatcher box ignored", reason="not an answer")
+        else:
+            self.ampBoxReceived(amp.AmpBox(box))
+
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self.lost = True
+        self._warnings.stop()
         if not isinstance(reason.value, ConnectionClosed):
             # A TLS error (a certificate refused, say): the calls fail as for
             # any lost connection, with the cause in the message.

@@ -41,6 +41,7 @@ from twisted.internet.interfaces import (
     IHandshakeListener,
     IPushProducer,
     ISSLTransport,
+    ITCPTransport,
 )
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -52,6 +53,7 @@ from ._addresses import describe, no_delay
 from ._answers import encode_worker
 from ._framing import END, BoxReader, FramingError, KeyTooLong, encode_pair, pack_length, read_pairs
 from ._listener import ListenerFactory
+from ._peerlog import shown
 from ._queue import WorkerQueue, no_free_slot
 from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
 
@@ -175,6 +177,7 @@ class _FastBoxProtocol(Protocol):
         self._idle_timeout = settings.idle_timeout
         self._idle_call: Optional[IDelayedCall] = None
         self._last_read = 0.0
+        self._peer = "?"
         # Whole boxes read but not handled yet (the turn's budget ran out or
         # the peer stopped reading): the buffer and where they start.
         self._backlog: Optional[Tuple[bytes, int]] = None
@@ -198,8 +201,9 @@ class _FastBoxProtocol(Protocol):
         assert transport is not None
         no_delay(transport)
         cast(IConsumer, transport).registerProducer(self, True)
+        self._peer = describe(transport.getPeer())
+        self._last_read = self._clock.seconds()
         if self._idle_timeout > 0:
-            self._last_read = self._clock.seconds()
             self._idle_call = self._clock.callLater(self._idle_timeout, self._check_idle)
         self._tls = ISSLTransport.providedBy(transport)
         if not self._tls:
@@ -229,10 +233,33 @@ class _FastBoxProtocol(Protocol):
                 reason = Failure(amp.TooLong(True, False, None, None))
             self._responder.stopReceivingBoxes(reason)
         elif self._tls:
-            peer = describe(self.transport.getPeer()) if self.transport is not None else "?"
-            self._listener.handshake_failed(peer, reason.getErrorMessage())
-        self._listener.connection_closed()
+            self._listener.warnings.warn(
+                "tls handshake failed", peer=self._peer, reason=shown(reason.getErrorMessage())
+            )
+        self._listener.connection_closed(self)
         self.transport = None
+
+    # -- room on the listener (ListenerConnection) ---------------------------
+
+    def evictable(self) -> bool:
+        """
+        A connection may go to make room if its AMP side has not started
+        (its TLS handshake is not done) or it holds no worker.
+        """
+        return not self._started or not self._responder.holds_workers()
+
+    def last_active(self) -> float:
+        """
+        When the connection last received a byte or a call of it ended.
+        """
+        return max(self._last_read, self._responder.last_active)
+
+    def evict(self) -> None:
+        """
+        Close the connection at once, to make room for another.
+        """
+        if self.transport is not None:
+            cast(ITCPTransport, self.transport).abortConnection()
 
     def sendBox(self, box: amp.AmpBox) -> None:
         """
@@ -315,12 +342,12 @@ class _FastBoxProtocol(Protocol):
         self._idle_call = None
         if self.transport is None:
             return
-        idle = self._clock.seconds() - self._last_read
+        idle = self._clock.seconds() - self.last_active()
         if idle >= self._idle_timeout and not self._responder.busy():
             _log.debug(
                 "idle connection closed",
                 role=self._responder.role,
-                peer=self._responder.peer,
+                peer=self._peer,
                 idle=round(idle, 3),
             )
             self.transport.loseConnection()
@@ -343,8 +370,7 @@ class _FastBoxProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._framing_error is not None:
             return
-        if self._idle_call is not None:
-            self._last_read = self._clock.seconds()
+        self._last_read = self._clock.seconds()
         if self._backlog is not None or self._later or self._next_turn is not None or self._blocked:
             self._later.append(data)
             return
@@ -439,7 +465,7 @@ class _FastBoxProtocol(Protocol):
         """
         self._framing_error = error
         self._reader.clear()
-        self._responder.dropped(str(error))
+        self._listener.warnings.warn("connection dropped", peer=self._peer, reason=str(error))
         assert self.transport is not None
         self.transport.loseConnection()
 

@@ -6,7 +6,7 @@ scheduler listener can always accept.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Tuple, Union
 
 import structlog
 
@@ -44,25 +44,30 @@ def raise_fd_limit() -> int:
     return UNLIMITED if raised == resource.RLIM_INFINITY else raised
 
 
-def frontend_cap(wanted: int, scheduler_connections: int, fd_limit: int) -> int:
+def fit_caps(frontend: int, scheduler: int, fd_limit: int) -> Tuple[int, int]:
     """
-    The front-end connection cap to use: C{wanted}, lowered (with a warning)
-    so that front-end connections, the scheduler's and L{FD_RESERVE} fit
-    under C{fd_limit} (or L{UNLIMITED}).
+    The connection caps to use under C{fd_limit} (or L{UNLIMITED}): the
+    scheduler's first (it must always get in), then the front end's in
+    what is left, each lowered (with a warning) only as far as needed, and
+    never below one; L{FD_RESERVE} fds are kept for everything else.
     """
     if fd_limit == UNLIMITED:
-        return wanted
-    room = fd_limit - scheduler_connections - FD_RESERVE
+        return frontend, scheduler
+    scheduler_cap = _lowered("scheduler", scheduler, fd_limit - FD_RESERVE - 1, fd_limit)
+    frontend_cap = _lowered("frontend", frontend, fd_limit - FD_RESERVE - scheduler_cap, fd_limit)
+    return frontend_cap, scheduler_cap
+
+
+def _lowered(role: str, wanted: int, room: int, fd_limit: int) -> int:
     if wanted <= room:
         return wanted
     cap = max(1, room)
     _log.warning(
         "connection cap lowered",
-        role="frontend",
+        role=role,
         max_connections=cap,
         wanted=wanted,
         fd_limit=fd_limit,
-        scheduler_connections=scheduler_connections,
         reserve=FD_RESERVE,
     )
     return cap
@@ -72,4 +77,4 @@ def _shown(limit: int) -> Union[int, str]:
     return "unlimited" if resource is not None and limit == resource.RLIM_INFINITY else limit
 
 
-__all__ = ["FD_RESERVE", "UNLIMITED", "frontend_cap", "raise_fd_limit"]
+__all__ = ["FD_RESERVE", "UNLIMITED", "fit_caps", "raise_fd_limit"]

@@ -6,7 +6,8 @@ so a peer cannot make the log big.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from functools import partial
+from typing import Any, Callable, Dict, MutableMapping, Optional, Union
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -94,4 +95,45 @@ class LogLimiter:
         self._period_over()
 
 
-__all__ = ["MAX_SHOWN", "LogLimiter", "shown"]
+class Warnings:
+    """
+    The warnings of one source (a connection, a listener), each event
+    within its own L{LogLimiter}; what is held back is reported as one
+    C{log lines suppressed} line naming the event.
+
+    @param logger: the structlog logger to warn on.
+    @param context: fields every line carries (the source's role, peer...);
+        it may change later (a peer known once the connection starts).
+    """
+
+    def __init__(self, clock: IReactorTime, logger: Any, context: MutableMapping[str, Any]) -> None:
+        self._clock = clock
+        self._logger = logger
+        self.context = context
+        self._limiters: Dict[str, LogLimiter] = {}
+
+    def warn(self, event: str, **fields: Any) -> None:
+        """
+        Log C{event} at warning with C{fields}, unless the source has
+        logged it too often this second.
+        """
+        limiter = self._limiters.get(event)
+        if limiter is None:
+            limiter = self._limiters[event] = LogLimiter(
+                self._clock, partial(self._held_back, event)
+            )
+        if limiter.allow():
+            self._logger.warning(event, **self.context, **fields)
+
+    def stop(self) -> None:
+        """
+        Report what is held back now (the source is gone).
+        """
+        for limiter in self._limiters.values():
+            limiter.stop()
+
+    def _held_back(self, event: str, count: int) -> None:
+        self._logger.warning("log lines suppressed", suppressed=event, count=count, **self.context)
+
+
+__all__ = ["MAX_SHOWN", "LogLimiter", "Warnings", "shown"]

@@ -241,6 +241,12 @@ class WorkerQueue:
                 worker.lease_deadline = deadline
                 self._schedule_expiry(worker)
 
+    def holds(self, owner: Owner) -> bool:
+        """
+        Whether workers belong to C{owner}.
+        """
+        return bool(self._owned.get(owner))
+
     # -- the front end's side -------------------------------------------------
 
     def next_worker(
@@ -267,14 +273,8 @@ class WorkerQueue:
         if not timeout:
             raise no_free_slot(pool_name)
         if self._waiting >= self.max_waiting:
-            _log.warning("waiting call refused", pool=pool_name, max_waiting=self.max_waiting)
             raise Overloaded(f"{self.max_waiting} calls are already waiting")
         if owner is not None and self._waiting_by.get(owner, 0) >= self.max_waiting_per_owner:
-            _log.warning(
-                "waiting call refused",
-                pool=pool_name,
-                max_waiting_per_connection=self.max_waiting_per_owner,
-            )
             raise Overloaded(
                 f"{self.max_waiting_per_owner} calls of this connection are already waiting"
             )

@@ -21,6 +21,7 @@ from amp_dispatch_commands import (
     ListWorkers,
     NextWorker,
     NoWorkerAvailable,
+    Overloaded,
     Stats,
     WorkerGone,
     WorkerUpdate,
@@ -31,7 +32,7 @@ from twisted.python.failure import Failure
 
 from ._addresses import describe
 from ._answers import encode_page
-from ._peerlog import MAX_SHOWN, LogLimiter, shown
+from ._peerlog import MAX_SHOWN, Warnings, shown
 from ._queue import WorkerQueue
 from ._records import Worker
 
@@ -102,7 +103,10 @@ class _RoleResponder(amp.BoxDispatcher):
             command.commandName: self._responder(command, getattr(self, method))
             for command, method in self.handlers.items()
         }
-        self._rejections = LogLimiter(queue.clock, self._held_back)
+        #: When a call of the connection last ended (see L{busy}).
+        self.last_active = 0.0
+        # What the peer makes us log, limited per connection.
+        self._warnings = Warnings(queue.clock, _log, {"role": self.role, "peer": self.peer})
 
     def locateResponder(self, name: bytes) -> Optional[_Responder]:
         return self._responders.get(name)
@@ -135,18 +139,25 @@ class _RoleResponder(amp.BoxDispatcher):
         super().startReceivingBoxes(boxSender)
         transport = getattr(boxSender, "transport", None)
         if transport is not None:
-            self.peer = describe(transport.getPeer())
+            self.peer = self._warnings.context["peer"] = describe(transport.getPeer())
         _log.log(self.connection_level, "connection opened", role=self.role, peer=self.peer)
 
     def stopReceivingBoxes(self, reason: Failure) -> None:
         super().stopReceivingBoxes(reason)
-        self._rejections.stop()
+        self._warnings.stop()
         _log.log(self.connection_level, "connection closed", role=self.role, peer=self.peer)
 
     def busy(self) -> bool:
         """
         Whether the connection has calls waiting for an answer (it is not
         idle, even if its peer sends nothing).
+        """
+        return False
+
+    def holds_workers(self) -> bool:
+        """
+        Whether workers belong to the connection (closing it would start
+        their lease grace).
         """
         return False
 
@@ -169,25 +180,11 @@ class _RoleResponder(amp.BoxDispatcher):
     def _rejected(self, command: Optional[bytes], reason: str) -> None:
         """
         Log a rejected input at warning, within the connection's limit of
-        lines per second (L{LogLimiter}); C{command} is the command name the
-        peer sent, if any.
+        lines per second; C{command} is the command name the peer sent, if
+        any.
         """
-        if self._rejections.allow():
-            _log.warning(
-                "input rejected",
-                role=self.role,
-                peer=self.peer,
-                command=None if command is None else shown(command),
-                reason=reason,
-            )
-
-    def _held_back(self, count: int) -> None:
-        _log.warning(
-            "log lines suppressed",
-            suppressed="input rejected",
-            count=count,
-            role=self.role,
-            peer=self.peer,
+        self._warnings.warn(
+            "input rejected", command=None if command is None else shown(command), reason=reason
         )
 
     def _responder(self, command: Type[amp.Command], handler: _Handler) -> _Responder:
@@ -210,6 +207,8 @@ class _RoleResponder(amp.BoxDispatcher):
                 self._rejected(name, str(e))
                 raise amp.RemoteAmpError(errors[InvalidArgument], str(e)) from None
             except tuple(errors) as e:
+                if isinstance(e, Overloaded):
+                    self._warnings.warn("waiting call refused", reason=str(e))
                 raise amp.RemoteAmpError(errors[type(e)], str(e)) from None
             if isinstance(result, Deferred):
                 return result.addCallback(command.makeResponse, self.boxSender).addErrback(declared)
@@ -247,6 +246,9 @@ class FrontendResponder(_RoleResponder):
     def busy(self) -> bool:
         return bool(self._waiting)
 
+    def _call_ended(self) -> None:
+        self.last_active = self.queue.clock.seconds()
+
     def next_worker(self, pool: Optional[str], timeout: Optional[float]) -> Any:
         answer = self.queue.next_worker(pool, timeout, owner=self)
         if isinstance(answer, Worker):
@@ -256,6 +258,7 @@ class FrontendResponder(_RoleResponder):
 
         def done(result: Any) -> Any:
             self._waiting.discard(waiting)
+            self._call_ended()
             if isinstance(result, Failure) and result.check(CancelledError):
                 # The connection closed while waiting; nobody reads the answer.
                 return Failure(NoWorkerAvailable("connection closed while waiting"))
@@ -290,6 +293,9 @@ class SchedulerResponder(_RoleResponder):
 
     def worker_update(self, **arguments: Any) -> _Result:
         return {"accepted": self.queue.update(owner=self, **arguments)}
+
+    def holds_workers(self) -> bool:
+        return self.queue.holds(self)
 
     def worker_gone(self, worker_id: str) -> _Result:
         return {"known": self.queue.gone(worker_id)}

@@ -21,7 +21,7 @@ from ._addresses import host_port
 from ._config import DEFAULT_CONFIG, DEFAULT_FRONTEND, DEFAULT_SCHEDULER, DispatcherConfig
 from ._fastpath import FrontendProtocol, SchedulerProtocol
 from ._framing import KeyTooLong
-from ._limits import frontend_cap, raise_fd_limit
+from ._limits import fit_caps, raise_fd_limit
 from ._listener import ListenerFactory, ListenerSettings
 from ._queue import WorkerQueue
 from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
@@ -86,8 +86,6 @@ class Dispatcher:
 
     @param config: the limits of the listeners' connections (its endpoints
         are not read here).
-    @param frontend_cap: the front-end connection cap, if lower than the
-        config's (see L{_limits.frontend_cap}).
     @param fast_path: answer C{NextWorker}, C{WorkerUpdate} and C{Stats} on
         the fast path (L{FrontendProtocol}, L{SchedulerProtocol}); C{False}
         runs both listeners on Twisted's generic AMP protocol, without
@@ -99,7 +97,6 @@ class Dispatcher:
         queue: WorkerQueue,
         config: DispatcherConfig = DEFAULT_CONFIG,
         *,
-        frontend_cap: Optional[int] = None,
         fast_path: bool = True,
     ) -> None:
         self.queue = queue
@@ -111,9 +108,7 @@ class Dispatcher:
             return
         frontend = ListenerSettings(
             "frontend",
-            max_connections=config.max_frontend_connections
-            if frontend_cap is None
-            else frontend_cap,
+            max_connections=config.max_frontend_connections,
             max_box_bytes=config.max_box_bytes,
             idle_timeout=config.idle_timeout,
         )
@@ -121,6 +116,9 @@ class Dispatcher:
             "scheduler",
             max_connections=config.max_scheduler_connections,
             max_box_bytes=config.max_box_bytes,
+            # A silent connection holding no worker must not lock out the
+            # scheduler: when full, the listener closes one to make room.
+            evict=True,
         )
         self.frontend_factory = ListenerFactory(
             frontend, queue.clock, lambda factory: FrontendProtocol(queue, factory)
@@ -199,11 +197,15 @@ class DispatcherService(Service):
         Listen on both endpoints; fires with where, or fails (listening on
         neither) when one cannot listen.
         """
-        config = self.config
-        cap = frontend_cap(
-            config.max_frontend_connections, config.max_scheduler_connections, self._fd_limit()
+        frontend, scheduler = fit_caps(
+            self.config.max_frontend_connections,
+            self.config.max_scheduler_connections,
+            self._fd_limit(),
         )
-        dispatcher = self.dispatcher = Dispatcher(self.queue, config, frontend_cap=cap)
+        config = evolve(
+            self.config, max_frontend_connections=frontend, max_scheduler_connections=scheduler
+        )
+        dispatcher = self.dispatcher = Dispatcher(self.queue, config)
         factories = {
             "frontend": dispatcher.frontend_factory,
             "scheduler": dispatcher.scheduler_factory,
@@ -255,7 +257,8 @@ class DispatcherService(Service):
         def failed(failure: Failure) -> None:
             _log.error("cannot listen", error=failure.getErrorMessage())
             if IReactorCore.providedBy(self._reactor):
-                self._reactor.stop()
+                # Under twist the service starts before the reactor runs.
+                self._reactor.callWhenRunning(self._reactor.stop)
 
         self.listen().addErrback(failed)
 

@@ -46,6 +46,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeAddress, connectedServerAndClient
 
+from amp_dispatch._config import MAX_BOX_BYTES, DispatcherConfig
 from amp_dispatch._queue import WorkerQueue
 from amp_dispatch._server import Dispatcher
 
@@ -418,7 +419,12 @@ class ListenerSide:
         with capture_logs():
             for registration in workers:
                 self.queue.update(**registration)
-        factory: ServerFactory = getattr(Dispatcher(self.queue, fast_path=fast_path), self.listener)
+        # The box limit at its highest: the generic path has none, and a
+        # stream's garbage length may claim up to 64 KiB (the limit has its
+        # own tests).
+        config = DispatcherConfig(max_box_bytes=MAX_BOX_BYTES)
+        dispatcher = Dispatcher(self.queue, config, fast_path=fast_path)
+        factory: ServerFactory = getattr(dispatcher, self.listener)
         self.protocol = cast(Protocol, factory.buildProtocol(None))
         self.transport = CountingTransport()
         self.error: Optional[Tuple[Type[BaseException], Tuple[Any, ...]]] = None

@@ -198,7 +198,7 @@ def test_integerFromStringRefusesLongText() -> None:
     The text of a number longer than C{MAX_NUMBER_TEXT} is refused before it
     is parsed, even if it would be in range (leading zeros).
     """
-    with pytest.raises(ValueError, match=r"0\.\.1000000000"):
+    with pytest.raises(ValueError, match="must be an integer of at most 32 characters"):
         COUNT.fromString(b"0" * (MAX_NUMBER_TEXT + 1))
     assert COUNT.fromString(b"0" * MAX_NUMBER_TEXT) == 0
 
@@ -208,7 +208,7 @@ def test_integerFromStringRefusesThousandsOfDigits() -> None:
     An integer of thousands of digits is refused on its length, with a short
     message.
     """
-    with pytest.raises(ValueError, match=r"0\.\.1000000000") as raised:
+    with pytest.raises(ValueError, match="at most 32 characters") as raised:
         COUNT.fromString(b"9" * 4300)
     assert len(str(raised.value)) < 100
 

@@ -535,9 +535,9 @@ def test_call_made_as_connection_is_lost_waits_for_next_one() -> None:
 
 def test_key_too_long_drops_connection_as_generic() -> None:
     """
-    A key over 255 bytes drops the connection and fails the calls with
-    L{amp.TooLong}, as Twisted's parser does; the answers before it in the
-    same read are taken.
+    A key over 255 bytes drops the connection and fails the calls, fast and
+    generic alike, with L{DispatcherUnavailable}; the answers before it in
+    the same read are taken.
     """
     wire = Wire()
     answered = wire.client.next_worker()
@@ -547,7 +547,7 @@ def test_key_too_long_drops_connection_as_generic() -> None:
     wire.send(answer(tags[0]) + b"\x01\x00" + b"k" * 256)
     assert isinstance(success(answered), Worker)
     too_long = outcome(generic)
-    assert too_long[1][0] is amp.TooLong
+    assert too_long[1][0] is DispatcherUnavailable
     assert outcome(fast) == too_long
     assert wire.pump.clientIO.disconnected
 

@@ -13,7 +13,7 @@ from twisted.protocols import amp
 from amp_dispatch._config import CLIENT_KEEPALIVE, DEFAULT_CONFIG
 from amp_dispatch.client import DispatcherUnavailable, FrontendClient, Worker
 from tests._client_helpers import FRONTEND, Deployment, failure, fixed_retry, success
-from tests.test_client_fastpath import Wire, answer
+from tests.test_client_fastpath import Wire, answer, error
 
 Logs = List[MutableMapping[str, Any]]
 
@@ -84,6 +84,40 @@ def test_no_keepalive_while_calls_go_out() -> None:
     assert stats_sent(wire) == 0
     wire.reactor.advance(CLIENT_KEEPALIVE)
     assert stats_sent(wire) == 1
+
+
+def test_keepalive_counts_from_last_call() -> None:
+    """
+    The keep-alive goes out C{keepalive} seconds after the last call, not up
+    to twice that.
+    """
+    wire = Wire()
+    wire.reactor.advance(CLIENT_KEEPALIVE / 2)
+    wire.client.next_worker()
+    wire.reactor.advance(CLIENT_KEEPALIVE - 0.1)
+    assert stats_sent(wire) == 0
+    wire.reactor.advance(0.1)
+    assert stats_sent(wire) == 1
+
+
+def test_answer_to_no_call_ignored(logs: Logs) -> None:
+    """
+    An answer or error from the dispatcher to no call, or a box that is not
+    an answer, is ignored with a warning (no traceback); the connection and
+    the calls waiting go on.
+    """
+    wire = Wire()
+    call = wire.client.next_worker()
+    [tag] = wire.tags()
+    wire.send(answer(b"999"), error(b"998", b"X"), b"\x00\x00", answer(tag))
+    assert success(call) == Worker("w1", "10.0.0.1", 9000)
+    warnings = [log for log in logs if log["event"] == "dispatcher box ignored"]
+    assert [log["reason"] for log in warnings] == [
+        "an answer to no call",
+        "an answer to no call",
+        "not an answer",
+    ]
+    assert not wire.pump.clientIO.disconnected
 
 
 def test_keepalive_off() -> None:

@@ -9,36 +9,39 @@ from typing import Any, List, MutableMapping
 
 import pytest
 
-from amp_dispatch._limits import FD_RESERVE, UNLIMITED, frontend_cap
+from amp_dispatch._limits import FD_RESERVE, UNLIMITED, fit_caps
 from amp_dispatch._server import with_backlog
 
 Logs = List[MutableMapping[str, Any]]
 
 
-def test_capKeptWhenItFits(logs: Logs) -> None:
+def test_capsKeptWhenTheyFit(logs: Logs) -> None:
     """
-    A cap that fits under the limit with the scheduler's and the reserve is
-    kept, silently.
+    Caps that fit under the limit with the reserve are kept, silently.
     """
-    assert frontend_cap(1000, 64, 1000 + 64 + FD_RESERVE) == 1000
+    assert fit_caps(1000, 64, 1000 + 64 + FD_RESERVE) == (1000, 64)
     assert logs == []
 
 
-def test_capUnlimited() -> None:
+def test_capsUnlimited() -> None:
     """
-    Without a limit, the cap is kept.
+    Without a limit, the caps are kept.
     """
-    assert frontend_cap(10_000, 64, UNLIMITED) == 10_000
+    assert fit_caps(10_000, 64, UNLIMITED) == (10_000, 64)
 
 
-def test_capLowered(logs: Logs) -> None:
+def test_frontendCapLowered(logs: Logs) -> None:
     """
-    A cap that does not fit is lowered to what does, with a warning saying
-    what and why.
+    A front-end cap that does not fit is lowered to what does, with a
+    warning saying what and why.
     """
-    assert frontend_cap(10_000, 64, 1024) == 1024 - 64 - FD_RESERVE
+    assert fit_caps(10_000, 64, 1024) == (1024 - 64 - FD_RESERVE, 64)
     [warning] = logs
-    assert (warning["event"], warning["log_level"]) == ("connection cap lowered", "warning")
+    assert (warning["event"], warning["log_level"], warning["role"]) == (
+        "connection cap lowered",
+        "warning",
+        "frontend",
+    )
     assert (warning["max_connections"], warning["wanted"], warning["fd_limit"]) == (
         896,
         10_000,
@@ -46,11 +49,20 @@ def test_capLowered(logs: Logs) -> None:
     )
 
 
-def test_capAtLeastOne() -> None:
+def test_schedulerFirst(logs: Logs) -> None:
     """
-    However low the limit, one front end may connect.
+    A scheduler cap that does not fit is lowered first (warned too), and
+    the front end gets at least one.
     """
-    assert frontend_cap(10_000, 64, 100) == 1
+    assert fit_caps(10_000, 2000, 1024) == (1, 1024 - FD_RESERVE - 1)
+    assert [log["role"] for log in logs] == ["scheduler", "frontend"]
+
+
+def test_capsAtLeastOne() -> None:
+    """
+    However low the limit, one connection of each listener may connect.
+    """
+    assert fit_caps(10_000, 64, 10) == (1, 1)
 
 
 @pytest.mark.parametrize(

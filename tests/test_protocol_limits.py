@@ -116,6 +116,19 @@ def next_worker(tag: int) -> bytes:
     return encode([(b"_ask", b"%d" % tag), (b"_command", b"NextWorker")])
 
 
+def worker_update(worker_id: str) -> bytes:
+    return encode(
+        [
+            (b"_ask", b"u"),
+            (b"_command", b"WorkerUpdate"),
+            (b"worker_id", worker_id.encode()),
+            (b"host", b"10.0.0.1"),
+            (b"port", b"9000"),
+            (b"capacity", b"1"),
+        ]
+    )
+
+
 def tags(boxes: List[amp.AmpBox]) -> List[int]:
     return [int(box[b"_answer"]) for box in boxes]
 
@@ -382,6 +395,23 @@ def test_readingKeepsOpen(listeners: Listeners) -> None:
     assert wire.transport.disconnecting
 
 
+def test_idleCountsFromEndOfWait() -> None:
+    """
+    A connection whose waiting call was just answered is idle from then,
+    not from its last byte.
+    """
+    memory = Listeners()
+    memory.queue.update("w1", "10.0.0.1", 9000, 0)
+    wire = memory.connect()
+    wire.receive(encode([(b"_ask", b"1"), (b"_command", b"NextWorker"), (b"timeout", b"15")]))
+    memory.clock.advance(15)
+    assert wire.answers()[0][b"_error_code"] == b"NO_WORKER_AVAILABLE"
+    memory.clock.advance(9.9)
+    assert not wire.transport.disconnecting
+    memory.clock.advance(0.1)
+    assert wire.transport.disconnecting
+
+
 def test_waitingCallKeepsOpen() -> None:
     """
     A connection with a call waiting for a slot is not idle; once the call
@@ -465,6 +495,79 @@ def test_refusalsRateLimited(listeners: Listeners, logs: Logs) -> None:
     listeners.clock.advance(1)
     [held] = [log for log in logs if log["event"] == "log lines suppressed"]
     assert (held["suppressed"], held["count"]) == ("connection refused", 15)
+
+
+def test_schedulerEvictsSilentConnection(logs: Logs) -> None:
+    """
+    A full scheduler listener makes room for a new connection by closing
+    the one silent the longest among those that hold no worker, with a
+    warning.
+    """
+    listeners = Listeners(DispatcherConfig(max_scheduler_connections=2))
+    older, newer = listeners.connect("scheduler"), listeners.connect("scheduler")
+    listeners.clock.advance(5)
+    older.receive(stats(1))
+    listeners.clock.advance(5)
+    newest = listeners.connect("scheduler")
+    assert (older.transport.disconnected, newer.transport.disconnected) == (False, True)
+    assert not newest.transport.disconnecting
+    [evicted] = [log for log in logs if log["event"] == "connection evicted"]
+    assert (evicted["role"], evicted["silent"]) == ("scheduler", 10.0)
+
+
+def test_schedulerKeepsConnectionsWithWorkers(logs: Logs) -> None:
+    """
+    Connections that hold workers are never evicted: with all of them
+    holding some, the new connection is refused.
+    """
+    listeners = Listeners(DispatcherConfig(max_scheduler_connections=2))
+    holders = [listeners.connect("scheduler") for _ in range(2)]
+    for number, wire in enumerate(holders):
+        wire.receive(worker_update(f"h{number}"))
+    assert listeners.connect("scheduler").transport.disconnected
+    assert not any(wire.transport.disconnected for wire in holders)
+    assert "connection refused" in events(logs)
+
+
+def test_evictedPlaceTakenOnce() -> None:
+    """
+    An evicted connection's place goes to one new connection (even before
+    it is gone): the next one evicts another.
+    """
+    listeners = Listeners(DispatcherConfig(max_scheduler_connections=2))
+    silent = listeners.connect("scheduler")
+    holder = listeners.connect("scheduler")
+    holder.receive(worker_update("h"))
+    third = listeners.connect("scheduler")
+    assert silent.transport.disconnected and not third.transport.disconnected
+    fourth = listeners.connect("scheduler")
+    assert third.transport.disconnected and not fourth.transport.disconnected
+    assert not holder.transport.disconnected
+
+
+def test_frontendRefusesRatherThanEvicts(listeners: Listeners) -> None:
+    """
+    The front-end listener does not evict: the new connection is refused.
+    """
+    first = [listeners.connect() for _ in range(3)]
+    assert listeners.connect().transport.disconnected
+    assert not any(wire.transport.disconnected for wire in first)
+
+
+def test_dropsRateLimitedPerListener(listeners: Listeners, logs: Logs) -> None:
+    """
+    Connections dropped for their framing are logged a few a second per
+    listener, however many connections: reconnecting does not get around
+    the limit.
+    """
+    for _ in range(12):
+        wire = listeners.connect("scheduler")
+        wire.receive(b"\x01\x00")
+        wire.close()
+    assert events(logs).count("connection dropped") == 5
+    listeners.clock.advance(1)
+    [held] = [log for log in logs if log["event"] == "log lines suppressed"]
+    assert (held["suppressed"], held["count"]) == ("connection dropped", 7)
 
 
 # -- TLS --------------------------------------------------------------------------
@@ -580,6 +683,22 @@ def test_notACallLoggedOnce(listeners: Listeners, logs: Logs, box: bytes, reason
         ("input rejected", reason)
     ]
     assert not wire.transport.disconnecting
+
+
+def test_waitingRefusalsRateLimited(logs: Logs) -> None:
+    """
+    Waiting calls refused past the connection's share are logged a few a
+    second, with the connection's peer.
+    """
+    listeners = Listeners(DispatcherConfig(max_waiting_per_connection=1))
+    listeners.queue.update("w1", "10.0.0.1", 9000, 0)
+    wire = listeners.connect()
+    call = [(b"_command", b"NextWorker"), (b"timeout", b"30")]
+    wire.receive(b"".join(encode([(b"_ask", b"%d" % n), *call]) for n in range(12)))
+    refused = [log for log in logs if log["event"] == "waiting call refused"]
+    assert len(refused) == 5
+    assert (refused[0]["role"], refused[0]["peer"]) == ("frontend", "192.168.1.1:54321")
+    assert "1 calls of this connection" in refused[0]["reason"]
 
 
 def test_askOnlyAnsweredUnhandled(listeners: Listeners) -> None:

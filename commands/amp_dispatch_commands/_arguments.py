@@ -79,7 +79,7 @@ class BoundedInteger(amp.Integer):
 
     def fromString(self, inString: bytes) -> int:  # type: ignore[override]
         if len(inString) > MAX_NUMBER_TEXT:
-            raise ValueError(f"must be within {self.minimum}..{self.maximum}")
+            raise ValueError(f"must be an integer of at most {MAX_NUMBER_TEXT} characters")
         try:
             value = int(inString)
         except ValueError:

@@ -102,7 +102,7 @@ def markdown(run: Result, methods: Dict[str, str]) -> str:
         "and its own target hold; the command exits 1 when one does not.",
         "",
         "```sh",
-        "scripts/attack                  # every family, 3 to 6 minutes; writes this page",
+        "scripts/attack                  # every family, about 3 min (under 10); writes this page",
         "scripts/attack --quick          # a smoke run (< 1 min), results in bench-results/ only",
         "scripts/attack --only fuzz,fds  # some families",
         "```",

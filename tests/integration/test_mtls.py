@@ -12,6 +12,7 @@ string stops the process with C{cannot listen}.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from ._process import (
     ProcessGone,
     RawAMP,
     call_remote,
+    connect_raw,
     probe_process,
 )
 from .conftest import Cleanup, quick_retry
@@ -114,6 +116,28 @@ async def test_client_library_refused_clearly(
     scheduler = started(SchedulerClient, reactor, endpoint, cleanup)
     with pytest.raises(DispatcherUnavailable, match="unknown ca"):
         await scheduler.update("w1", "10.0.0.1", 9000, 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_sockets_cannot_lock_out_scheduler(
+    reactor: Any, dispatchers: DispatcherLauncher, pki: PKI, cleanup: Cleanup
+) -> None:
+    """
+    Plain TCP connections that never start TLS fill the scheduler
+    listener: the scheduler with its certificate still gets in (a silent
+    connection holding no worker is evicted to make room).
+    """
+    from amp_dispatch.client import SchedulerClient
+
+    process = await dispatchers.start(
+        scheduler=pki.mtls(), more=["--max-scheduler-connections", "2"]
+    )
+    for _ in range(2):
+        cleanup(partial((await connect_raw(reactor, process.scheduler_port)).close, reactor))
+    endpoint = pki.tls(process.scheduler_port, pki.client)
+    scheduler = started(SchedulerClient, reactor, endpoint, cleanup)
+    assert await scheduler.update("w1", "10.0.0.1", 9000, 2) is True
+    assert process.log.found({"event": "connection evicted", "role": "scheduler"})
 
 
 @pytest_twisted.ensureDeferred
