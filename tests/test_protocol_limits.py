@@ -234,14 +234,20 @@ def test_genericBoxesCostMore(listeners: Listeners) -> None:
     assert len(wire.answers()) == TURN_BUDGET // GENERIC_COST
 
 
-def test_listWorkersCostsMost(listeners: Listeners) -> None:
+def test_listWorkersCostsTwoTurns(listeners: Listeners) -> None:
     """
-    A C{ListWorkers} costs its own, higher share of the budget.
+    A C{ListWorkers} page is worth two turns: one page is answered, then
+    the connection sits a turn out before the next.
     """
+    assert COMMAND_COSTS[b"ListWorkers"] == 2 * TURN_BUDGET
     wire = listeners.connect("scheduler")
     call = encode([(b"_ask", b"1"), (b"_command", ListWorkers.commandName)])
-    wire.receive(call * 50)
-    assert len(wire.answers()) == TURN_BUDGET // COMMAND_COSTS[b"ListWorkers"]
+    wire.receive(call * 5)
+    assert len(wire.answers()) == 1
+    listeners.clock.turn()
+    assert len(wire.answers()) == 1
+    listeners.clock.turn()
+    assert len(wire.answers()) == 2
 
 
 def test_bigBoxesCostTheirBytes(listeners: Listeners) -> None:
