@@ -65,7 +65,6 @@ from ._framing import (
     FramingError,
     encode_pair,
     pack_length,
-    read_pairs,
 )
 from ._peerlog import Warnings
 
@@ -209,15 +208,14 @@ class _ClientProtocol(amp.AMP):
     L{DispatcherConnection} when the connection is lost, with the fast calls
     of L{fast_call} beside the generic ones.
 
-    Boxes are read by L{dataReceived} with L{read_pairs} instead of AMP's
-    L{Int16StringReceiver}, incrementally (L{_framing}).  The framing rules
-    are AMP's (a key over 255 bytes drops the connection with
-    L{amp.TooLong}), and a box over the connection's C{max_box_bytes} drops
-    it too: a misbehaving dispatcher cannot make the client keep an endless
-    box.  When nothing was sent for C{keepalive} seconds, a C{Stats} call
-    goes out, so the dispatcher's idle timeout does not close a quiet
-    connection.  The client never switches protocols or starts TLS within
-    AMP.
+    Boxes are read by L{dataReceived} with a L{BoxReader} instead of AMP's
+    L{Int16StringReceiver}, incrementally.  A key over 255 bytes or a box
+    over the connection's C{max_box_bytes} drops the connection (the calls
+    waiting fail with L{DispatcherUnavailable}): a misbehaving dispatcher
+    cannot make the client keep an endless box.  When nothing was sent for
+    C{keepalive} seconds, a C{Stats} call goes out, so the dispatcher's idle
+    timeout does not close a quiet connection.  The client never switches
+    protocols or starts TLS within AMP.
     """
 
     #: Set once the connection is lost (before pending calls fail).
@@ -313,37 +311,9 @@ class _ClientProtocol(amp.AMP):
                 self.transport.write(b"".join(batch))
 
     def dataReceived(self, data: bytes) -> None:
-        reader = self._reader
-        box: Optional[Box] = None
-        origin = 0
-        if reader.waiting:
-            buffer = reader.add(data)
-            if buffer is None:
-                return
-            box, origin = reader.resume()
-        else:
-            buffer = data
-        end = len(buffer)
-        at = 0
-        limit = reader.limit
-        boxes: List[Box] = []
-        error: Optional[FramingError] = None
-        try:
-            while at < end or box is not None:
-                if box is None:
-                    box = {}
-                    origin = at
-                after, needed = read_pairs(buffer, at, end, box, origin, limit)
-                if needed:
-                    # Kept before any box is acted on: a callback may feed more data in.
-                    reader.keep(buffer, after, needed, box, origin)
-                    break
-                boxes.append(box)
-                box = None
-                at = after
-        except FramingError as e:
-            error = e
-            reader.clear()
+        # Read (and what follows kept) before any box is acted on: a callback
+        # may feed more data in.
+        boxes, error = self._reader.read(data)
         if self._batch is not None:  # fed in by a callback: the outer call writes
             self._act_on(boxes)
         else:

@@ -152,10 +152,11 @@ FREE_BOX_BYTES = 256
 @implementer(amp.IBoxSender, IPushProducer, IHandshakeListener)
 class _FastBoxProtocol(Protocol):
     """
-    AMP framing with a fast path: each complete box goes to L{_answer}, which
-    returns the encoded answer of a box it handles itself; every other box
-    goes to the role's generic responder.  Answers to one read go out in one
-    write, in order with the generic path's.
+    AMP framing with a fast path: each complete box whose command has a
+    handler in L{_fast} is answered by it (the encoded answer, or C{None} to
+    leave it to the generic path); every other box goes to the role's
+    generic responder.  Answers to one read go out in one write, in order
+    with the generic path's.
 
     B{Limits.}  Boxes are read incrementally (L{_framing}), at most
     C{max_box_bytes} each: a longer one, or a key over 255 bytes, closes the
@@ -391,11 +392,10 @@ class _FastBoxProtocol(Protocol):
         """
         reader = self._reader
         if reader.waiting:
-            buffer = reader.add(data)
-            if buffer is None:
-                return
-            box, origin = reader.resume()
-            self._handle(buffer, 0, box, origin)
+            resumed = reader.add(data)
+            if resumed is not None:
+                buffer, box, origin = resumed
+                self._handle(buffer, 0, box, origin)
         else:
             self._handle(data, 0, None, 0)
 
@@ -441,7 +441,8 @@ class _FastBoxProtocol(Protocol):
                 current, box = box, None
                 # Stock AMP reads a box holding _answer or _error as an answer,
                 # whatever else it holds: those go to the generic path too.
-                handler = fast(current.get(b"_command", b""))
+                command = current.get(b"_command", b"")
+                handler = fast(command)
                 answer = (
                     handler(current)
                     if handler is not None
@@ -455,7 +456,7 @@ class _FastBoxProtocol(Protocol):
                     spent += 1
                     continue
                 self._flush(out)
-                spent += COMMAND_COSTS.get(current.get(b"_command", b""), GENERIC_COST)
+                spent += COMMAND_COSTS.get(command, GENERIC_COST)
                 self._responder.ampBoxReceived(amp.AmpBox(current))
                 if self.transport is None:
                     return

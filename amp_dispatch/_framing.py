@@ -103,10 +103,10 @@ class BoxReader:
     What a connection keeps of a box cut by the end of a read: its pairs read
     so far, and the bytes after them until enough have come to go on.
 
-    A protocol parses each read with L{read_pairs}; when a box is not whole it
-    calls L{keep}; on the next reads it calls L{add}, which returns the bytes
-    to parse (the kept ones first) once there are enough, and L{resume} gives
-    back the box and its origin to go on with.
+    L{read} reads whole boxes off each read.  A protocol that parses reads
+    itself (with L{read_pairs}) calls L{keep} when a box is not whole, and,
+    while L{waiting}, passes each later read to L{add}, which gives back the
+    bytes to go on with once there are enough.
 
     @ivar limit: the most bytes a box may take.
     """
@@ -118,28 +118,27 @@ class BoxReader:
         self._chunks: List[bytes] = []
         self._length = 0
         self._needed = 0
-        self._box: Optional[Box] = None
+        self._box: Box = {}
         self._taken = 0
 
-    def keep(self, buffer: bytes, at: int, needed: int, box: Optional[Box], origin: int) -> None:
+    def keep(self, buffer: bytes, at: int, needed: int, box: Box, origin: int) -> None:
         """
         Keep C{buffer[at:]} until C{needed} bytes are in; C{box} holds the
-        pairs of an unfinished box that started at C{origin} (C{None}: C{at}
-        is where a box starts, or the rest is whole boxes not parsed yet,
-        with C{needed} 0).
+        pairs read so far of the box that started at C{origin}.
         """
         rest = buffer[at:] if at else buffer
         self._chunks = [rest] if rest else []
         self._length = len(rest)
         self._needed = needed
         self._box = box
-        self._taken = at - origin if box is not None else 0
+        self._taken = at - origin
         self.waiting = True
 
-    def add(self, data: bytes) -> Optional[bytes]:
+    def add(self, data: bytes) -> Optional[Tuple[bytes, Box, int]]:
         """
-        Take a read; return the bytes to parse now, from their start, or
-        C{None} while fewer than the unfinished pair needs have come.
+        Take a read; once the unfinished pair has its bytes, return the bytes
+        to parse from their start (the kept ones first), the unfinished box
+        and where it started in them; C{None} until then.
         """
         self._chunks.append(data)
         self._length += len(data)
@@ -147,33 +146,56 @@ class BoxReader:
             return None
         chunks = self._chunks
         buffer = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._chunks = []
-        self._length = 0
-        self.waiting = False
-        return buffer
+        box, taken = self._box, self._taken
+        self.clear()
+        return buffer, box, -taken
 
-    def resume(self) -> Tuple[Optional[Box], int]:
+    def read(self, data: bytes) -> Tuple[List[Box], Optional[FramingError]]:
         """
-        The unfinished box to go on with and where it started relative to
-        the bytes L{add} returned (C{None, 0} when none).
+        Read the boxes that C{data} ends, keeping what follows them; and the
+        framing error that stopped the reading, if one did (what was kept is
+        then forgotten: the connection must close).
         """
-        box, self._box = self._box, None
-        return box, -self._taken
+        box: Optional[Box] = None
+        origin = 0
+        if self.waiting:
+            resumed = self.add(data)
+            if resumed is None:
+                return [], None
+            data, box, origin = resumed
+        boxes: List[Box] = []
+        at, end, limit = 0, len(data), self.limit
+        try:
+            while at < end or box is not None:
+                if box is None:
+                    box = {}
+                    origin = at
+                after, needed = read_pairs(data, at, end, box, origin, limit)
+                if needed:
+                    self.keep(data, after, needed, box, origin)
+                    break
+                boxes.append(box)
+                box = None
+                at = after
+        except FramingError as e:
+            self.clear()
+            return boxes, e
+        return boxes, None
 
     def clear(self) -> None:
         """
-        Forget what was kept (the connection is closing).
+        Forget what was kept.
         """
         self._chunks = []
         self._length = 0
-        self._box = None
+        self._box = {}
         self._taken = 0
         self.waiting = False
 
     @property
     def kept(self) -> int:
         """
-        The bytes kept now (the unfinished pair, or boxes not parsed yet).
+        The bytes kept now (of the unfinished pair).
         """
         return self._length
 

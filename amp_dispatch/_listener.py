@@ -97,12 +97,17 @@ class ListenerFactory(ServerFactory):
         self.settings = settings
         self.clock = clock
         self._build = build
-        #: Connections open now.
-        self.open = 0
         self._connections: Dict[ListenerConnection, None] = {}
         self._evicted: Set[ListenerConnection] = set()
         #: Warnings about the listener's connections, limited per listener.
         self.warnings = Warnings(clock, _log, {"role": settings.role})
+
+    @property
+    def open(self) -> int:
+        """
+        Connections open now.
+        """
+        return len(self._connections)
 
     def buildProtocol(self, addr: Optional[IAddress]) -> Protocol:
         settings = self.settings
@@ -118,7 +123,6 @@ class ListenerFactory(ServerFactory):
             refused = _Refused()
             refused.factory = self
             return refused
-        self.open += 1
         protocol = self._build(self)
         protocol.factory = self
         self._connections[cast(ListenerConnection, protocol)] = None
@@ -154,7 +158,6 @@ class ListenerFactory(ServerFactory):
         connection = cast(ListenerConnection, protocol)
         self._connections.pop(connection, None)
         self._evicted.discard(connection)
-        self.open -= 1
 
     def stop(self) -> None:
         """

@@ -113,7 +113,7 @@ class _RoleResponder(amp.BoxDispatcher):
 
     def dispatchCommand(self, box: amp.AmpBox) -> Deferred[Any]:
         name = box[amp.COMMAND]
-        responder = self._responders.get(name)
+        responder = self.locateResponder(name)
         if responder is None:
             self._rejected(name, "command not served on this listener")
             return fail(unhandled(name))
@@ -173,9 +173,10 @@ class _RoleResponder(amp.BoxDispatcher):
     def dropped(self, reason: str) -> None:
         """
         The connection is being closed because its bytes are not AMP boxes
-        we accept (C{reason}): logged once, at warning.
+        we accept (C{reason}): logged at warning (Twisted's generic protocol
+        calls this; the listeners' own protocols warn per listener).
         """
-        _log.warning("connection dropped", role=self.role, peer=self.peer, reason=reason)
+        self._warnings.warn("connection dropped", reason=reason)
 
     def _rejected(self, command: Optional[bytes], reason: str) -> None:
         """
@@ -246,9 +247,6 @@ class FrontendResponder(_RoleResponder):
     def busy(self) -> bool:
         return bool(self._waiting)
 
-    def _call_ended(self) -> None:
-        self.last_active = self.queue.clock.seconds()
-
     def next_worker(self, pool: Optional[str], timeout: Optional[float]) -> Any:
         answer = self.queue.next_worker(pool, timeout, owner=self)
         if isinstance(answer, Worker):
@@ -258,7 +256,7 @@ class FrontendResponder(_RoleResponder):
 
         def done(result: Any) -> Any:
             self._waiting.discard(waiting)
-            self._call_ended()
+            self.last_active = self.queue.clock.seconds()
             if isinstance(result, Failure) and result.check(CancelledError):
                 # The connection closed while waiting; nobody reads the answer.
                 return Failure(NoWorkerAvailable("connection closed while waiting"))

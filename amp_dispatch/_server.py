@@ -18,7 +18,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from ._addresses import host_port
-from ._config import DEFAULT_CONFIG, DEFAULT_FRONTEND, DEFAULT_SCHEDULER, DispatcherConfig
+from ._config import DEFAULT_CONFIG, DispatcherConfig
 from ._fastpath import FrontendProtocol, SchedulerProtocol
 from ._framing import KeyTooLong
 from ._limits import fit_caps, raise_fd_limit
@@ -27,8 +27,6 @@ from ._queue import WorkerQueue
 from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
 
 __all__ = [
-    "DEFAULT_FRONTEND",
-    "DEFAULT_SCHEDULER",
     "Dispatcher",
     "DispatcherService",
     "ListenAddress",
@@ -181,7 +179,6 @@ class DispatcherService(Service):
         self._reactor = reactor
         self.config = evolve(config, **settings)
         self._fd_limit = fd_limit
-        self.endpoints = {"frontend": self.config.frontend, "scheduler": self.config.scheduler}
         self.queue = WorkerQueue(
             reactor,
             lease_grace=self.config.lease_grace,
@@ -213,7 +210,7 @@ class DispatcherService(Service):
         try:
             listening = [
                 serverFromString(
-                    self._reactor, with_backlog(self.endpoints[role], config.backlog)
+                    self._reactor, with_backlog(getattr(config, role), config.backlog)
                 ).listen(factories[role])
                 for role in ("frontend", "scheduler")
             ]
@@ -230,7 +227,7 @@ class DispatcherService(Service):
                     role=role,
                     host=address.host,
                     port=address.port,
-                    endpoint=self.endpoints[role],
+                    endpoint=getattr(self.config, role),
                 )
             return self.addresses
 

@@ -19,52 +19,38 @@ from amp_dispatch._framing import (
     BoxTooLarge,
     FramingError,
     KeyTooLong,
-    read_pairs,
 )
 from tests._memory import encode, split
 
 LIMIT = 1024
 
 
-class Reading:
+class Reading(BoxReader):
     """
-    Reads a stream as a protocol does (L{read_pairs} over each read, the
-    reader keeping what a read cuts short), and counts the bytes handed to
-    the parser.
+    A L{BoxReader} that reads a stream read by read, keeping the boxes, the
+    first framing error, and the bytes handed to the parser: each read
+    parsed where it lies, or the joined bytes L{add} gives back.
     """
 
     def __init__(self, limit: int = LIMIT) -> None:
-        self.reader = BoxReader(limit)
+        super().__init__(limit)
         self.boxes: List[Box] = []
         self.parsed = 0
         self.error: Optional[FramingError] = None
 
+    def add(self, data: bytes) -> Optional[Tuple[bytes, Box, int]]:
+        resumed = super().add(data)
+        if resumed is not None:
+            self.parsed += len(resumed[0])
+        return resumed
+
     def receive(self, data: bytes) -> None:
         if self.error is not None:
             return
-        box: Optional[Box] = None
-        origin = 0
-        if self.reader.waiting:
-            buffer = self.reader.add(data)
-            if buffer is None:
-                return
-            box, origin = self.reader.resume()
-        else:
-            buffer = data
-        self.parsed += len(buffer)
-        at, end = 0, len(buffer)
-        try:
-            while at < end or box is not None:
-                if box is None:
-                    box, origin = {}, at
-                after, needed = read_pairs(buffer, at, end, box, origin, self.reader.limit)
-                if needed:
-                    self.reader.keep(buffer, after, needed, box, origin)
-                    return
-                self.boxes.append(box)
-                box, at = None, after
-        except FramingError as e:
-            self.error = e
+        if not self.waiting:
+            self.parsed += len(data)
+        boxes, self.error = self.read(data)
+        self.boxes += boxes
 
 
 def read(stream: bytes, cuts: List[int], limit: int = LIMIT) -> Reading:
@@ -91,7 +77,7 @@ def test_sameBoxesWhateverTheReads(
     reading = read(stream, cuts)
     assert reading.error is None
     assert reading.boxes == [dict(box) for box in amp.parseString(stream)]
-    assert not reading.reader.waiting or reading.reader.kept == 0
+    assert not reading.waiting or reading.kept == 0
 
 
 def test_oneByteAtATime() -> None:
@@ -126,7 +112,7 @@ def test_keptBytesOnlyTheUnfinishedPair() -> None:
     """
     reading = Reading(limit=1 << 20)
     reading.receive(encode([(b"k%d" % i, b"v" * 100) for i in range(100)])[:-2] + b"\x00\x03ke")
-    assert reading.reader.kept == 4
+    assert reading.kept == 4
 
 
 def test_boxAtTheLimit() -> None:
@@ -199,16 +185,31 @@ def test_readerClear() -> None:
     reader = BoxReader(LIMIT)
     reader.keep(b"\x00\x05ab", 0, 9, {b"a": b"b"}, -5)
     reader.clear()
-    assert (reader.waiting, reader.kept, reader.resume()) == (False, 0, (None, 0))
+    assert (reader.waiting, reader.kept) == (False, 0)
 
 
 def test_readerAddWaitsForNeeded() -> None:
     """
     C{add} returns nothing until the unfinished pair's bytes are in, then
-    all that came, and C{resume} the box and where it started.
+    all that came, the unfinished box and where it started in them.
     """
     reader = BoxReader(LIMIT)
     reader.keep(b"xx\x00\x03", 2, 9, {b"a": b"b"}, -7)
     assert reader.add(b"ke") is None
-    assert reader.add(b"y\x00\x01vNEXT") == b"\x00\x03key\x00\x01vNEXT"
-    assert reader.resume() == ({b"a": b"b"}, -9)
+    assert reader.add(b"y\x00\x01vNEXT") == (b"\x00\x03key\x00\x01vNEXT", {b"a": b"b"}, -9)
+    assert not reader.waiting
+
+
+def test_readKeepsWhatFollows() -> None:
+    """
+    C{read} returns the boxes a read ends, and the ones before a framing
+    error with the error.
+    """
+    reader = BoxReader(LIMIT)
+    whole = encode([(b"k", b"v")])
+    assert reader.read(whole + whole[:3]) == ([{b"k": b"v"}], None)
+    assert reader.read(whole[3:]) == ([{b"k": b"v"}], None)
+    boxes, error = reader.read(whole + b"\x01\x00")
+    assert boxes == [{b"k": b"v"}]
+    assert isinstance(error, KeyTooLong)
+    assert not reader.waiting

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Dict, List, Optional
 
 from amp_bench.procstat import CLOCK_TICKS, cpu_ticks, rss_bytes
-from amp_bench.systems import ROOT, Pinning
+from amp_bench.systems import ROOT, Pinning, serve_command
 
 #: The server's limit of open files, soft and hard.
 FD_LIMIT = 1024
@@ -103,22 +103,7 @@ class Server:
         self.returncode: Optional[int] = None
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
-        command = [
-            *pinning.server,
-            python,
-            "-m",
-            "amp_dispatch",
-            "serve",
-            "--frontend",
-            "tcp:0:interface=127.0.0.1",
-            "--scheduler",
-            "tcp:0:interface=127.0.0.1",
-            "--log-format",
-            "json",
-            "--log-level",
-            "info",
-            *(extra or []),
-        ]
+        command = serve_command(pinning, python, 0, 0, "info", extra or [])
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

@@ -14,7 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Dict, List, Optional
+from typing import IO, Dict, List, Optional, Sequence
 
 SCRIPTS = Path(__file__).resolve().parent.parent
 ROOT = SCRIPTS.parent
@@ -128,6 +128,37 @@ def _accepts(port: int) -> bool:
         return False
 
 
+
+def serve_command(
+    pinning: Pinning,
+    python: str,
+    frontend: int,
+    scheduler: int,
+    log_level: str,
+    more: Sequence[str] = (),
+) -> List[str]:
+    """
+    C{amp-dispatch serve} with C{python} on the server core, both listeners
+    on loopback ports (0: any free one), JSON logs at C{log_level}, and
+    C{more} options.
+    """
+    return [
+        *pinning.server,
+        python,
+        "-m",
+        "amp_dispatch",
+        "serve",
+        "--frontend",
+        f"tcp:{frontend}:interface=127.0.0.1",
+        "--scheduler",
+        f"tcp:{scheduler}:interface=127.0.0.1",
+        "--log-format",
+        "json",
+        "--log-level",
+        log_level,
+        *more,
+    ]
+
 class ServerError(RuntimeError):
     pass
 
@@ -167,24 +198,15 @@ class Server:
             # would be measured too.
             for _ in range(5):
                 self.frontend, self.scheduler = free_port(), free_port()
-                command = [
-                    *pinning.server,
+                command = serve_command(
+                    pinning,
                     python,
-                    "-m",
-                    "amp_dispatch",
-                    "serve",
-                    "--frontend",
-                    f"tcp:{self.frontend}:interface=127.0.0.1",
-                    "--scheduler",
-                    f"tcp:{self.scheduler}:interface=127.0.0.1",
-                    "--log-format",
-                    "json",
-                    "--log-level",
+                    self.frontend,
+                    self.scheduler,
                     "warning",
                     # The registering connection closes; its workers stay.
-                    "--lease-grace",
-                    "86400",
-                ]
+                    ["--lease-grace", "86400"],
+                )
                 self.proc = subprocess.Popen(
                     command, stdout=self.log, stderr=self.log, cwd=ROOT, env=env
                 )
