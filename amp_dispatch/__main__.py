@@ -2,6 +2,6 @@
 C{python -m amp_dispatch}: the C{amp-dispatch} command.
 """
 
-from ._cli import main
+from .cli._main import main
 
 main()

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from amp_bench import wire
 
-from amp_dispatch._logging import configure
-from amp_dispatch._queue import WorkerQueue
-from amp_dispatch._server import Dispatcher
+from amp_dispatch.cli._logging import configure
+from amp_dispatch.server._dispatcher import Dispatcher
+from amp_dispatch.store._memory import WorkerQueue
 
 
 class _NullTransport(StringTransport):

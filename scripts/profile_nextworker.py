@@ -16,8 +16,8 @@ from typing import Any, List
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from amp_dispatch._queue import WorkerQueue
-from amp_dispatch._server import Dispatcher
+from amp_dispatch.server._dispatcher import Dispatcher
+from amp_dispatch.store._memory import WorkerQueue
 
 
 class _NullTransport(StringTransport):
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--generic", action="store_true", help="also the generic path")
     parser.add_argument("--profile", action="store_true", help="pyinstrument the fast path")
     options = parser.parse_args()
-    from amp_dispatch._logging import configure
+    from amp_dispatch.cli._logging import configure
 
     configure("json", "warning")  # as `amp-dispatch serve --log-level warning`
     if options.profile:

@@ -17,9 +17,9 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter, IOPump
 
-from amp_dispatch._queue import WorkerQueue
-from amp_dispatch._server import Dispatcher
 from amp_dispatch.client import FrontendClient, SchedulerClient
+from amp_dispatch.server._dispatcher import Dispatcher
+from amp_dispatch.store._memory import WorkerQueue
 
 T = TypeVar("T")
 

@@ -46,9 +46,9 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeAddress, connectedServerAndClient
 
-from amp_dispatch._config import MAX_BOX_BYTES, DispatcherConfig
-from amp_dispatch._queue import WorkerQueue
-from amp_dispatch._server import Dispatcher
+from amp_dispatch.server._config import MAX_BOX_BYTES, DispatcherConfig
+from amp_dispatch.server._dispatcher import Dispatcher
+from amp_dispatch.store._memory import WorkerQueue
 
 Result = Dict[str, Any]
 

@@ -1,5 +1,5 @@
 """
-Tests for L{amp_dispatch._addresses}: addresses in logs, and C{TCP_NODELAY}
+Tests for L{amp_dispatch.protocol._addresses}: addresses in logs, and C{TCP_NODELAY}
 on the listeners' connections.
 """
 
@@ -13,9 +13,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from amp_dispatch._addresses import describe, host_port, no_delay
-from amp_dispatch._queue import WorkerQueue
-from amp_dispatch._server import Dispatcher
+from amp_dispatch.protocol._addresses import describe, host_port, no_delay
+from amp_dispatch.server._dispatcher import Dispatcher
+from amp_dispatch.store._memory import WorkerQueue
 
 
 @implementer(ITCPTransport)
@@ -97,7 +97,7 @@ def test_clientSetsNoDelay() -> None:
     """
     from twisted.internet.testing import MemoryReactorClock
 
-    from amp_dispatch._client_connection import DispatcherConnection, _ClientFactory
+    from amp_dispatch.client._connection import DispatcherConnection, _ClientFactory
 
     connection = DispatcherConnection(MemoryReactorClock(), "tcp:127.0.0.1:8750", role="frontend")
     transport = TCPTransport()

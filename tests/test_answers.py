@@ -12,8 +12,8 @@ from attrs import asdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amp_dispatch._answers import MAX_PAGE_BYTES, encode_page, encode_worker
 from amp_dispatch._records import RegisteredWorker
+from amp_dispatch.protocol._answers import MAX_PAGE_BYTES, encode_page, encode_worker
 
 TEXT = st.text(min_size=1, max_size=80)
 LONG_TEXT = st.text(alphabet="\u00e9x", min_size=100, max_size=127)

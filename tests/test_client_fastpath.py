@@ -29,8 +29,6 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from amp_dispatch._client_connection import _ClientProtocol
-from amp_dispatch._client_frontend import _worker
 from amp_dispatch.client import (
     CallTimedOut,
     DispatcherStats,
@@ -38,6 +36,8 @@ from amp_dispatch.client import (
     FrontendClient,
     Worker,
 )
+from amp_dispatch.client._connection import _ClientProtocol
+from amp_dispatch.client._frontend import _worker
 from tests._client_helpers import (
     FRONTEND,
     FRONTEND_PORT,

@@ -18,14 +18,14 @@ from twisted.internet.protocol import ServerFactory
 from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 
-from amp_dispatch._queue import WorkerQueue
-from amp_dispatch._server import Dispatcher
 from amp_dispatch.client import (
     DispatcherUnavailable,
     FrontendClient,
     SchedulerClient,
     Worker,
 )
+from amp_dispatch.server._dispatcher import Dispatcher
+from amp_dispatch.store._memory import WorkerQueue
 
 
 def fast_retry(attempt: int) -> float:

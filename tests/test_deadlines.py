@@ -8,7 +8,7 @@ from typing import List, Tuple
 
 from twisted.internet.task import Clock
 
-from amp_dispatch._deadlines import DeadlineHeap
+from amp_dispatch.store._deadlines import DeadlineHeap
 
 
 class TestDeadlineHeap:

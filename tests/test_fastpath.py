@@ -18,8 +18,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from twisted.protocols import amp
 
-from amp_dispatch import _fastpath
-from amp_dispatch._fastpath import FrontendProtocol
+from amp_dispatch.protocol import _listening as _fastpath
+from amp_dispatch.protocol._listening import FrontendProtocol
 from tests._memory import (
     COMPARISON_SETTINGS,
     TAGS,

@@ -27,7 +27,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import provider
 
-from amp_dispatch._fastpath import SchedulerProtocol
+from amp_dispatch.protocol._listening import SchedulerProtocol
 from tests._memory import (
     COMPARISON_SETTINGS,
     TAGS,

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.protocols import amp
 
-from amp_dispatch._framing import (
+from amp_dispatch.protocol._framing import (
     MAX_KEY_LENGTH,
     Box,
     BoxReader,

@@ -9,8 +9,8 @@ from typing import Any, List, MutableMapping
 
 import pytest
 
-from amp_dispatch._limits import FD_RESERVE, UNLIMITED, fit_caps
-from amp_dispatch._server import with_backlog
+from amp_dispatch.server._limits import FD_RESERVE, UNLIMITED, fit_caps
+from amp_dispatch.server._service import with_backlog
 
 Logs = List[MutableMapping[str, Any]]
 

@@ -1,5 +1,5 @@
 """
-The C{mtls:} server endpoint strings (L{amp_dispatch._mtls}): the parser's
+The C{mtls:} server endpoint strings (L{amp_dispatch.server._mtls}): the parser's
 parameters and errors on a L{MemoryReactor}, and real loopback listeners of
 the dispatcher's factories that answer clients with a certificate from the
 trusted CA and refuse every other client.
@@ -29,10 +29,10 @@ from twisted.internet.protocol import Factory, ServerFactory
 from twisted.internet.testing import MemoryReactor
 from twisted.protocols import amp
 
-from amp_dispatch._mtls import mutual_tls_options
-from amp_dispatch._queue import WorkerQueue
-from amp_dispatch._server import Dispatcher
 from amp_dispatch.client import FrontendClient, SchedulerClient, Worker
+from amp_dispatch.server._dispatcher import Dispatcher
+from amp_dispatch.server._mtls import mutual_tls_options
+from amp_dispatch.store._memory import WorkerQueue
 
 from ._pki import PKI, TLS_CLIENT_WARNINGS, make_pki
 

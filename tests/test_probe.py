@@ -1,5 +1,5 @@
 """
-Tests of C{amp-dispatch probe} (L{amp_dispatch._probe}): its argument parsing
+Tests of C{amp-dispatch probe} (L{amp_dispatch.cli._probe}): its argument parsing
 and output formatting as pure functions, L{run_probe} in-process against a
 real dispatcher listening on loopback, and the real command run as a
 subprocess for its exit codes.
@@ -23,12 +23,7 @@ from twisted.internet.task import deferLater
 from twisted.protocols import amp
 from twisted.python import usage
 
-from amp_dispatch._client_connection import (
-    CallTimedOut,
-    DispatcherUnavailable,
-    check_arguments,
-)
-from amp_dispatch._probe import (
+from amp_dispatch.cli._probe import (
     DEFAULT_FRONTEND,
     DEFAULT_SCHEDULER,
     DEFAULT_TIMEOUT,
@@ -41,7 +36,12 @@ from amp_dispatch._probe import (
     render_workers,
     run_probe,
 )
-from amp_dispatch._server import DispatcherService
+from amp_dispatch.client._connection import (
+    CallTimedOut,
+    DispatcherUnavailable,
+    check_arguments,
+)
+from amp_dispatch.server._service import DispatcherService
 from tests.integration._process import probe_process
 
 T = TypeVar("T")

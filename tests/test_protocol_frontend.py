@@ -23,7 +23,7 @@ from amp_dispatch_commands import (
 from structlog.testing import capture_logs
 from twisted.protocols import amp
 
-from amp_dispatch._fastpath import FrontendProtocol
+from amp_dispatch.protocol._listening import FrontendProtocol
 from tests._memory import (
     Connection,
     Invalid,

@@ -21,17 +21,17 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from amp_dispatch._config import DispatcherConfig
-from amp_dispatch._fastpath import (
+from amp_dispatch.protocol._listening import (
     BYTES_PER_UNIT,
     COMMAND_COSTS,
     FREE_BOX_BYTES,
     GENERIC_COST,
     TURN_BUDGET,
 )
-from amp_dispatch._listener import ListenerFactory
-from amp_dispatch._queue import WorkerQueue
-from amp_dispatch._server import Dispatcher
+from amp_dispatch.server._config import DispatcherConfig
+from amp_dispatch.server._dispatcher import Dispatcher
+from amp_dispatch.server._listener import ListenerFactory
+from amp_dispatch.store._memory import WorkerQueue
 from tests._memory import MemoryDispatcher, encode, lax, update
 
 Logs = List[MutableMapping[str, Any]]

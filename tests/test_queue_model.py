@@ -18,9 +18,9 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from amp_dispatch import _queue
-from amp_dispatch._queue import QueueStats, WorkerQueue
 from amp_dispatch._records import RegisteredWorker, Worker
+from amp_dispatch.store import _memory as _queue
+from amp_dispatch.store._memory import QueueStats, WorkerQueue
 
 WORKER_IDS = [f"w{i}" for i in range(6)]
 POOLS = ["a", "b"]

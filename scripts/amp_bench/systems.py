@@ -128,7 +128,6 @@ def _accepts(port: int) -> bool:
         return False
 
 
-
 def serve_command(
     pinning: Pinning,
     python: str,
@@ -158,6 +157,7 @@ def serve_command(
         log_level,
         *more,
     ]
+
 
 class ServerError(RuntimeError):
     pass

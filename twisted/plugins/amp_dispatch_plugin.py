@@ -6,7 +6,7 @@ from twisted.application.service import ServiceMaker
 
 amp_dispatch = ServiceMaker(
     "amp-dispatch",
-    "amp_dispatch._tap",
+    "amp_dispatch.cli._serve",
     "Worker dispatcher: answers NextWorker with the most able worker.",
     "amp-dispatch",
 )

@@ -49,13 +49,13 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..server._listener import ListenerFactory
+from ..store._memory import WorkerQueue, no_free_slot
 from ._addresses import describe, no_delay
 from ._answers import encode_worker
 from ._framing import END, BoxReader, FramingError, KeyTooLong, encode_pair, pack_length, read_pairs
-from ._listener import ListenerFactory
 from ._peerlog import shown
-from ._queue import WorkerQueue, no_free_slot
-from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
+from ._receivers import FrontendResponder, SchedulerResponder, _RoleResponder
 
 _log = structlog.get_logger("amp_dispatch.protocol")
 _twisted_log = Logger()

@@ -27,9 +27,9 @@ from sortedcontainers import SortedList
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from ._config import DEFAULT_CONFIG
+from .._records import RegisteredWorker, Worker
+from ..server._config import DEFAULT_CONFIG
 from ._deadlines import DeadlineHeap
-from ._records import RegisteredWorker, Worker
 
 _log = structlog.get_logger("amp_dispatch.queue")
 

@@ -21,8 +21,8 @@ from twisted.internet.error import ConnectionClosed
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from ._client_connection import Answer, Arguments, DispatcherClient, call_remote
-from ._records import RegisteredWorker
+from .._records import RegisteredWorker
+from ._connection import Answer, Arguments, DispatcherClient, call_remote
 
 _log = structlog.get_logger("amp_dispatch.client")
 

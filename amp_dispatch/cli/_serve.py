@@ -10,9 +10,9 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from ._config import DEFAULT_CONFIG, MAX_BOX_BYTES, MIN_BOX_BYTES, DispatcherConfig
+from ..server._config import DEFAULT_CONFIG, MAX_BOX_BYTES, MIN_BOX_BYTES, DispatcherConfig
+from ..server._service import DispatcherService
 from ._logging import FORMATS, LEVELS, configure_under_twist
-from ._server import DispatcherService
 
 
 def _non_negative_float(value: str) -> float:

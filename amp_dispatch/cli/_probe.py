@@ -39,7 +39,7 @@ from twisted.internet.error import ConnectError
 from twisted.protocols import amp
 from twisted.python import usage
 
-from ._client_connection import (
+from ..client._connection import (
     Answer,
     Arguments,
     ClientError,

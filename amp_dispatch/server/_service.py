@@ -1,137 +1,32 @@
 """
-Server wiring: the two listeners' factories over one queue, and the service
-that listens on both endpoints.
+The dispatcher as a service: listens on the front-end and scheduler
+endpoints over one store, within the process's file descriptor limit.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Type
+from typing import Any, Callable, List, Optional
 
 import structlog
 from attrs import evolve, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IAddress, IListeningPort, IReactorCore
-from twisted.internet.protocol import ServerFactory
-from twisted.protocols import amp
+from twisted.internet.interfaces import IListeningPort, IReactorCore
 from twisted.python.failure import Failure
 
-from ._addresses import host_port
+from ..protocol._addresses import host_port
+from ..store._memory import WorkerQueue
 from ._config import DEFAULT_CONFIG, DispatcherConfig
-from ._fastpath import FrontendProtocol, SchedulerProtocol
-from ._framing import KeyTooLong
+from ._dispatcher import Dispatcher
 from ._limits import fit_caps, raise_fd_limit
-from ._listener import ListenerFactory, ListenerSettings
-from ._queue import WorkerQueue
-from ._responders import FrontendResponder, SchedulerResponder, _RoleResponder
 
-__all__ = [
-    "Dispatcher",
-    "DispatcherService",
-    "ListenAddress",
-    "with_backlog",
-]
+__all__ = ["DispatcherService", "ListenAddress", "with_backlog"]
 
 _log = structlog.get_logger("amp_dispatch.server")
 
 #: Endpoint types whose server strings take a C{backlog} parameter.
 _BACKLOG_TYPES = ("tcp", "tcp6", "ssl", "unix", "mtls")
-
-
-class _Protocol(amp.BinaryBoxProtocol):
-    """
-    The AMP box protocol for one connection, its boxes handled by a role's
-    responder: Twisted's generic path, which the tests compare the fast path
-    with.
-    """
-
-    def __init__(self, responder: _RoleResponder) -> None:
-        super().__init__(responder)
-        self._responder = responder
-
-    def lengthLimitExceeded(self, length: int) -> None:
-        self._responder.dropped(str(KeyTooLong(length)))
-        super().lengthLimitExceeded(length)
-
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        super().connectionLost(reason)
-        # Like amp.AMP: answers that come due later are dropped, not written.
-        self.transport = None
-
-
-class _GenericFactory(ServerFactory):
-    """
-    Builds each connection of one listener on Twisted's generic AMP protocol
-    with a fresh responder of its role (for the tests: no caps, no limits).
-    """
-
-    noisy = False
-
-    def __init__(self, responder: Type[_RoleResponder], queue: WorkerQueue) -> None:
-        self.responder = responder
-        self.queue = queue
-
-    def buildProtocol(self, addr: Optional[IAddress]) -> _Protocol:
-        protocol = _Protocol(self.responder(self.queue))
-        protocol.factory = self
-        return protocol
-
-
-class Dispatcher:
-    """
-    A dispatcher's state and the factories of its two listeners.
-
-    @param config: the limits of the listeners' connections (its endpoints
-        are not read here).
-    @param fast_path: answer C{NextWorker}, C{WorkerUpdate} and C{Stats} on
-        the fast path (L{FrontendProtocol}, L{SchedulerProtocol}); C{False}
-        runs both listeners on Twisted's generic AMP protocol, without
-        connection limits, which the tests compare it with.
-    """
-
-    def __init__(
-        self,
-        queue: WorkerQueue,
-        config: DispatcherConfig = DEFAULT_CONFIG,
-        *,
-        fast_path: bool = True,
-    ) -> None:
-        self.queue = queue
-        self.frontend_factory: ServerFactory
-        self.scheduler_factory: ServerFactory
-        if not fast_path:
-            self.frontend_factory = _GenericFactory(FrontendResponder, queue)
-            self.scheduler_factory = _GenericFactory(SchedulerResponder, queue)
-            return
-        frontend = ListenerSettings(
-            "frontend",
-            max_connections=config.max_frontend_connections,
-            max_box_bytes=config.max_box_bytes,
-            idle_timeout=config.idle_timeout,
-        )
-        scheduler = ListenerSettings(
-            "scheduler",
-            max_connections=config.max_scheduler_connections,
-            max_box_bytes=config.max_box_bytes,
-            # A silent connection holding no worker must not lock out the
-            # scheduler: when full, the listener closes one to make room.
-            evict=True,
-        )
-        self.frontend_factory = ListenerFactory(
-            frontend, queue.clock, lambda factory: FrontendProtocol(queue, factory)
-        )
-        self.scheduler_factory = ListenerFactory(
-            scheduler, queue.clock, lambda factory: SchedulerProtocol(queue, factory)
-        )
-
-    def stop(self) -> None:
-        """
-        The listeners stop: report the warnings they hold back.
-        """
-        for factory in (self.frontend_factory, self.scheduler_factory):
-            if isinstance(factory, ListenerFactory):
-                factory.stop()
 
 
 def with_backlog(endpoint: str, backlog: int) -> str:

@@ -12,10 +12,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
-from . import __version__
+from .. import __version__
 from ._logging import configure
 from ._probe import ProbeOptions, quiet_logging, run_probe
-from ._tap import ServeOptions, make_service
+from ._serve import ServeOptions, make_service
 
 
 class Options(usage.Options):

@@ -30,11 +30,11 @@ from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from .._records import Worker
+from ..store._memory import WorkerQueue
 from ._addresses import describe
 from ._answers import encode_page
 from ._peerlog import MAX_SHOWN, Warnings, shown
-from ._queue import WorkerQueue
-from ._records import Worker
 
 _log = structlog.get_logger("amp_dispatch.responders")
 

@@ -31,15 +31,15 @@ from amp_dispatch_commands import (
     Overloaded,
 )
 
-from ._client_connection import (
+from .._records import RegisteredWorker, Worker
+from ._connection import (
     CallTimedOut,
     ClientError,
     DispatcherStats,
     DispatcherUnavailable,
 )
-from ._client_frontend import FrontendClient
-from ._client_scheduler import SchedulerClient, WorkerPage
-from ._records import RegisteredWorker, Worker
+from ._frontend import FrontendClient
+from ._scheduler import SchedulerClient, WorkerPage
 
 __all__ = [
     "CallTimedOut",

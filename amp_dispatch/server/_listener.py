@@ -14,8 +14,8 @@ from attrs import frozen
 from twisted.internet.interfaces import IAddress, IReactorTime, ITCPTransport
 from twisted.internet.protocol import Protocol, ServerFactory
 
-from ._addresses import describe
-from ._peerlog import Warnings
+from ..protocol._addresses import describe
+from ..protocol._peerlog import Warnings
 
 _log = structlog.get_logger("amp_dispatch.listener")
 

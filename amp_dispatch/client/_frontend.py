@@ -17,9 +17,9 @@ from amp_dispatch_commands import NextWorker
 from twisted.internet.defer import Deferred
 from twisted.protocols import amp
 
-from ._client_connection import Answer, DispatcherClient, FastCommand
-from ._framing import END, Box, encode_pair
-from ._records import Worker
+from .._records import Worker
+from ..protocol._framing import END, Box, encode_pair
+from ._connection import Answer, DispatcherClient, FastCommand
 
 
 class FrontendClient(DispatcherClient):

@@ -57,16 +57,16 @@ from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from ._addresses import describe, no_delay
-from ._config import CLIENT_KEEPALIVE, CLIENT_MAX_BOX_BYTES
-from ._framing import (
+from ..protocol._addresses import describe, no_delay
+from ..protocol._framing import (
     Box,
     BoxReader,
     FramingError,
     encode_pair,
     pack_length,
 )
-from ._peerlog import Warnings
+from ..protocol._peerlog import Warnings
+from ..server._config import CLIENT_KEEPALIVE, CLIENT_MAX_BOX_BYTES
 
 _log = structlog.get_logger("amp_dispatch.client")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Iterable, List, Optional, Tuple
 
+from .._records import RegisteredWorker
 from ._framing import END, pack_length
-from ._records import RegisteredWorker
 
 #: Room kept under AMP's 65,535-byte value limit for a ListWorkers page.
 MAX_PAGE_BYTES = 60_000
