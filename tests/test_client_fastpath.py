@@ -36,7 +36,7 @@ from amp_dispatch.client import (
     FrontendClient,
     Worker,
 )
-from amp_dispatch.client._connection import _ClientProtocol
+from amp_dispatch.client._calls import ClientProtocol
 from amp_dispatch.client._frontend import _worker
 from tests._client_helpers import (
     FRONTEND,
@@ -99,7 +99,7 @@ class Wire:
         self.pump = self.network.complete()
 
     @property
-    def protocol(self) -> _ClientProtocol:
+    def protocol(self) -> ClientProtocol:
         live = self.client._connection._live
         assert live is not None
         return live

@@ -11,7 +11,8 @@ from typing import Any, List, MutableMapping
 from twisted.protocols import amp
 
 from amp_dispatch.client import DispatcherUnavailable, FrontendClient, Worker
-from amp_dispatch.server._config import CLIENT_KEEPALIVE, DEFAULT_CONFIG
+from amp_dispatch.client._defaults import CLIENT_KEEPALIVE
+from amp_dispatch.server._config import DEFAULT_CONFIG
 from tests._client_helpers import FRONTEND, Deployment, failure, fixed_retry, success
 from tests.test_client_fastpath import Wire, answer, error
 

@@ -24,9 +24,6 @@ from twisted.protocols import amp
 from twisted.python import usage
 
 from amp_dispatch.cli._probe import (
-    DEFAULT_FRONTEND,
-    DEFAULT_SCHEDULER,
-    DEFAULT_TIMEOUT,
     ProbeOptions,
     describe_error,
     render_gone,
@@ -36,10 +33,12 @@ from amp_dispatch.cli._probe import (
     render_workers,
     run_probe,
 )
-from amp_dispatch.client._connection import (
-    CallTimedOut,
-    DispatcherUnavailable,
-    check_arguments,
+from amp_dispatch.client import CallTimedOut, DispatcherUnavailable
+from amp_dispatch.client._arguments import check_arguments
+from amp_dispatch.client._defaults import (
+    CLIENT_CALL_TIMEOUT,
+    CONNECT_FRONTEND,
+    CONNECT_SCHEDULER,
 )
 from amp_dispatch.server._service import DispatcherService
 from tests.integration._process import probe_process
@@ -118,7 +117,7 @@ def test_defaults() -> None:
         options["frontend"],
         options["scheduler"],
         options["timeout"],
-    ) == (DEFAULT_FRONTEND, DEFAULT_SCHEDULER, DEFAULT_TIMEOUT)
+    ) == (CONNECT_FRONTEND, CONNECT_SCHEDULER, CLIENT_CALL_TIMEOUT)
     assert not options.as_json
 
 
@@ -359,7 +358,7 @@ def test_describe_dispatch_error() -> None:
     A dispatcher error reads C{CODE: message}.
     """
     error = NoWorkerAvailable("no worker of pool 'default' has a free slot")
-    assert describe_error(error, DEFAULT_FRONTEND, "frontend") == (
+    assert describe_error(error, CONNECT_FRONTEND, "frontend") == (
         "NO_WORKER_AVAILABLE: no worker of pool 'default' has a free slot"
     )
 
@@ -370,7 +369,7 @@ def test_describe_connection_refused() -> None:
     """
     error = DispatcherUnavailable("cannot connect to ...: Connection was refused by other side")
     error.__cause__ = ConnectionRefusedError(111, "Connection refused")
-    assert describe_error(error, DEFAULT_FRONTEND, "frontend") == (
+    assert describe_error(error, CONNECT_FRONTEND, "frontend") == (
         "cannot connect to tcp:127.0.0.1:8750: Connection refused"
     )
 
@@ -381,7 +380,7 @@ def test_describe_unhandled_command() -> None:
     whether the endpoint is the right listener.
     """
     error = amp.UnhandledCommand(b"UNHANDLED", "Unhandled Command: b'NextWorker'")
-    assert describe_error(error, DEFAULT_SCHEDULER, "frontend") == (
+    assert describe_error(error, CONNECT_SCHEDULER, "frontend") == (
         "UNHANDLED: Unhandled Command: b'NextWorker' (is tcp:127.0.0.1:8751 the frontend listener?)"
     )
 
@@ -391,7 +390,7 @@ def test_describe_client_error() -> None:
     The client's own errors read as their message.
     """
     error = CallTimedOut("no answer to Stats from tcp:127.0.0.1:8750 within 5.0 s")
-    assert describe_error(error, DEFAULT_FRONTEND, "frontend") == str(error)
+    assert describe_error(error, CONNECT_FRONTEND, "frontend") == str(error)
 
 
 def test_describe_other_error() -> None:
@@ -410,7 +409,7 @@ def test_describe_error_one_line() -> None:
     A message with line breaks becomes one line.
     """
     error = amp.RemoteAmpError(b"UNKNOWN", "first\nsecond")
-    assert describe_error(error, DEFAULT_FRONTEND, "frontend") == "UNKNOWN: first second"
+    assert describe_error(error, CONNECT_FRONTEND, "frontend") == "UNKNOWN: first second"
 
 
 # -- in-process runs against a real dispatcher ---------------------------------

@@ -39,23 +39,12 @@ from twisted.internet.error import ConnectError
 from twisted.protocols import amp
 from twisted.python import usage
 
-from ..client._connection import (
-    Answer,
-    Arguments,
-    ClientError,
-    DispatcherConnection,
-    DispatcherUnavailable,
-    check_arguments,
-)
+from ..client._arguments import Answer, Arguments, check_arguments
+from ..client._connection import DispatcherConnection
+from ..client._defaults import CLIENT_CALL_TIMEOUT, CONNECT_FRONTEND, CONNECT_SCHEDULER
+from ..client._errors import ClientError, DispatcherUnavailable
 
 PROG = "amp-dispatch probe"
-
-#: Client endpoint strings of the listeners of a dispatcher run with defaults.
-DEFAULT_FRONTEND = "tcp:127.0.0.1:8750"
-DEFAULT_SCHEDULER = "tcp:127.0.0.1:8751"
-
-#: Seconds each call may take (connecting included) unless C{--timeout}.
-DEFAULT_TIMEOUT = 5.0
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -465,12 +454,12 @@ class ProbeOptions(usage.Options):
     )
     optFlags = [["json", None, "Print the answer as one JSON object."]]
     optParameters = [
-        ["frontend", None, DEFAULT_FRONTEND, "The front-end listener."],
-        ["scheduler", None, DEFAULT_SCHEDULER, "The scheduler listener."],
+        ["frontend", None, CONNECT_FRONTEND, "The front-end listener."],
+        ["scheduler", None, CONNECT_SCHEDULER, "The scheduler listener."],
         [
             "timeout",
             None,
-            DEFAULT_TIMEOUT,
+            CLIENT_CALL_TIMEOUT,
             "Seconds each call may take, connecting included.",
             _call_timeout,
         ],

@@ -32,14 +32,10 @@ from amp_dispatch_commands import (
 )
 
 from .._records import RegisteredWorker, Worker
-from ._connection import (
-    CallTimedOut,
-    ClientError,
-    DispatcherStats,
-    DispatcherUnavailable,
-)
+from ._errors import CallTimedOut, ClientError, DispatcherUnavailable
 from ._frontend import FrontendClient
-from ._scheduler import SchedulerClient, WorkerPage
+from ._records import DispatcherStats, WorkerPage
+from ._scheduler import SchedulerClient
 
 __all__ = [
     "CallTimedOut",

@@ -2,7 +2,7 @@
 The front end's client: asks the dispatcher which worker takes the next job.
 
 C{next_worker} is the hot call of a front end: on a live connection it is a
-fast call (see L{_client_connection}), its box pre-encoded (the arguments of
+fast call (see L{_calls}), its box pre-encoded (the arguments of
 each pool and timeout encoded once, by the schema's own argument types) and
 its answer read straight into a L{Worker}.  Without a connection, and for
 arguments the schema refuses, it goes the generic way, with the same results.
@@ -19,7 +19,9 @@ from twisted.protocols import amp
 
 from .._records import Worker
 from ..protocol._framing import END, Box, encode_pair
-from ._connection import Answer, DispatcherClient, FastCommand
+from ._arguments import Answer
+from ._base import DispatcherClient
+from ._calls import FastCommand
 
 
 class FrontendClient(DispatcherClient):

@@ -15,29 +15,18 @@ from amp_dispatch_commands import (
     WorkerGone,
     WorkerUpdate,
 )
-from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionClosed
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from .._records import RegisteredWorker
-from ._connection import Answer, Arguments, DispatcherClient, call_remote
+from ._arguments import Answer, Arguments
+from ._base import DispatcherClient
+from ._calls import call_remote
+from ._records import WorkerPage
 
 _log = structlog.get_logger("amp_dispatch.client")
-
-
-@frozen
-class WorkerPage:
-    """
-    One C{ListWorkers} page, in C{worker_id} order.
-
-    @ivar next_after: when more workers follow, pass it as C{after} for the
-        next page; C{None} on the last page.
-    """
-
-    workers: List[RegisteredWorker]
-    next_after: Optional[str]
 
 
 class SchedulerClient(DispatcherClient):
@@ -186,13 +175,7 @@ class SchedulerClient(DispatcherClient):
             _log.info("resending worker updates", endpoint=self.endpoint, workers=len(self._sent))
         for arguments in list(self._sent.values()):
             resent = call_remote(protocol, WorkerUpdate, **arguments)
-            resent.addCallbacks(self._resent, self._resend_failed, errbackArgs=(arguments,))
-
-    def _resent(self, answer: Answer) -> None:
-        """
-        A resent update was answered: accepted (the dispatcher had lost the
-        worker) or not (a duplicate: it kept it).
-        """
+            resent.addErrback(self._resend_failed, arguments)
 
     def _resend_failed(self, failure: Failure, arguments: Arguments) -> None:
         """

@@ -54,18 +54,7 @@ DEFAULT_CONFIG = DispatcherConfig()
 MIN_BOX_BYTES = 4_096
 MAX_BOX_BYTES = 1_048_576
 
-#: The longest box the clients accept from a dispatcher: a C{ListWorkers}
-#: page is one AMP value of up to 64 KiB.
-CLIENT_MAX_BOX_BYTES = 131_072
-
-#: Seconds a client connection may go without sending before it sends a
-#: C{Stats} to keep it open: well under the dispatcher's default
-#: C{idle_timeout}.
-CLIENT_KEEPALIVE = 60.0
-
 __all__ = [
-    "CLIENT_KEEPALIVE",
-    "CLIENT_MAX_BOX_BYTES",
     "DEFAULT_CONFIG",
     "DEFAULT_FRONTEND",
     "DEFAULT_SCHEDULER",

@@ -1,0 +1,117 @@
+"""
+The errors a client raises itself, and how a call's failure becomes one of
+them, its message naming the endpoint.
+
+They never cross the wire: the dispatcher's own errors are the schema's
+L{amp_dispatch_commands.DispatchError}s.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import structlog
+from attrs import frozen
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectionClosed
+from twisted.python.failure import Failure
+
+_log = structlog.get_logger("amp_dispatch.client")
+
+
+class ClientError(Exception):
+    """
+    Base class of the errors a client raises itself (they never cross the
+    wire; the dispatcher's own errors are the schema's L{DispatchError}s).
+    """
+
+
+class DispatcherUnavailable(ClientError):
+    """
+    The call could not reach the dispatcher: no connection came within the
+    call's timeout, connecting failed (with C{fail_after_failures}), the
+    connection was lost before the answer came, or the client was stopped.
+    The dispatcher may or may not have acted on a call that was sent.
+    """
+
+
+class CallTimedOut(ClientError):
+    """
+    The call was sent but no answer came within its timeout.  The dispatcher
+    may or may not have acted on it; its late answer is ignored.
+    """
+
+
+@frozen
+class CallErrors:
+    """
+    The client errors of the calls to one listener, by what went wrong; each
+    failure made is logged (debug, C{dispatcher call failed}).
+
+    @ivar role: C{"frontend"} or C{"scheduler"}, for logs.
+    @ivar endpoint: the listener's printable description, for messages.
+    """
+
+    role: str
+    endpoint: str
+
+    def deadline(self, name: str, timeout: float, *, sent: bool) -> ClientError:
+        """
+        The error of a call to command C{name} whose deadline ran out (after
+        C{timeout} seconds): L{CallTimedOut} if it was sent, else
+        L{DispatcherUnavailable}.
+        """
+        if sent:
+            return CallTimedOut(f"no answer to {name} from {self.endpoint} within {timeout} s")
+        return DispatcherUnavailable(f"no connection to {self.endpoint} within {timeout} s")
+
+    def stopped(self, name: str) -> DispatcherUnavailable:
+        """
+        The error of a call cancelled, or still waiting when the client
+        stopped.
+        """
+        return DispatcherUnavailable(f"client of {self.endpoint} stopped before {name}")
+
+    def lost(self, name: str, reason: Failure) -> DispatcherUnavailable:
+        """
+        The error of a sent call whose connection was lost with C{reason}.
+        """
+        return DispatcherUnavailable(
+            f"connection to {self.endpoint} lost before {name} was answered:"
+            f" {reason.getErrorMessage()}"
+        )
+
+    def cannot_connect(self, reason: Failure) -> DispatcherUnavailable:
+        """
+        The error of a call that gave up on connecting because of C{reason}.
+        """
+        return DispatcherUnavailable(
+            f"cannot connect to {self.endpoint}: {reason.getErrorMessage()}"
+        )
+
+    def cancelled(self, name: str) -> Failure:
+        """
+        The failure of a sent call that was cancelled.
+        """
+        return self.failure(name, self.stopped(name), CancelledError())
+
+    def lost_before_answer(self, name: str, reason: Failure) -> Failure:
+        """
+        The failure of a sent call whose connection was lost with C{reason}
+        before the answer came (C{reason} itself when it is no loss).
+        """
+        if not isinstance(reason.value, ConnectionClosed):
+            return reason
+        return self.failure(name, self.lost(name, reason), reason.value)
+
+    def failure(self, name: str, error: ClientError, cause: Optional[BaseException]) -> Failure:
+        """
+        A failure of the call to C{name} with C{error}, caused by C{cause};
+        logged.
+        """
+        _log.debug("dispatcher call failed", role=self.role, command=name, error=str(error))
+        error.__cause__ = cause
+        return Failure(error)
+
+
+__all__ = ["CallErrors", "CallTimedOut", "ClientError", "DispatcherUnavailable"]
