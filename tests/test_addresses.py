@@ -14,8 +14,8 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from amp_dispatch.protocol._addresses import describe, host_port, no_delay
-from amp_dispatch.server._dispatcher import Dispatcher
-from amp_dispatch.store._memory import WorkerQueue
+from amp_dispatch.server._listeners import build_listeners
+from amp_dispatch.server._stores import open_store
 
 
 @implementer(ITCPTransport)
@@ -82,8 +82,9 @@ def test_listenersSetNoDelay() -> None:
     """
     Both listeners' connections send small answers at once.
     """
-    dispatcher = Dispatcher(WorkerQueue(Clock()))
-    for factory in (dispatcher.frontend_factory, dispatcher.scheduler_factory):
+    clock = Clock()
+    for listener in build_listeners(open_store(clock), clock):
+        factory = listener.factory
         transport = TCPTransport()
         protocol = factory.buildProtocol(None)
         assert protocol is not None

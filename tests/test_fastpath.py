@@ -18,8 +18,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from twisted.protocols import amp
 
-from amp_dispatch.protocol import _listening as _fastpath
-from amp_dispatch.protocol._listening import FrontendProtocol
+from amp_dispatch.protocol._roles import FrontendProtocol
 from tests._memory import (
     COMPARISON_SETTINGS,
     TAGS,
@@ -49,14 +48,14 @@ class Side(ListenerSide):
     One front end over its own queue, connected to a L{StringTransport}.
     """
 
-    listener = "frontend_factory"
+    listener = "frontend"
 
     def update(self, registration: Registration) -> None:
         """
         Apply a C{WorkerUpdate} to the queue, as the scheduler listener would.
         """
         with self._watch():
-            self.queue.update(**registration)
+            self.store.update(**registration)
 
     @property
     def written_closing(self) -> List[bytes]:
@@ -277,21 +276,6 @@ def test_cachedAnswerRefreshed(change: Dict[str, Any]) -> None:
     )
 
 
-def test_poolNameCacheBounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """
-    The cache of checked pool names never holds more names than its bound,
-    however many distinct names clients send.
-    """
-    monkeypatch.setattr(_fastpath, "_pool_names", {})
-    monkeypatch.setattr(_fastpath, "_POOL_NAMES_KEPT", 8)
-    fast = Side(True)
-    sizes = []
-    for i in range(30):
-        fast.receive(next_worker(b"1", pool=b"pool-%d" % (i,)))
-        sizes.append(len(_fastpath._pool_names))
-    assert max(sizes) == 8
-
-
 # -- differences from the generic path ----------------------------------------
 
 
@@ -307,7 +291,7 @@ def test_nextWorkerHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
     for side in (fast, generic):
         side.receive(box)
     assert (fast.error, fast.sent, fast.transport.disconnecting) == (None, b"", False)
-    assert fast.queue.stats().dispatched == 0
+    assert fast.store.stats().dispatched == 0
     assert_same(fast, generic)
 
 

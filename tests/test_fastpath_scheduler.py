@@ -27,7 +27,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import provider
 
-from amp_dispatch.protocol._listening import SchedulerProtocol
+from amp_dispatch.protocol._roles import SchedulerProtocol
 from tests._memory import (
     COMPARISON_SETTINGS,
     TAGS,
@@ -35,6 +35,7 @@ from tests._memory import (
     Registration,
     assert_same,
     encode,
+    registered,
     replay,
     streams,
     with_extra_key,
@@ -64,7 +65,7 @@ class Side(ListenerSide):
     L{StringTransport}; the failures logged through Twisted are kept too.
     """
 
-    listener = "scheduler_factory"
+    listener = "scheduler"
 
     def __init__(
         self, fast_path: bool, workers: Iterable[Registration] = (), lease_grace: float = 30.0
@@ -97,14 +98,14 @@ class Side(ListenerSide):
         A C{WorkerUpdate} from another scheduler connection.
         """
         with self._watch():
-            self.queue.update(**registration, owner=OTHER_SCHEDULER)
+            self.store.update(**registration, owner=OTHER_SCHEDULER)
 
     def gone(self, worker_id: str) -> None:
         """
         A C{WorkerGone} from another scheduler connection.
         """
         with self._watch():
-            self.queue.gone(worker_id)
+            self.store.gone(worker_id)
 
     def observed(self) -> Dict[str, Any]:
         """
@@ -122,10 +123,10 @@ def both(workers: Iterable[Registration] = (), lease_grace: float = 30.0) -> Tup
 
 def generic_boxes(side: Side) -> List[amp.AmpBox]:
     """
-    From now on, keep the boxes the fast path hands to its generic responder.
+    From now on, keep the boxes the fast path hands to its generic receiver.
     """
     assert isinstance(side.protocol, SchedulerProtocol)
-    responder = side.protocol._responder
+    responder = side.protocol._receiver
     handed: List[amp.AmpBox] = []
     received: Callable[[amp.AmpBox], None] = responder.ampBoxReceived
 
@@ -371,7 +372,7 @@ def test_pipelinedUpdatesOneWrite() -> None:
         )
     )
     assert (fast.transport.writes, len(fast.boxes)) == (1, 50)
-    assert fast.queue.stats().workers == 7
+    assert fast.store.stats().workers == 7
 
 
 @pytest.mark.parametrize(
@@ -403,7 +404,7 @@ def test_invalidUpdateAnsweredByGenericPath(field: str, value: Optional[bytes]) 
         arguments[field] = value
     fast, generic = both(TYPICAL_WORKERS)
     handed = generic_boxes(fast)
-    before = list(fast.queue.list_workers())
+    before = list(registered(fast.store))
     for side in (fast, generic):
         side.receive(worker_update(b"9", **arguments))
     assert_same(fast, generic)
@@ -413,7 +414,7 @@ def test_invalidUpdateAnsweredByGenericPath(field: str, value: Optional[bytes]) 
     assert len(handed) == 1
     rejected = [log for log in fast.logs if log["event"] == "input rejected"]
     assert [(log["command"], log["log_level"]) for log in rejected] == [("WorkerUpdate", "warning")]
-    assert list(fast.queue.list_workers()) == before
+    assert list(registered(fast.store)) == before
 
 
 @pytest.mark.parametrize("lease_grace", [0.0, 5.0])
@@ -426,11 +427,11 @@ def test_leaseGraceAfterFastUpdates(lease_grace: float) -> None:
     for side in (fast, generic):
         side.receive(worker_update(b"1", **TYPICAL) + worker_update(b"2", **TYPICAL))
         side.close()
-    assert fast.queue.stats().workers == (0 if lease_grace == 0 else 1)
+    assert fast.store.stats().workers == (0 if lease_grace == 0 else 1)
     assert_same(fast, generic)
     for side in (fast, generic):
         side.advance(lease_grace + 0.1)
-    assert fast.queue.stats().workers == 0
+    assert fast.store.stats().workers == 0
     assert_same(fast, generic)
 
 
@@ -448,7 +449,7 @@ def test_updateHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
     for side in (fast, generic):
         side.receive(box)
     assert (fast.error, fast.sent, fast.transport.disconnecting) == (None, b"", False)
-    assert fast.queue.stats().workers == 0
+    assert fast.store.stats().workers == 0
     assert [log["event"] for log in fast.logs if log["log_level"] == "warning"] == [
         "input rejected"
     ]
@@ -465,7 +466,7 @@ def test_updateWithoutAskAnswersNothing() -> None:
         side.receive(
             worker_update(None, **TYPICAL) + worker_update(None, **{**TYPICAL, "port": b"0"})
         )
-    assert (fast.sent, fast.queue.stats().workers, fast.transport.disconnecting) == (b"", 1, False)
+    assert (fast.sent, fast.store.stats().workers, fast.transport.disconnecting) == (b"", 1, False)
     assert_same(fast, generic)
 
 

@@ -23,12 +23,12 @@ from amp_dispatch_commands import (
 from structlog.testing import capture_logs
 from twisted.protocols import amp
 
-from amp_dispatch.protocol._listening import FrontendProtocol
+from amp_dispatch.protocol._roles import FrontendProtocol
 from tests._memory import (
     Connection,
     Invalid,
     InvalidArgumentChecks,
-    MemoryDispatcher,
+    RawDispatcher,
     invalid,
     lax,
     update,
@@ -36,21 +36,21 @@ from tests._memory import (
 
 
 @pytest.fixture
-def memory(fast_path: bool) -> MemoryDispatcher:
-    return MemoryDispatcher(fast_path=fast_path)
+def memory(fast_path: bool, later: bool) -> RawDispatcher:
+    return RawDispatcher(fast_path=fast_path, later=later)
 
 
 @pytest.fixture
-def scheduler(memory: MemoryDispatcher) -> Connection:
+def scheduler(memory: RawDispatcher) -> Connection:
     return memory.scheduler()
 
 
 @pytest.fixture
-def frontend(memory: MemoryDispatcher) -> Connection:
+def frontend(memory: RawDispatcher) -> Connection:
     return memory.frontend()
 
 
-def test_frontEndServed(memory: MemoryDispatcher, fast_path: bool) -> None:
+def test_frontEndServed(memory: RawDispatcher, fast_path: bool) -> None:
     """
     The front-end connections are served by the front end the test asked for.
     """
@@ -71,7 +71,7 @@ def test_nextWorkerAnswer(scheduler: Connection, frontend: Connection) -> None:
 
 
 def test_nextWorkerTakesSlot(
-    memory: MemoryDispatcher, scheduler: Connection, frontend: Connection
+    memory: RawDispatcher, scheduler: Connection, frontend: Connection
 ) -> None:
     """
     Each answer takes one of the worker's free slots.
@@ -144,7 +144,7 @@ def test_noWorkerAvailableOtherPool(scheduler: Connection, frontend: Connection)
         frontend.call(NextWorker, pool="cpu")
 
 
-def test_waitingCallWaits(memory: MemoryDispatcher, frontend: Connection) -> None:
+def test_waitingCallWaits(memory: RawDispatcher, frontend: Connection) -> None:
     """
     With a C{timeout}, a call with no free slot waits, counted in C{Stats}.
     """
@@ -156,7 +156,7 @@ def test_waitingCallWaits(memory: MemoryDispatcher, frontend: Connection) -> Non
 
 
 def test_waitingCallAnsweredByUpdate(
-    memory: MemoryDispatcher, scheduler: Connection, frontend: Connection
+    memory: RawDispatcher, scheduler: Connection, frontend: Connection
 ) -> None:
     """
     A waiting call is answered as soon as an update on the scheduler
@@ -169,7 +169,7 @@ def test_waitingCallAnsweredByUpdate(
 
 
 def test_waitingCallAnswerTakesSlot(
-    memory: MemoryDispatcher, scheduler: Connection, frontend: Connection
+    memory: RawDispatcher, scheduler: Connection, frontend: Connection
 ) -> None:
     """
     The answer to a waiting call takes the slot and ends its wait.
@@ -181,7 +181,7 @@ def test_waitingCallAnswerTakesSlot(
     assert (stats["waiting"], stats["free_slots"], stats["dispatched"]) == (0, 0, 1)
 
 
-def test_waitingCallsFirstComeFirstServed(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_waitingCallsFirstComeFirstServed(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     Waiting calls of a pool are answered in the order they came.
     """
@@ -194,7 +194,7 @@ def test_waitingCallsFirstComeFirstServed(memory: MemoryDispatcher, scheduler: C
     assert (early.done, late.done) == (True, False)
 
 
-def test_waitingCallTimesOut(memory: MemoryDispatcher, frontend: Connection) -> None:
+def test_waitingCallTimesOut(memory: RawDispatcher, frontend: Connection) -> None:
     """
     A waiting call is answered C{NO_WORKER_AVAILABLE} when its timeout runs out.
     """
@@ -205,7 +205,7 @@ def test_waitingCallTimesOut(memory: MemoryDispatcher, frontend: Connection) -> 
         outcome.result()
 
 
-def test_waitingCallTimedOutLeavesLine(memory: MemoryDispatcher, frontend: Connection) -> None:
+def test_waitingCallTimedOutLeavesLine(memory: RawDispatcher, frontend: Connection) -> None:
     """
     A call whose timeout ran out no longer counts as waiting.
     """
@@ -219,7 +219,7 @@ def test_overloaded(fast_path: bool) -> None:
     """
     One more waiting call than C{max_waiting} is answered C{OVERLOADED}.
     """
-    memory = MemoryDispatcher(max_waiting=2, fast_path=fast_path)
+    memory = RawDispatcher(max_waiting=2, fast_path=fast_path)
     frontend = memory.frontend()
     frontend.send(NextWorker, timeout=5.0)
     frontend.send(NextWorker, timeout=5.0)
@@ -231,14 +231,14 @@ def test_overloadedKeepsWaiters(fast_path: bool) -> None:
     """
     An C{OVERLOADED} answer leaves the calls already waiting in line.
     """
-    memory = MemoryDispatcher(max_waiting=1, fast_path=fast_path)
+    memory = RawDispatcher(max_waiting=1, fast_path=fast_path)
     frontend = memory.frontend()
     frontend.send(NextWorker, timeout=5.0)
     frontend.send(NextWorker, timeout=5.0)
     assert memory.stats()["waiting"] == 1
 
 
-def test_closedWaitingCallLeavesLine(memory: MemoryDispatcher) -> None:
+def test_closedWaitingCallLeavesLine(memory: RawDispatcher) -> None:
     """
     A waiting call whose connection closes stops counting as waiting.
     """
@@ -248,7 +248,7 @@ def test_closedWaitingCallLeavesLine(memory: MemoryDispatcher) -> None:
     assert memory.stats()["waiting"] == 0
 
 
-def test_closedWaitingCallTakesNoSlot(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_closedWaitingCallTakesNoSlot(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A waiting call whose connection closed takes no slot: a later update's
     slot goes to the next C{NextWorker}.
@@ -260,7 +260,7 @@ def test_closedWaitingCallTakesNoSlot(memory: MemoryDispatcher, scheduler: Conne
     assert memory.frontend().call(NextWorker)["worker_id"] == "w1"
 
 
-def test_closedWaitingCallNotDispatched(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_closedWaitingCallNotDispatched(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A waiting call whose connection closed is not counted as dispatched.
     """
@@ -338,14 +338,14 @@ SCHEDULER_CALL_IDS = ["WorkerUpdate-new", "WorkerUpdate-existing", "WorkerGone",
 
 
 @pytest.fixture
-def registered(memory: MemoryDispatcher, scheduler: Connection) -> MemoryDispatcher:
+def registered(memory: RawDispatcher, scheduler: Connection) -> RawDispatcher:
     update(scheduler, "w1", capacity=2)
     return memory
 
 
 @pytest.mark.parametrize(("command", "arguments"), SCHEDULER_CALLS, ids=SCHEDULER_CALL_IDS)
 def test_schedulerCommandUnhandled(
-    registered: MemoryDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
+    registered: RawDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
 ) -> None:
     """
     A scheduler command on the front-end listener gets AMP's unhandled-command
@@ -357,7 +357,7 @@ def test_schedulerCommandUnhandled(
 
 @pytest.mark.parametrize(("command", "arguments"), SCHEDULER_CALLS, ids=SCHEDULER_CALL_IDS)
 def test_schedulerCommandChangesNothing(
-    registered: MemoryDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
+    registered: RawDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
 ) -> None:
     """
     A scheduler command on the front-end listener changes nothing.
@@ -369,7 +369,7 @@ def test_schedulerCommandChangesNothing(
 
 @pytest.mark.parametrize(("command", "arguments"), SCHEDULER_CALLS, ids=SCHEDULER_CALL_IDS)
 def test_schedulerCommandKeepsConnection(
-    registered: MemoryDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
+    registered: RawDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
 ) -> None:
     """
     After a scheduler command, the front-end connection answers the next call.
@@ -379,7 +379,7 @@ def test_schedulerCommandKeepsConnection(
     assert frontend.call(NextWorker)["worker_id"] == "w1"
 
 
-def test_schedulerCommandLogged(registered: MemoryDispatcher) -> None:
+def test_schedulerCommandLogged(registered: RawDispatcher) -> None:
     """
     A scheduler command on the front-end listener is logged once, at warning,
     with the reason.
@@ -394,7 +394,7 @@ def test_schedulerCommandLogged(registered: MemoryDispatcher) -> None:
     ] == [("input rejected", "WorkerGone", "command not served on this listener")]
 
 
-def test_unansweredSchedulerCommandKeepsConnection(registered: MemoryDispatcher) -> None:
+def test_unansweredSchedulerCommandKeepsConnection(registered: RawDispatcher) -> None:
     """
     A scheduler command that asks for no answer does not drop the front-end
     connection either.

@@ -29,10 +29,10 @@ from amp_dispatch.protocol._listening import (
     TURN_BUDGET,
 )
 from amp_dispatch.server._config import DispatcherConfig
-from amp_dispatch.server._dispatcher import Dispatcher
 from amp_dispatch.server._listener import ListenerFactory
-from amp_dispatch.store._memory import WorkerQueue
-from tests._memory import MemoryDispatcher, encode, lax, update
+from amp_dispatch.server._listeners import build_listeners
+from amp_dispatch.server._stores import open_store
+from tests._memory import RawDispatcher, encode, lax, update
 
 Logs = List[MutableMapping[str, Any]]
 
@@ -66,14 +66,12 @@ class Listeners:
 
     def __init__(self, config: DispatcherConfig = CONFIG) -> None:
         self.clock = TurnClock()
-        self.queue = WorkerQueue(
-            self.clock, max_waiting_per_owner=config.max_waiting_per_connection
-        )
-        self.queue.update("w1", "10.0.0.1", 9000, 10**9)
-        self.dispatcher = Dispatcher(self.queue, config)
+        self.store = open_store(self.clock, config)
+        self.store.update("w1", "10.0.0.1", 9000, 10**9)
+        self.listeners = build_listeners(self.store, self.clock, config)
 
     def connect(self, role: str = "frontend", transport: Optional[StringTransport] = None) -> Wire:
-        factory = cast(ListenerFactory, getattr(self.dispatcher, f"{role}_factory"))
+        factory = cast(ListenerFactory, getattr(self.listeners, role).factory)
         return Wire(factory, transport or StringTransport())
 
 
@@ -369,7 +367,7 @@ def test_memoryBoundedWhenNeverRead(listeners: Listeners) -> None:
         listeners.clock.advance(1)
     assert wire.paused
     assert room < len(wire.transport.value()) < room + TURN_BUDGET * 80
-    assert listeners.queue.stats().dispatched == sent
+    assert listeners.store.stats().dispatched == sent
 
 
 # -- idle timeout -------------------------------------------------------------
@@ -407,7 +405,7 @@ def test_idleCountsFromEndOfWait() -> None:
     not from its last byte.
     """
     memory = Listeners()
-    memory.queue.update("w1", "10.0.0.1", 9000, 0)
+    memory.store.update("w1", "10.0.0.1", 9000, 0)
     wire = memory.connect()
     wire.receive(encode([(b"_ask", b"1"), (b"_command", b"NextWorker"), (b"timeout", b"15")]))
     memory.clock.advance(15)
@@ -424,7 +422,7 @@ def test_waitingCallKeepsOpen() -> None:
     is over, it is.
     """
     memory = Listeners()
-    memory.queue.update("w1", "10.0.0.1", 9000, 0)
+    memory.store.update("w1", "10.0.0.1", 9000, 0)
     wire = memory.connect()
     wire.receive(encode([(b"_ask", b"1"), (b"_command", b"NextWorker"), (b"timeout", b"30")]))
     memory.clock.advance(20)
@@ -697,7 +695,7 @@ def test_waitingRefusalsRateLimited(logs: Logs) -> None:
     second, with the connection's peer.
     """
     listeners = Listeners(DispatcherConfig(max_waiting_per_connection=1))
-    listeners.queue.update("w1", "10.0.0.1", 9000, 0)
+    listeners.store.update("w1", "10.0.0.1", 9000, 0)
     wire = listeners.connect()
     call = [(b"_command", b"NextWorker"), (b"timeout", b"30")]
     wire.receive(b"".join(encode([(b"_ask", b"%d" % n), *call]) for n in range(12)))
@@ -725,7 +723,7 @@ def test_waitingShare(fast_path: bool) -> None:
     One connection's waiting calls past its share are answered C{OVERLOADED}
     at once; another connection may still wait.
     """
-    memory = MemoryDispatcher(max_waiting_per_connection=2, fast_path=fast_path)
+    memory = RawDispatcher(max_waiting_per_connection=2, fast_path=fast_path)
     update(memory.scheduler(), "full", capacity=0)
     greedy = memory.frontend()
     waiting = [greedy.send(lax(NextWorker), timeout=b"30") for _ in range(2)]

@@ -24,7 +24,7 @@ from tests._memory import (
     Connection,
     Invalid,
     InvalidArgumentChecks,
-    MemoryDispatcher,
+    RawDispatcher,
     invalid,
     lax,
     update,
@@ -32,16 +32,16 @@ from tests._memory import (
 
 
 @pytest.fixture
-def memory(fast_path: bool) -> MemoryDispatcher:
-    return MemoryDispatcher(lease_grace=30.0, fast_path=fast_path)
+def memory(fast_path: bool, later: bool) -> RawDispatcher:
+    return RawDispatcher(lease_grace=30.0, fast_path=fast_path, later=later)
 
 
 @pytest.fixture
-def scheduler(memory: MemoryDispatcher) -> Connection:
+def scheduler(memory: RawDispatcher) -> Connection:
     return memory.scheduler()
 
 
-def ids(memory: MemoryDispatcher) -> List[str]:
+def ids(memory: RawDispatcher) -> List[str]:
     """
     The ids of the registered workers, all pages.
     """
@@ -58,7 +58,7 @@ def test_updateAccepted(scheduler: Connection) -> None:
     assert update(scheduler, "w1") is True
 
 
-def test_updateRegisters(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_updateRegisters(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     An accepted update registers the worker as sent.
     """
@@ -76,7 +76,7 @@ def test_updateRegisters(memory: MemoryDispatcher, scheduler: Connection) -> Non
     ]
 
 
-def test_updateDefaultPool(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_updateDefaultPool(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     Without C{pool}, the worker joins the pool C{"default"}.
     """
@@ -84,7 +84,7 @@ def test_updateDefaultPool(memory: MemoryDispatcher, scheduler: Connection) -> N
     assert memory.worker("w1")["pool"] == "default"
 
 
-def test_updateReplaces(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_updateReplaces(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A second accepted update replaces the worker's address and capacity.
     """
@@ -94,7 +94,7 @@ def test_updateReplaces(memory: MemoryDispatcher, scheduler: Connection) -> None
     assert (row["host"], row["port"], row["capacity"]) == ("192.0.2.2", 7001, 5)
 
 
-def test_updateResetsAssumedLoad(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_updateResetsAssumedLoad(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     An accepted update forgets the answers given since the last one.
     """
@@ -104,7 +104,7 @@ def test_updateResetsAssumedLoad(memory: MemoryDispatcher, scheduler: Connection
     assert memory.worker("w1")["free"] == 2
 
 
-def test_updateMovesPool(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_updateMovesPool(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     An update naming another pool moves the worker there.
     """
@@ -132,7 +132,7 @@ def test_updateStale(scheduler: Connection) -> None:
     assert update(scheduler, "w1", seq=4, capacity=3) is False
 
 
-def test_updateStaleChangesNothing(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_updateStaleChangesNothing(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A stale update changes nothing.
     """
@@ -151,7 +151,7 @@ def test_updateDuplicate(scheduler: Connection) -> None:
     assert update(scheduler, "w1", seq=5, capacity=3) is False
 
 
-def test_updateDuplicateChangesNothingElse(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_updateDuplicateChangesNothingElse(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A duplicate update changes nothing but the lease and ttl.
     """
@@ -162,7 +162,7 @@ def test_updateDuplicateChangesNothingElse(memory: MemoryDispatcher, scheduler: 
     assert memory.snapshot() == before
 
 
-def test_updateDuplicateRenewsTtl(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_updateDuplicateRenewsTtl(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A duplicate update starts the worker's ttl again.
     """
@@ -190,7 +190,7 @@ def test_updateAfterRemovalForgetsSeq(scheduler: Connection) -> None:
     assert update(scheduler, "w1", seq=1) is True
 
 
-def test_ttlRemoves(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_ttlRemoves(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     An update with C{ttl} removes the worker that many seconds later.
     """
@@ -212,7 +212,7 @@ def test_goneKnown(scheduler: Connection) -> None:
     assert scheduler.call(WorkerGone, worker_id="w1") == {"known": True}
 
 
-def test_goneRemoves(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_goneRemoves(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     C{WorkerGone} removes the worker at once, and only it.
     """
@@ -229,7 +229,7 @@ def test_goneUnknown(scheduler: Connection) -> None:
     assert scheduler.call(WorkerGone, worker_id="nobody") == {"known": False}
 
 
-def test_goneIdempotent(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_goneIdempotent(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A second C{WorkerGone} of the same worker answers C{known} = False.
     """
@@ -238,7 +238,7 @@ def test_goneIdempotent(memory: MemoryDispatcher, scheduler: Connection) -> None
     assert scheduler.call(WorkerGone, worker_id="w1") == {"known": False}
 
 
-def test_goneNotAnswered(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_goneNotAnswered(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A removed worker is no longer answered by C{NextWorker}.
     """
@@ -388,7 +388,7 @@ def test_listPoolPaging(scheduler: Connection) -> None:
     assert (page_ids(answer), answer["next_after"]) == (["a2"], "a2")
 
 
-def test_listFree(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_listFree(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     C{free} is the capacity less the answers given since the last update.
     """
@@ -398,7 +398,7 @@ def test_listFree(memory: MemoryDispatcher, scheduler: Connection) -> None:
     assert (row["capacity"], row["free"]) == (3, 2)
 
 
-def test_expiresInNone(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_expiresInNone(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     C{expires_in} is -1 while no removal is pending.
     """
@@ -407,7 +407,7 @@ def test_expiresInNone(memory: MemoryDispatcher, scheduler: Connection) -> None:
     assert memory.worker("w1")["expires_in"] == -1.0
 
 
-def test_expiresInTtl(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_expiresInTtl(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     C{expires_in} counts down the worker's ttl.
     """
@@ -416,7 +416,7 @@ def test_expiresInTtl(memory: MemoryDispatcher, scheduler: Connection) -> None:
     assert memory.worker("w1")["expires_in"] == pytest.approx(6.0)
 
 
-def test_expiresInLeaseGrace(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_expiresInLeaseGrace(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     After its scheduler connection closes, C{expires_in} counts down the
     lease grace.
@@ -427,7 +427,7 @@ def test_expiresInLeaseGrace(memory: MemoryDispatcher, scheduler: Connection) ->
     assert memory.worker("w1")["expires_in"] == pytest.approx(25.0)
 
 
-def test_expiresInEarliest(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_expiresInEarliest(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     With both a ttl and a lease grace pending, C{expires_in} is the earlier.
     """
@@ -445,7 +445,7 @@ def long_text(prefix: str) -> str:
 
 
 @pytest.fixture
-def crowded(memory: MemoryDispatcher, scheduler: Connection) -> Connection:
+def crowded(memory: RawDispatcher, scheduler: Connection) -> Connection:
     """
     500 workers whose ids, hosts and pools are 255 bytes each.
     """
@@ -495,7 +495,7 @@ def test_leaseGraceZero(fast_path: bool) -> None:
     """
     With lease grace 0, a closed scheduler connection's workers go at once.
     """
-    memory = MemoryDispatcher(lease_grace=0.0, fast_path=fast_path)
+    memory = RawDispatcher(lease_grace=0.0, fast_path=fast_path)
     scheduler = memory.scheduler()
     register(scheduler, "a", "b")
     scheduler.close()
@@ -506,7 +506,7 @@ def test_leaseGraceZeroOnlyOwn(fast_path: bool) -> None:
     """
     A closed scheduler connection's workers go, not another connection's.
     """
-    memory = MemoryDispatcher(lease_grace=0.0, fast_path=fast_path)
+    memory = RawDispatcher(lease_grace=0.0, fast_path=fast_path)
     leaving, staying = memory.scheduler(), memory.scheduler()
     register(leaving, "a")
     register(staying, "b")
@@ -514,7 +514,7 @@ def test_leaseGraceZeroOnlyOwn(fast_path: bool) -> None:
     assert ids(memory) == ["b"]
 
 
-def test_leaseGraceKeepsUntilDue(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_leaseGraceKeepsUntilDue(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     Within the lease grace, a closed connection's workers stay and are answered.
     """
@@ -524,7 +524,7 @@ def test_leaseGraceKeepsUntilDue(memory: MemoryDispatcher, scheduler: Connection
     assert memory.frontend().call(NextWorker)["worker_id"] == "a"
 
 
-def test_leaseGraceRemoves(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_leaseGraceRemoves(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A closed connection's workers go once the lease grace has passed.
     """
@@ -534,7 +534,7 @@ def test_leaseGraceRemoves(memory: MemoryDispatcher, scheduler: Connection) -> N
     assert memory.stats()["workers"] == 0
 
 
-def test_leaseTakenOverByUpdate(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_leaseTakenOverByUpdate(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     An accepted update on another connection within the grace keeps the worker.
     """
@@ -546,7 +546,7 @@ def test_leaseTakenOverByUpdate(memory: MemoryDispatcher, scheduler: Connection)
     assert ids(memory) == ["a"]
 
 
-def test_leaseTakenOverByDuplicate(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_leaseTakenOverByDuplicate(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A duplicate update on another connection within the grace keeps the worker.
     """
@@ -558,7 +558,7 @@ def test_leaseTakenOverByDuplicate(memory: MemoryDispatcher, scheduler: Connecti
     assert ids(memory) == ["a"]
 
 
-def test_leaseNotTakenOverByStale(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_leaseNotTakenOverByStale(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A stale update on another connection does not keep the worker.
     """
@@ -569,7 +569,7 @@ def test_leaseNotTakenOverByStale(memory: MemoryDispatcher, scheduler: Connectio
     assert ids(memory) == []
 
 
-def test_leaseNewHolderCloses(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_leaseNewHolderCloses(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     The connection that took a worker over holds its lease: when it closes,
     the grace starts again from then.
@@ -588,7 +588,7 @@ def test_leaseNewHolderCloses(memory: MemoryDispatcher, scheduler: Connection) -
 
 
 @pytest.fixture
-def registered(memory: MemoryDispatcher, scheduler: Connection) -> Connection:
+def registered(memory: RawDispatcher, scheduler: Connection) -> Connection:
     update(scheduler, "w1", capacity=2)
     return scheduler
 
@@ -601,7 +601,7 @@ def test_nextWorkerUnhandled(registered: Connection) -> None:
         registered.call(NextWorker)
 
 
-def test_nextWorkerChangesNothing(memory: MemoryDispatcher, registered: Connection) -> None:
+def test_nextWorkerChangesNothing(memory: RawDispatcher, registered: Connection) -> None:
     """
     C{NextWorker} on the scheduler listener takes no slot and changes nothing.
     """
@@ -695,14 +695,14 @@ def test_unansweredInvalidChangesNothing(fast_path: bool) -> None:
     A bad value in a box that asks for no answer changes nothing: the
     connection's workers stay (lease grace 0 would remove them on a drop).
     """
-    memory = MemoryDispatcher(lease_grace=0.0, fast_path=fast_path)
+    memory = RawDispatcher(lease_grace=0.0, fast_path=fast_path)
     scheduler = memory.scheduler()
     update(scheduler, "w1")
     scheduler.tell(lax(WorkerUpdate, answer=False), **{**UPDATE, "port": b"abc"})
     assert ids(memory) == ["w1"]
 
 
-def test_unansweredValidApplied(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_unansweredValidApplied(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A valid update that asks for no answer is applied all the same.
     """
