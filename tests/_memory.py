@@ -380,7 +380,7 @@ class InvalidArgumentChecks:
         connection: Connection = getattr(memory, case.role)()
         return connection
 
-    def test_answeredInvalidArgument(self, memory: RawDispatcher, case: Invalid) -> None:
+    def test_answered_invalid_argument(self, memory: RawDispatcher, case: Invalid) -> None:
         """
         The caller gets C{InvalidArgument}, its message naming the field.
         """
@@ -388,7 +388,7 @@ class InvalidArgumentChecks:
         with pytest.raises(InvalidArgument, match=rf"\b{case.field}\b"):
             outcome.result()
 
-    def test_nothingChanged(self, memory: RawDispatcher, case: Invalid) -> None:
+    def test_nothing_changed(self, memory: RawDispatcher, case: Invalid) -> None:
         """
         A rejected call changes nothing that C{Stats} or C{ListWorkers} shows.
         """
@@ -396,7 +396,7 @@ class InvalidArgumentChecks:
         self._connect(memory, case).send(lax(case.command), **case.arguments)
         assert memory.snapshot() == before
 
-    def test_connectionStaysUsable(self, memory: RawDispatcher, case: Invalid) -> None:
+    def test_connection_stays_usable(self, memory: RawDispatcher, case: Invalid) -> None:
         """
         The connection stays open and answers a valid call next.
         """
@@ -405,7 +405,7 @@ class InvalidArgumentChecks:
         assert connection.open
         assert connection.call(Stats)["protocol"] == 1
 
-    def test_loggedOnce(self, memory: RawDispatcher, case: Invalid) -> None:
+    def test_logged_once(self, memory: RawDispatcher, case: Invalid) -> None:
         """
         The rejection is logged once, at warning, with its reason.
         """

@@ -143,7 +143,7 @@ class Order(StoreTests):
     Which worker C{NextWorker} answers.
     """
 
-    def test_mostFreeSlotsFirst(self) -> None:
+    def test_most_free_slots_first(self) -> None:
         """
         The worker with the most free slots is answered.
         """
@@ -152,7 +152,7 @@ class Order(StoreTests):
         self.add("c", 2)
         assert self.take() == "b"
 
-    def test_answerTakesSlot(self) -> None:
+    def test_answer_takes_slot(self) -> None:
         """
         Every answer takes one slot of the worker it names.
         """
@@ -161,7 +161,7 @@ class Order(StoreTests):
         assert self.free("a") == 2
         assert self.info("a").capacity == 3
 
-    def test_assumedLoad(self) -> None:
+    def test_assumed_load(self) -> None:
         """
         Answers since the last update count against a worker's capacity: free
         slots = capacity - answers naming it.
@@ -172,7 +172,7 @@ class Order(StoreTests):
         assert self.takes(4) == ["a", "b", "a", "b"]
         assert (self.free("a"), self.free("b")) == (1, 0)
 
-    def test_updateResetsAssumedLoad(self) -> None:
+    def test_update_resets_assumed_load(self) -> None:
         """
         An accepted update replaces the assumed load: the new capacity is all
         free.
@@ -184,7 +184,7 @@ class Order(StoreTests):
         assert self.free("a") == 2
         assert self.take() == "a"
 
-    def test_updateReplacesCapacity(self) -> None:
+    def test_update_replaces_capacity(self) -> None:
         """
         An accepted update sets capacity, host and port to the new values.
         """
@@ -194,7 +194,7 @@ class Order(StoreTests):
         info = self.info("a")
         assert (info.capacity, info.free, info.host, info.port) == (1, 1, "elsewhere", 9)
 
-    def test_roundRobinAmongEquals(self) -> None:
+    def test_round_robin_among_equals(self) -> None:
         """
         Among workers with as many free slots, the one answered least recently
         goes first: equals take turns.
@@ -203,7 +203,7 @@ class Order(StoreTests):
             self.add(worker_id, 5)
         assert self.takes(6) == ["a", "b", "c", "a", "b", "c"]
 
-    def test_neverAnsweredBeforeAnswered(self) -> None:
+    def test_never_answered_before_answered(self) -> None:
         """
         A worker never answered goes before an answered one with as many free
         slots, even when it entered later.
@@ -213,7 +213,7 @@ class Order(StoreTests):
         self.add("b", 1)
         assert self.take() == "b"
 
-    def test_neverAnsweredEarliestEnteredFirst(self) -> None:
+    def test_never_answered_earliest_entered_first(self) -> None:
         """
         Among never-answered equals, the one that entered the pool first goes
         first (not the smallest id).
@@ -222,7 +222,7 @@ class Order(StoreTests):
             self.add(worker_id, 1)
         assert self.takes(3) == ["c", "a", "b"]
 
-    def test_poolMoveCountsAsEntering(self) -> None:
+    def test_pool_move_counts_as_entering(self) -> None:
         """
         A worker that moves to another pool and back enters again: it goes
         after the equals that entered before its return.
@@ -233,7 +233,7 @@ class Order(StoreTests):
         self.add("a", 1, pool="x")
         assert self.takes(2, "x") == ["b", "a"]
 
-    def test_poolMoveForgetsAnswers(self) -> None:
+    def test_pool_move_forgets_answers(self) -> None:
         """
         A worker answered in its old pool enters the new one never answered:
         it goes before the new pool's answered equals.
@@ -246,7 +246,7 @@ class Order(StoreTests):
         # b (1 free, answered) and a (1 free, entered y just now, never answered in y)
         assert self.take("y") == "a"
 
-    def test_poolMove(self) -> None:
+    def test_pool_move(self) -> None:
         """
         A worker that changes pool is answered for the new pool only.
         """
@@ -258,7 +258,7 @@ class Order(StoreTests):
             self.store.next_worker("x")
         assert self.take("y") == "a"
 
-    def test_updateAfterRemovalCountsAsEntering(self) -> None:
+    def test_update_after_removal_counts_as_entering(self) -> None:
         """
         A worker registered again after its removal enters anew: it goes after
         the equals that stayed.
@@ -269,7 +269,7 @@ class Order(StoreTests):
         self.add("a", 1)
         assert self.takes(2) == ["b", "a"]
 
-    def test_updateKeepsLastAnswered(self) -> None:
+    def test_update_keeps_last_answered(self) -> None:
         """
         An update does not erase when a worker was last answered: an answered
         worker stays behind a never-answered equal.
@@ -280,7 +280,7 @@ class Order(StoreTests):
         self.add("a", 1)
         assert self.takes(2) == ["b", "a"]
 
-    def test_updateOrderDoesNotMatter(self) -> None:
+    def test_update_order_does_not_matter(self) -> None:
         """
         Updated equals are answered least recently answered first, not in the
         order of their updates.
@@ -292,7 +292,7 @@ class Order(StoreTests):
         self.add("a", 1)
         assert self.takes(2) == ["a", "b"]
 
-    def test_capacityZeroNeverAnswered(self) -> None:
+    def test_capacity_zero_never_answered(self) -> None:
         """
         A worker registered with capacity 0 (alive but full) is never answered.
         """
@@ -301,7 +301,7 @@ class Order(StoreTests):
             self.store.next_worker()
         assert self.info("a").free == 0
 
-    def test_fullWorkerNeverAnswered(self) -> None:
+    def test_full_worker_never_answered(self) -> None:
         """
         A worker whose slots are all taken is not answered again, another one
         is.
@@ -313,7 +313,7 @@ class Order(StoreTests):
         with pytest.raises(NoWorkerAvailable):
             self.store.next_worker()
 
-    def test_updateToZeroCapacity(self) -> None:
+    def test_update_to_zero_capacity(self) -> None:
         """
         An update with capacity 0 makes a worker unanswerable.
         """
@@ -332,7 +332,7 @@ class Order(StoreTests):
         with pytest.raises(NoWorkerAvailable):
             self.store.next_worker("y")
 
-    def test_defaultPool(self) -> None:
+    def test_default_pool(self) -> None:
         """
         An update naming no pool registers in pool C{"default"}, which a call
         naming no pool is answered from.
@@ -346,14 +346,14 @@ class Order(StoreTests):
         self.add("c", 1, pool="default")
         assert self.take() == "c"
 
-    def test_answerFields(self) -> None:
+    def test_answer_fields(self) -> None:
         """
         The answer carries the worker's id, host and port.
         """
         self.add("a", 1, host="10.0.0.1", port=8123)
         assert self.store.next_worker() == Worker("a", "10.0.0.1", 8123)
 
-    def test_noWorkerAvailableNoTimeout(self) -> None:
+    def test_no_worker_available_no_timeout(self) -> None:
         """
         With no free slot and no timeout, the call fails at once with
         L{NoWorkerAvailable} and waits for nothing.
@@ -365,7 +365,7 @@ class Order(StoreTests):
         assert self.store.stats().waiting == 0
         assert self.harness.timers() == []
 
-    def test_noWorkerAvailableTimeoutZero(self) -> None:
+    def test_no_worker_available_timeout_zero(self) -> None:
         """
         A timeout of 0 is no timeout: L{NoWorkerAvailable} at once.
         """
@@ -376,7 +376,7 @@ class Order(StoreTests):
             self.store.next_worker(None, 0.0)
         assert self.store.stats().waiting == 0
 
-    def test_freeSlotAnsweredAtOnceWithTimeout(self) -> None:
+    def test_free_slot_answered_at_once_with_timeout(self) -> None:
         """
         A call with a timeout is answered at once when a slot is free.
         """
@@ -389,7 +389,7 @@ class Seq(StoreTests):
     Stale and duplicate updates.
     """
 
-    def test_higherSeqAccepted(self) -> None:
+    def test_higher_seq_accepted(self) -> None:
         """
         An update with a higher seq than the last accepted is accepted.
         """
@@ -397,7 +397,7 @@ class Seq(StoreTests):
         assert self.add("a", 4, seq=2) is True
         assert self.info("a").capacity == 4
 
-    def test_staleSeqRejected(self) -> None:
+    def test_stale_seq_rejected(self) -> None:
         """
         An update with a lower seq than the last accepted is refused and
         changes nothing: capacity, host, assumed load, pool.
@@ -409,7 +409,7 @@ class Seq(StoreTests):
         assert self.info("a") == before
         assert before.free == 2
 
-    def test_staleSeqComparesWithLastAccepted(self) -> None:
+    def test_stale_seq_compares_with_last_accepted(self) -> None:
         """
         A refused update does not lower the stored seq.
         """
@@ -418,7 +418,7 @@ class Seq(StoreTests):
         assert self.add("a", 2, seq=4) is False
         assert self.info("a").capacity == 1
 
-    def test_staleSeqDoesNotRenewTtl(self) -> None:
+    def test_stale_seq_does_not_renew_ttl(self) -> None:
         """
         A stale update does not renew the worker's ttl.
         """
@@ -429,7 +429,7 @@ class Seq(StoreTests):
         self.harness.advance(4.0)
         assert self.ids() == []
 
-    def test_staleSeqDoesNotTakeOwnership(self) -> None:
+    def test_stale_seq_does_not_take_ownership(self) -> None:
         """
         A stale update from another connection does not take the worker:
         losing the first connection still starts the lease grace.
@@ -440,7 +440,7 @@ class Seq(StoreTests):
         self.store.owner_lost(first)
         assert self.info("a").expires_in == 30.0
 
-    def test_duplicateSeqRejected(self) -> None:
+    def test_duplicate_seq_rejected(self) -> None:
         """
         An update with the same seq as the last accepted is refused; the
         worker's capacity, host, pool and assumed load stay.
@@ -452,7 +452,7 @@ class Seq(StoreTests):
         assert self.info("a") == before
         assert before.free == 1
 
-    def test_duplicateSeqKeepsTtlValue(self) -> None:
+    def test_duplicate_seq_keeps_ttl_value(self) -> None:
         """
         A duplicate does not replace the ttl with its own.
         """
@@ -460,7 +460,7 @@ class Seq(StoreTests):
         self.add("a", 1, seq=3, ttl=2.0)
         assert self.info("a").expires_in == 10.0
 
-    def test_duplicateSeqRenewsTtl(self) -> None:
+    def test_duplicate_seq_renews_ttl(self) -> None:
         """
         A duplicate restarts the worker's ttl: it goes ttl seconds after the
         duplicate, not after the accepted update.
@@ -475,7 +475,7 @@ class Seq(StoreTests):
         self.harness.advance(4.0)
         assert self.ids() == []
 
-    def test_duplicateSeqTakesOwnership(self) -> None:
+    def test_duplicate_seq_takes_ownership(self) -> None:
         """
         A duplicate from another connection takes the worker: losing the old
         connection starts no lease grace, losing the new one does.
@@ -492,7 +492,7 @@ class Seq(StoreTests):
         self.harness.advance(30.0)
         assert self.ids() == []
 
-    def test_duplicateSeqEndsLeaseGrace(self) -> None:
+    def test_duplicate_seq_ends_lease_grace(self) -> None:
         """
         A duplicate from another connection during the lease grace keeps the
         worker.
@@ -506,7 +506,7 @@ class Seq(StoreTests):
         self.harness.advance(60.0)
         assert self.ids() == ["a"]
 
-    def test_noSeqAccepted(self) -> None:
+    def test_no_seq_accepted(self) -> None:
         """
         An update without seq is accepted whatever seq was stored.
         """
@@ -514,7 +514,7 @@ class Seq(StoreTests):
         assert self.add("a", 4) is True
         assert self.info("a").capacity == 4
 
-    def test_noSeqForgetsSeq(self) -> None:
+    def test_no_seq_forgets_seq(self) -> None:
         """
         An update without seq forgets the stored seq: any seq is accepted next.
         """
@@ -523,7 +523,7 @@ class Seq(StoreTests):
         assert self.add("a", 2, seq=1) is True
         assert self.info("a").capacity == 2
 
-    def test_seqAfterNoSeqAccepted(self) -> None:
+    def test_seq_after_no_seq_accepted(self) -> None:
         """
         The first seq given to a worker registered without one is accepted,
         and then guards the next updates.
@@ -533,7 +533,7 @@ class Seq(StoreTests):
         assert self.add("a", 3, seq=0) is False
         assert self.info("a").capacity == 2
 
-    def test_removedWorkerSeqForgotten(self) -> None:
+    def test_removed_worker_seq_forgotten(self) -> None:
         """
         A removed worker's seq is forgotten: its next update is accepted
         whatever its seq.
@@ -543,7 +543,7 @@ class Seq(StoreTests):
         assert self.add("a", 2, seq=1) is True
         assert self.info("a").capacity == 2
 
-    def test_expiredWorkerSeqForgotten(self) -> None:
+    def test_expired_worker_seq_forgotten(self) -> None:
         """
         A worker removed by its ttl forgets its seq too.
         """
@@ -558,7 +558,7 @@ class Gone(StoreTests):
     C{WorkerGone}.
     """
 
-    def test_goneKnown(self) -> None:
+    def test_gone_known(self) -> None:
         """
         C{gone} of a registered worker removes it at once and answers True.
         """
@@ -570,7 +570,7 @@ class Gone(StoreTests):
         with pytest.raises(NoWorkerAvailable):
             self.store.next_worker()
 
-    def test_goneUnknown(self) -> None:
+    def test_gone_unknown(self) -> None:
         """
         C{gone} of an unknown worker answers False and changes nothing.
         """
@@ -579,7 +579,7 @@ class Gone(StoreTests):
         assert self.ids() == ["a"]
         assert self.store.stats().free_slots == 2
 
-    def test_goneIdempotent(self) -> None:
+    def test_gone_idempotent(self) -> None:
         """
         A second C{gone} of the same worker answers False.
         """
@@ -589,7 +589,7 @@ class Gone(StoreTests):
         assert self.store.gone("a") is False
         assert self.ids() == ["b"]
 
-    def test_goneOthersStay(self) -> None:
+    def test_gone_others_stay(self) -> None:
         """
         C{gone} removes only the named worker: the others are still answered.
         """
@@ -598,7 +598,7 @@ class Gone(StoreTests):
         self.store.gone("a")
         assert self.take() == "b"
 
-    def test_goneLogged(self) -> None:
+    def test_gone_logged(self) -> None:
         """
         The removal is logged with reason C{gone}.
         """
@@ -612,7 +612,7 @@ class Lease(StoreTests):
     Workers outlive the loss of their scheduler connection by the lease grace.
     """
 
-    def test_ownerLostGraceRemovesAfterGrace(self) -> None:
+    def test_owner_lost_grace_removes_after_grace(self) -> None:
         """
         When the owning connection is lost, its workers go C{lease_grace}
         seconds later, not before.
@@ -628,7 +628,7 @@ class Lease(StoreTests):
         assert self.ids() == []
         assert self.removals() == [("a", "lease expired")]
 
-    def test_answeredDuringGrace(self) -> None:
+    def test_answered_during_grace(self) -> None:
         """
         A worker in its lease grace is still answered.
         """
@@ -637,7 +637,7 @@ class Lease(StoreTests):
         self.store.owner_lost(owner)
         assert self.take() == "a"
 
-    def test_ownerLostOnlyItsWorkers(self) -> None:
+    def test_owner_lost_only_its_workers(self) -> None:
         """
         Losing a connection starts the grace of its workers only.
         """
@@ -649,7 +649,7 @@ class Lease(StoreTests):
         self.harness.advance(30.0)
         assert self.ids() == ["b", "c"]
 
-    def test_updateFromOtherOwnerKeeps(self) -> None:
+    def test_update_from_other_owner_keeps(self) -> None:
         """
         An accepted update from another connection during the grace keeps the
         worker: that connection holds it now.
@@ -666,7 +666,7 @@ class Lease(StoreTests):
         self.harness.advance(30.0)
         assert self.ids() == []
 
-    def test_updateMovesOwnership(self) -> None:
+    def test_update_moves_ownership(self) -> None:
         """
         An accepted update from another connection takes the worker: losing
         the old connection starts no grace.
@@ -679,7 +679,7 @@ class Lease(StoreTests):
         self.harness.advance(60.0)
         assert self.ids() == ["a"]
 
-    def test_ownerLostUnknown(self) -> None:
+    def test_owner_lost_unknown(self) -> None:
         """
         Losing a connection that holds no worker changes nothing.
         """
@@ -688,7 +688,7 @@ class Lease(StoreTests):
         assert self.info("a").expires_in == -1.0
         assert self.harness.timers() == []
 
-    def test_ownerLostTwice(self) -> None:
+    def test_owner_lost_twice(self) -> None:
         """
         Losing the same connection twice does not restart the grace.
         """
@@ -700,7 +700,7 @@ class Lease(StoreTests):
         self.harness.advance(10.0)
         assert self.ids() == []
 
-    def test_goneDuringGrace(self) -> None:
+    def test_gone_during_grace(self) -> None:
         """
         A worker removed during its grace and registered again is not removed
         by the old grace.
@@ -713,7 +713,7 @@ class Lease(StoreTests):
         self.harness.advance(60.0)
         assert self.ids() == ["a"]
 
-    def test_removedWorkerLeavesOwner(self) -> None:
+    def test_removed_worker_leaves_owner(self) -> None:
         """
         A worker removed and registered again by another connection is not
         affected when its first connection is lost.
@@ -733,7 +733,7 @@ class NoLeaseGrace(StoreTests):
 
     lease_grace = 0.0
 
-    def test_ownerLostRemovesAtOnce(self) -> None:
+    def test_owner_lost_removes_at_once(self) -> None:
         """
         Losing the connection removes its workers at once, and only them.
         """
@@ -753,7 +753,7 @@ class Ttl(StoreTests):
     accepted or duplicate update.
     """
 
-    def test_ttlRemoves(self) -> None:
+    def test_ttl_removes(self) -> None:
         """
         A worker goes ttl seconds after its update, not before.
         """
@@ -765,7 +765,7 @@ class Ttl(StoreTests):
         assert self.store.stats().workers == 0
         assert self.removals() == [("a", "ttl expired")]
 
-    def test_ttlRenewedByUpdate(self) -> None:
+    def test_ttl_renewed_by_update(self) -> None:
         """
         An accepted update restarts the ttl.
         """
@@ -777,7 +777,7 @@ class Ttl(StoreTests):
         self.harness.advance(1.0)
         assert self.ids() == []
 
-    def test_ttlReplacedByUpdate(self) -> None:
+    def test_ttl_replaced_by_update(self) -> None:
         """
         An accepted update's ttl replaces the old one.
         """
@@ -786,7 +786,7 @@ class Ttl(StoreTests):
         self.harness.advance(2.0)
         assert self.ids() == []
 
-    def test_updateWithoutTtlClearsTtl(self) -> None:
+    def test_update_without_ttl_clears_ttl(self) -> None:
         """
         An accepted update without ttl removes the ttl.
         """
@@ -796,7 +796,7 @@ class Ttl(StoreTests):
         self.harness.advance(60.0)
         assert self.ids() == ["a"]
 
-    def test_ttlZeroIsNoTtl(self) -> None:
+    def test_ttl_zero_is_no_ttl(self) -> None:
         """
         A ttl of 0 means no ttl.
         """
@@ -805,7 +805,7 @@ class Ttl(StoreTests):
         self.harness.advance(60.0)
         assert self.ids() == ["a"]
 
-    def test_ttlEachWorker(self) -> None:
+    def test_ttl_each_worker(self) -> None:
         """
         Each worker goes at its own ttl.
         """
@@ -817,7 +817,7 @@ class Ttl(StoreTests):
         self.harness.advance(2.0)
         assert self.ids() == ["c"]
 
-    def test_ttlWithLease(self) -> None:
+    def test_ttl_with_lease(self) -> None:
         """
         A worker with a ttl and a lease grace goes at whichever comes first.
         """
@@ -833,7 +833,7 @@ class Ttl(StoreTests):
         assert self.ids() == []
         assert self.removals() == [("a", "ttl expired"), ("b", "lease expired")]
 
-    def test_ttlOfReregisteredWorker(self) -> None:
+    def test_ttl_of_reregistered_worker(self) -> None:
         """
         The ttl of a removed worker does not remove it once registered again
         without ttl.
@@ -860,7 +860,7 @@ class Waiting(StoreTests):
         assert_no_result(d)
         assert self.store.stats().waiting == 1
 
-    def test_answeredByUpdate(self) -> None:
+    def test_answered_by_update(self) -> None:
         """
         A waiting call is answered when an update frees a slot, and takes it.
         """
@@ -870,7 +870,7 @@ class Waiting(StoreTests):
         assert self.store.stats() == StoreStats(1, 0, 0, 1)
         assert self.harness.timers() == []
 
-    def test_firstComeFirstServed(self) -> None:
+    def test_first_come_first_served(self) -> None:
         """
         Waiting calls of a pool are answered in the order they came.
         """
@@ -882,7 +882,7 @@ class Waiting(StoreTests):
         self.add("b", 1)
         assert result_of(third).worker_id == "b"
 
-    def test_waitersServedMostFreeFirst(self) -> None:
+    def test_waiters_served_most_free_first(self) -> None:
         """
         Waiting calls answered by one update follow the queue's order.
         """
@@ -893,7 +893,7 @@ class Waiting(StoreTests):
         self.add("a", 2)
         assert [result_of(d).worker_id for d in waiters] == ["b", "a", "a"]
 
-    def test_newCallQueuesBehindWaiters(self) -> None:
+    def test_new_call_queues_behind_waiters(self) -> None:
         """
         A call that arrives while others wait does not pass them: it is
         answered after them.
@@ -908,7 +908,7 @@ class Waiting(StoreTests):
         self.add("b", 1)
         assert result_of(second).worker_id == "b"
 
-    def test_onlyItsPool(self) -> None:
+    def test_only_its_pool(self) -> None:
         """
         A waiting call is not answered by an update in another pool.
         """
@@ -918,7 +918,7 @@ class Waiting(StoreTests):
         self.add("b", 1, pool="x")
         assert result_of(d).worker_id == "b"
 
-    def test_poolMoveAnswers(self) -> None:
+    def test_pool_move_answers(self) -> None:
         """
         A worker moving into a pool answers that pool's waiting calls.
         """
@@ -927,7 +927,7 @@ class Waiting(StoreTests):
         self.add("a", 1, pool="x")
         assert result_of(d).worker_id == "a"
 
-    def test_capacityZeroUpdateDoesNotAnswer(self) -> None:
+    def test_capacity_zero_update_does_not_answer(self) -> None:
         """
         An update with no free slot answers no waiting call.
         """
@@ -935,7 +935,7 @@ class Waiting(StoreTests):
         self.add("a", 0)
         assert_no_result(d)
 
-    def test_duplicateDoesNotAnswer(self) -> None:
+    def test_duplicate_does_not_answer(self) -> None:
         """
         A duplicate update (refused) frees no slot and answers no waiting call.
         """
@@ -957,7 +957,7 @@ class Waiting(StoreTests):
         failure_of(d, NoWorkerAvailable)
         assert self.store.stats().waiting == 0
 
-    def test_timedOutTakesNoSlot(self) -> None:
+    def test_timed_out_takes_no_slot(self) -> None:
         """
         A call that timed out takes no slot freed later.
         """
@@ -967,7 +967,7 @@ class Waiting(StoreTests):
         self.add("a", 1)
         assert self.store.stats() == StoreStats(1, 1, 0, 0)
 
-    def test_timeoutOthersStay(self) -> None:
+    def test_timeout_others_stay(self) -> None:
         """
         A timeout removes only its call: the one behind it is still answered.
         """
@@ -989,7 +989,7 @@ class Waiting(StoreTests):
         assert self.store.stats().waiting == 0
         assert self.harness.timers() == []
 
-    def test_cancelTakesNoSlot(self) -> None:
+    def test_cancel_takes_no_slot(self) -> None:
         """
         A cancelled call takes no slot freed later; the call behind it does.
         """
@@ -1001,7 +1001,7 @@ class Waiting(StoreTests):
         assert self.store.stats() == StoreStats(1, 1, 0, 1)
         assert self.free("a") == 1
 
-    def test_cancelAnsweredIsNoop(self) -> None:
+    def test_cancel_answered_is_noop(self) -> None:
         """
         Cancelling an answered call changes nothing.
         """
@@ -1011,7 +1011,7 @@ class Waiting(StoreTests):
         assert result_of(d).worker_id == "a"
         assert self.store.stats() == StoreStats(1, 0, 0, 1)
 
-    def test_answeredStopsTimer(self) -> None:
+    def test_answered_stops_timer(self) -> None:
         """
         An answered call does not fail later when its timeout would have run
         out.
@@ -1021,7 +1021,7 @@ class Waiting(StoreTests):
         self.harness.advance(2.0)
         assert result_of(d).worker_id == "a"
 
-    def test_waitingCountedInStats(self) -> None:
+    def test_waiting_counted_in_stats(self) -> None:
         """
         C{stats().waiting} counts the calls waiting in every pool.
         """
@@ -1032,7 +1032,7 @@ class Waiting(StoreTests):
         self.add("a", 1, pool="x")
         assert self.store.stats().waiting == 2
 
-    def test_noTimeoutWhileOthersWait(self) -> None:
+    def test_no_timeout_while_others_wait(self) -> None:
         """
         A call without timeout while others wait fails at once and does not
         join the line.
@@ -1042,7 +1042,7 @@ class Waiting(StoreTests):
             self.store.next_worker()
         assert self.store.stats().waiting == 1
 
-    def test_stopFailsWaiters(self) -> None:
+    def test_stop_fails_waiters(self) -> None:
         """
         C{stop} fails every waiting call with L{NoWorkerAvailable} and leaves
         no timer behind.
@@ -1077,7 +1077,7 @@ class MaxWaiting(StoreTests):
             self.store.next_worker("z", 1.0)
         assert self.store.stats().waiting == 2
 
-    def test_overloadedOnlyWhenWaiting(self) -> None:
+    def test_overloaded_only_when_waiting(self) -> None:
         """
         A call with a free slot is answered even when C{max_waiting} calls
         wait (in another pool); a call without timeout gets
@@ -1090,7 +1090,7 @@ class MaxWaiting(StoreTests):
         with pytest.raises(NoWorkerAvailable):
             self.store.next_worker("x")
 
-    def test_roomAgainAfterAnswer(self) -> None:
+    def test_room_again_after_answer(self) -> None:
         """
         Once a waiting call is answered, another may wait.
         """
@@ -1126,7 +1126,7 @@ class WaitingShare(StoreTests):
         assert_no_result(self.wait("x"))
         assert self.store.stats().waiting == 4
 
-    def test_shareFreedByAnswer(self) -> None:
+    def test_share_freed_by_answer(self) -> None:
         """
         An answered call frees its place in the owner's share.
         """
@@ -1136,7 +1136,7 @@ class WaitingShare(StoreTests):
         result_of(first)
         assert_no_result(self.wait(owner=A))
 
-    def test_shareFreedByTimeoutAndCancel(self) -> None:
+    def test_share_freed_by_timeout_and_cancel(self) -> None:
         """
         A call that timed out or was cancelled frees its place too.
         """
@@ -1155,7 +1155,7 @@ class WaitingShareAndTotal(StoreTests):
     max_waiting = 3
     max_waiting_per_owner = 2
 
-    def test_totalFirst(self) -> None:
+    def test_total_first(self) -> None:
         """
         The total limit holds whatever the shares.
         """
@@ -1187,7 +1187,7 @@ class Counters(StoreTests):
         self.take("x")
         assert self.store.stats() == StoreStats(3, 3, 0, 2)
 
-    def test_dispatchedCountsWaitersAnswered(self) -> None:
+    def test_dispatched_counts_waiters_answered(self) -> None:
         """
         Answers to waiting calls count as dispatched.
         """
@@ -1196,7 +1196,7 @@ class Counters(StoreTests):
         self.add("a", 5)
         assert self.store.stats() == StoreStats(1, 3, 0, 2)
 
-    def test_freeSlotsFollowUpdates(self) -> None:
+    def test_free_slots_follow_updates(self) -> None:
         """
         Free slots follow accepted updates, removals and pool moves.
         """
@@ -1214,7 +1214,7 @@ class Listing(StoreTests):
     C{list_workers}.
     """
 
-    def test_idOrder(self) -> None:
+    def test_id_order(self) -> None:
         """
         Workers are listed in id order across pools.
         """
@@ -1231,7 +1231,7 @@ class Listing(StoreTests):
         assert self.ids() == []
         assert self.ids("x") == []
 
-    def test_poolFilter(self) -> None:
+    def test_pool_filter(self) -> None:
         """
         Given a pool, only its workers are listed; an unknown pool lists none.
         """
@@ -1262,14 +1262,14 @@ class Listing(StoreTests):
         self.take("x")
         assert self.rows() == [RegisteredWorker("a", "h", 81, "x", 3, 2, -1.0)]
 
-    def test_expiresInNothingPending(self) -> None:
+    def test_expires_in_nothing_pending(self) -> None:
         """
         C{expires_in} is -1 when no removal is pending.
         """
         self.add("a", 1, owner="s")
         assert self.info("a").expires_in == -1.0
 
-    def test_expiresInTtl(self) -> None:
+    def test_expires_in_ttl(self) -> None:
         """
         C{expires_in} is the time left of the worker's ttl.
         """
@@ -1277,7 +1277,7 @@ class Listing(StoreTests):
         self.harness.advance(2.5)
         assert self.info("a").expires_in == 7.5
 
-    def test_expiresInLease(self) -> None:
+    def test_expires_in_lease(self) -> None:
         """
         C{expires_in} is the time left of the worker's lease grace.
         """

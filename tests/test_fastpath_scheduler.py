@@ -297,7 +297,7 @@ EVENTS = st.one_of(
     stream=streams(command_boxes(), min_boxes=3, malformed_counts=[0, 0, 0, 1, 2]),
     data=st.data(),
 )
-def test_sameAsGeneric(
+def test_same_as_generic(
     workers: List[Registration],
     lease_grace: float,
     stream: bytes,
@@ -345,7 +345,7 @@ def test_sameAsGeneric(
     ],
     ids=["new", "all-arguments", "stale", "duplicate"],
 )
-def test_answerBytesIdentical(arguments: Dict[str, bytes], accepted: bytes) -> None:
+def test_answer_bytes_identical(arguments: Dict[str, bytes], accepted: bytes) -> None:
     """
     A typical C{WorkerUpdate}'s answer is byte for byte the generic path's,
     and the fast path gives it without the generic responder.
@@ -360,7 +360,7 @@ def test_answerBytesIdentical(arguments: Dict[str, bytes], accepted: bytes) -> N
     assert_same(fast, generic)
 
 
-def test_pipelinedUpdatesOneWrite() -> None:
+def test_pipelined_updates_one_write() -> None:
     """
     The answers to many C{WorkerUpdate}s in one read go out in one write.
     """
@@ -393,7 +393,7 @@ def test_pipelinedUpdatesOneWrite() -> None:
         ("host", None),
     ],
 )
-def test_invalidUpdateAnsweredByGenericPath(field: str, value: Optional[bytes]) -> None:
+def test_invalid_update_answered_by_generic_path(field: str, value: Optional[bytes]) -> None:
     """
     An update with a bad (or missing) value goes to the generic responder,
     which answers C{INVALID_ARGUMENT} naming the field, logs the rejection
@@ -418,7 +418,7 @@ def test_invalidUpdateAnsweredByGenericPath(field: str, value: Optional[bytes]) 
 
 
 @pytest.mark.parametrize("lease_grace", [0.0, 5.0])
-def test_leaseGraceAfterFastUpdates(lease_grace: float) -> None:
+def test_lease_grace_after_fast_updates(lease_grace: float) -> None:
     """
     The connection owns the workers its fast-path updates registered: lost,
     they go after the lease grace, as on the generic path.
@@ -436,7 +436,7 @@ def test_leaseGraceAfterFastUpdates(lease_grace: float) -> None:
 
 
 @pytest.mark.parametrize("reserved", [b"_answer", b"_error"])
-def test_updateHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
+def test_update_holding_answer_key_is_not_a_call(reserved: bytes) -> None:
     """
     A box that holds C{_answer} (or C{_error}) is an answer, whatever else it
     holds: a valid C{WorkerUpdate} with C{_ask} too registers nothing, is
@@ -456,7 +456,7 @@ def test_updateHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
     assert_same(fast, generic)
 
 
-def test_updateWithoutAskAnswersNothing() -> None:
+def test_update_without_ask_answers_nothing() -> None:
     """
     A C{WorkerUpdate} without C{_ask} (generic path) registers the worker and
     writes nothing; one with a bad value writes nothing either.
@@ -470,7 +470,7 @@ def test_updateWithoutAskAnswersNothing() -> None:
     assert_same(fast, generic)
 
 
-def test_schedulerKinds() -> None:
+def test_scheduler_kinds() -> None:
     """
     The comparison is between two different scheduler protocols: the fast
     path's and Twisted's generic box protocol.

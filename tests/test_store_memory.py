@@ -29,7 +29,7 @@ class TestHeapBound(StoreTests):
         n = len(self.memory._pools[pool].ids)
         return 2 * n + 32 + 1
 
-    def test_poolHeapBounded(self) -> None:
+    def test_pool_heap_bounded(self) -> None:
         """
         Many updates and answers of the same few workers leave the pool's heap
         within twice its workers plus a constant.
@@ -40,7 +40,7 @@ class TestHeapBound(StoreTests):
                 self.take()
             assert len(self.memory._pools["default"].heap) <= self.bound("default")
 
-    def test_poolHeapBoundedAcrossMoves(self) -> None:
+    def test_pool_heap_bounded_across_moves(self) -> None:
         """
         Workers moving between pools leave both heaps bounded.
         """
@@ -51,7 +51,7 @@ class TestHeapBound(StoreTests):
             for name in ["x", "y"]:
                 assert len(self.memory._pools[name].heap) <= self.bound(name)
 
-    def test_deadlineHeapBounded(self) -> None:
+    def test_deadline_heap_bounded(self) -> None:
         """
         Many ttl renewals of the same few workers, as time goes by, leave the
         deadline heap within twice the workers plus a constant.
@@ -61,7 +61,7 @@ class TestHeapBound(StoreTests):
             self.harness.advance(0.001)
             assert len(self.memory._deadlines) <= 2 * 4 + 64 + 1
 
-    def test_deadlineHeapBoundedSameInstant(self) -> None:
+    def test_deadline_heap_bounded_same_instant(self) -> None:
         """
         Many ttl renewals of the same few workers at one instant (a burst of
         duplicates, or a coarse clock) leave the deadline heap bounded too.
