@@ -2,7 +2,8 @@
 In-process CPU cost of the front-end protocol per NextWorker: feeds pipelined,
 pre-encoded NextWorker boxes to one connection (no sockets, no reactor) and
 reports microseconds of CPU per call, for the fast path and Twisted's generic
-path.  For profiling: `--profile` runs pyinstrument over the fast path.
+path.  For profiling: `--profile` runs pyinstrument over the fast path
+(`pip install -e ".[profile]"`).
 
     python scripts/profile_nextworker.py --workers 100000 --calls 200000
 """
