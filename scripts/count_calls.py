@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from amp_bench import wire
 
 from amp_dispatch.cli._logging import configure
-from amp_dispatch.server._dispatcher import Dispatcher
-from amp_dispatch.store._memory import WorkerQueue
+from amp_dispatch.server._listeners import build_listeners
+from amp_dispatch.server._stores import open_store
 
 
 class _NullTransport(StringTransport):
@@ -49,10 +49,10 @@ def _connect(factory: Any) -> Any:
 
 def next_workers(calls: int) -> None:
     clock = Clock()
-    queue = WorkerQueue(clock)
+    store = open_store(clock)
     for i in range(1000):
-        queue.update(f"w{i}", "10.0.0.1", 9000, 10**9)
-    protocol = _connect(Dispatcher(queue).frontend_factory)
+        store.update(f"w{i}", "10.0.0.1", 9000, 10**9)
+    protocol = _connect(build_listeners(store, clock).frontend.factory)
     boxes, _ = wire.next_worker_requests()
     chunks: List[bytes] = [
         b"".join(boxes[(start + i) % len(boxes)] for i in range(16))
@@ -65,8 +65,8 @@ def next_workers(calls: int) -> None:
 
 def updates(calls: int, register_only: bool) -> None:
     clock = Clock()
-    queue = WorkerQueue(clock)
-    protocol = _connect(Dispatcher(queue).scheduler_factory)
+    store = open_store(clock)
+    protocol = _connect(build_listeners(store, clock).scheduler.factory)
     chunks: List[bytes] = [
         b"".join(
             wire.worker_update(wire.amp_tag(n), n, 1_000_000)

@@ -2,7 +2,8 @@
 In-process CPU cost of the front-end protocol per NextWorker: feeds pipelined,
 pre-encoded NextWorker boxes to one connection (no sockets, no reactor) and
 reports microseconds of CPU per call, for the fast path and Twisted's generic
-path.  For profiling: `--profile` runs pyinstrument over the fast path.
+path.  For profiling: `--profile` runs pyinstrument over the fast path
+(`pip install -e ".[profile]"`).
 
     python scripts/profile_nextworker.py --workers 100000 --calls 200000
 """
@@ -16,8 +17,8 @@ from typing import Any, List
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from amp_dispatch.server._dispatcher import Dispatcher
-from amp_dispatch.store._memory import WorkerQueue
+from amp_dispatch.server._listeners import build_listeners
+from amp_dispatch.server._stores import open_store
 
 
 class _NullTransport(StringTransport):
@@ -36,10 +37,12 @@ def _box(tag: int) -> bytes:
 
 
 def measure(fast_path: bool, workers: int, calls: int, batch: int) -> float:
-    queue = WorkerQueue(Clock())
+    clock = Clock()
+    store = open_store(clock)
     for i in range(workers):
-        queue.update(f"worker-{i}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 9000, 10**9)
-    protocol: Any = Dispatcher(queue, fast_path=fast_path).frontend_factory.buildProtocol(None)
+        store.update(f"worker-{i}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 9000, 10**9)
+    served = build_listeners(store, clock, fast_path=fast_path)
+    protocol: Any = served.frontend.factory.buildProtocol(None)
     protocol.makeConnection(_NullTransport())
     chunks: List[bytes] = [
         b"".join(_box(n) for n in range(start, start + batch)) for start in range(1, calls, batch)
@@ -67,8 +70,10 @@ def _update_box(tag: int, worker: int) -> bytes:
 
 
 def measure_updates(fast_path: bool, workers: int, calls: int, batch: int) -> float:
-    queue = WorkerQueue(Clock())
-    protocol: Any = Dispatcher(queue, fast_path=fast_path).scheduler_factory.buildProtocol(None)
+    clock = Clock()
+    store = open_store(clock)
+    served = build_listeners(store, clock, fast_path=fast_path)
+    protocol: Any = served.scheduler.factory.buildProtocol(None)
     protocol.makeConnection(_NullTransport())
     for start in range(0, workers, batch):
         protocol.dataReceived(b"".join(_update_box(n, n) for n in range(start, start + batch)))

@@ -18,8 +18,10 @@ from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter, IOPump
 
 from amp_dispatch.client import FrontendClient, SchedulerClient
-from amp_dispatch.server._dispatcher import Dispatcher
-from amp_dispatch.store._memory import WorkerQueue
+from amp_dispatch.server._config import DispatcherConfig
+from amp_dispatch.server._listeners import build_listeners
+from amp_dispatch.server._stores import open_store
+from amp_dispatch.store._memory import MemoryStore
 
 T = TypeVar("T")
 
@@ -219,22 +221,21 @@ class Deployment:
         self.reactor = self.network.reactor
         self.lease_grace = lease_grace
         self.max_waiting = max_waiting
-        self.queue = self.restart()
+        self.store = self.restart()
         self.frontend = FrontendClient(self.reactor, FRONTEND, retry_policy=fixed_retry)
         self.scheduler = SchedulerClient(self.reactor, SCHEDULER, retry_policy=fixed_retry)
 
-    def restart(self) -> WorkerQueue:
+    def restart(self) -> MemoryStore:
         """
-        A new dispatcher with an empty queue takes over both ports (old
+        A new dispatcher with an empty store takes over both ports (old
         connections stay until dropped).
         """
-        self.queue = WorkerQueue(
-            self.reactor, lease_grace=self.lease_grace, max_waiting=self.max_waiting
-        )
-        dispatcher = Dispatcher(self.queue)
-        self.network.listen(FRONTEND_PORT, dispatcher.frontend_factory)
-        self.network.listen(SCHEDULER_PORT, dispatcher.scheduler_factory)
-        return self.queue
+        config = DispatcherConfig(lease_grace=self.lease_grace, max_waiting=self.max_waiting)
+        self.store = open_store(self.reactor, config)
+        served = build_listeners(self.store, self.reactor, config)
+        self.network.listen(FRONTEND_PORT, served.frontend.factory)
+        self.network.listen(SCHEDULER_PORT, served.scheduler.factory)
+        return self.store
 
     def connect(self, client: FrontendClient | SchedulerClient) -> IOPump:
         """

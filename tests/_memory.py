@@ -3,7 +3,7 @@ In-memory connections to a dispatcher, for the protocol tests.
 
 Each connection joins a real L{amp.AMP} client to a listener's server protocol
 over L{twisted.test.iosim}, so every box is really serialized and parsed.  The
-dispatcher's queue runs on a L{Clock}; no reactor is involved.  Every call's
+dispatcher's store runs on a L{Clock}; no reactor is involved.  Every call's
 L{Deferred} is consumed at once by an L{Outcome} (AMP drops a connection whose
 call fails unconsumed).
 """
@@ -46,11 +46,47 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeAddress, connectedServerAndClient
 
+from amp_dispatch._records import RegisteredWorker
+from amp_dispatch.protocol._hooks import ConnectionInfo
 from amp_dispatch.server._config import MAX_BOX_BYTES, DispatcherConfig
-from amp_dispatch.server._dispatcher import Dispatcher
-from amp_dispatch.store._memory import WorkerQueue
+from amp_dispatch.server._listeners import build_listeners
+from amp_dispatch.server._stores import open_store
+from amp_dispatch.store._interface import IWorkerStore
+from amp_dispatch.store._memory import MemoryStore
+from tests._stores import LaterStore
 
 Result = Dict[str, Any]
+
+
+def registered(store: MemoryStore, pool: Optional[str] = None) -> List[RegisteredWorker]:
+    """
+    Every worker registered in C{store} (of C{pool}), in id order.
+    """
+    return list(store.list_workers(pool, None, 1 << 30).workers)
+
+
+class HandledCommands:
+    """
+    A L{CommandHook} that records what it is told.
+    """
+
+    def __init__(self) -> None:
+        self.calls: List[Tuple[bytes, str, ConnectionInfo, int]] = []
+
+    def __call__(
+        self, command: bytes, outcome: str, connection: ConnectionInfo, count: int
+    ) -> None:
+        self.calls.append((command, outcome, connection, count))
+
+    def counts(self) -> Dict[Tuple[bytes, str], int]:
+        """
+        How many commands came to each outcome, by command and outcome (the
+        fast paths tell several at once, the generic path one by one).
+        """
+        counts: Dict[Tuple[bytes, str], int] = {}
+        for command, outcome, _, count in self.calls:
+            counts[command, outcome] = counts.get((command, outcome), 0) + count
+        return counts
 
 
 class RecordingAMP(amp.AMP):
@@ -168,13 +204,17 @@ class Connection:
         return not (self.pump.clientIO.disconnecting or self.pump.serverIO.disconnecting)
 
 
-class MemoryDispatcher:
+class RawDispatcher:
     """
-    A dispatcher whose queue runs on a L{Clock}, reached over in-memory
-    connections.
+    A dispatcher whose store runs on a L{Clock}, reached over in-memory
+    connections by plain AMP clients (see L{amp_dispatch.testing} for one
+    reached by the real clients).  Every command the listeners handle is
+    recorded in C{handled}, as the hook sees it.
 
-    @param fast_path: run the front-end listener on the C{NextWorker} fast
-        path (the default, as served) or on Twisted's generic AMP protocol.
+    @param fast_path: run the listeners' own protocols (the default, as
+        served) or Twisted's generic AMP protocol.
+    @param later: the listeners get the store's answers as Deferreds (see
+        L{LaterStore}), as from a store in another process.
     """
 
     def __init__(
@@ -184,28 +224,33 @@ class MemoryDispatcher:
         *,
         max_waiting_per_connection: int = 1_000,
         fast_path: bool = True,
+        later: bool = False,
     ) -> None:
         self.clock = Clock()
-        self.queue = WorkerQueue(
-            self.clock,
+        config = DispatcherConfig(
             lease_grace=lease_grace,
             max_waiting=max_waiting,
-            max_waiting_per_owner=max_waiting_per_connection,
+            max_waiting_per_connection=max_waiting_per_connection,
         )
-        self.dispatcher = Dispatcher(self.queue, fast_path=fast_path)
+        self.store = open_store(self.clock, config)
+        store: IWorkerStore = LaterStore(self.store) if later else self.store
+        self.handled = HandledCommands()
+        self.listeners = build_listeners(
+            store, self.clock, config, hook=self.handled, fast_path=fast_path
+        )
         self._observer: Optional[Connection] = None
 
     def frontend(self) -> Connection:
         """
         A new connection to the front-end listener.
         """
-        return Connection.to(self.dispatcher.frontend_factory)
+        return Connection.to(self.listeners.frontend.factory)
 
     def scheduler(self) -> Connection:
         """
         A new connection to the scheduler listener.
         """
-        return Connection.to(self.dispatcher.scheduler_factory)
+        return Connection.to(self.listeners.scheduler.factory)
 
     def _observe(self) -> Connection:
         # A scheduler connection of its own that never sends an update, so it
@@ -325,17 +370,17 @@ class InvalidArgumentChecks:
     """
 
     @pytest.fixture
-    def memory(self, fast_path: bool) -> MemoryDispatcher:
-        memory = MemoryDispatcher(fast_path=fast_path)
+    def memory(self, fast_path: bool) -> RawDispatcher:
+        memory = RawDispatcher(fast_path=fast_path)
         update(memory.scheduler(), "w1", capacity=2)
         return memory
 
     @staticmethod
-    def _connect(memory: MemoryDispatcher, case: Invalid) -> Connection:
+    def _connect(memory: RawDispatcher, case: Invalid) -> Connection:
         connection: Connection = getattr(memory, case.role)()
         return connection
 
-    def test_answeredInvalidArgument(self, memory: MemoryDispatcher, case: Invalid) -> None:
+    def test_answered_invalid_argument(self, memory: RawDispatcher, case: Invalid) -> None:
         """
         The caller gets C{InvalidArgument}, its message naming the field.
         """
@@ -343,7 +388,7 @@ class InvalidArgumentChecks:
         with pytest.raises(InvalidArgument, match=rf"\b{case.field}\b"):
             outcome.result()
 
-    def test_nothingChanged(self, memory: MemoryDispatcher, case: Invalid) -> None:
+    def test_nothing_changed(self, memory: RawDispatcher, case: Invalid) -> None:
         """
         A rejected call changes nothing that C{Stats} or C{ListWorkers} shows.
         """
@@ -351,7 +396,7 @@ class InvalidArgumentChecks:
         self._connect(memory, case).send(lax(case.command), **case.arguments)
         assert memory.snapshot() == before
 
-    def test_connectionStaysUsable(self, memory: MemoryDispatcher, case: Invalid) -> None:
+    def test_connection_stays_usable(self, memory: RawDispatcher, case: Invalid) -> None:
         """
         The connection stays open and answers a valid call next.
         """
@@ -360,7 +405,7 @@ class InvalidArgumentChecks:
         assert connection.open
         assert connection.call(Stats)["protocol"] == 1
 
-    def test_loggedOnce(self, memory: MemoryDispatcher, case: Invalid) -> None:
+    def test_logged_once(self, memory: RawDispatcher, case: Invalid) -> None:
         """
         The rejection is logged once, at warning, with its reason.
         """
@@ -376,7 +421,7 @@ class InvalidArgumentChecks:
 
 # -- one listener connection over a StringTransport, for the fast-path tests --
 
-#: A worker registered before any byte arrives: C{queue.update}'s arguments.
+#: A worker registered before any byte arrives: C{store.update}'s arguments.
 Registration = Dict[str, Any]
 
 _Side = TypeVar("_Side", bound="ListenerSide")
@@ -398,10 +443,10 @@ class CountingTransport(StringTransport):
 
 class ListenerSide:
     """
-    One connection to a listener (C{listener}: the L{Dispatcher}'s factory
-    attribute) over its own queue, connected to a L{CountingTransport}; what
-    it wrote, whether it dropped the connection, the error that escaped
-    C{dataReceived} and the structlog events it logged are kept.
+    One connection to a listener (C{listener}: its role) over its own store,
+    connected to a L{CountingTransport}; what it wrote, whether it dropped
+    the connection, the error that escaped C{dataReceived}, the structlog
+    events it logged and the commands its hook was told of are kept.
     """
 
     listener: ClassVar[str]
@@ -415,16 +460,21 @@ class ListenerSide:
         max_waiting: int = 10_000,
     ) -> None:
         self.clock = Clock()
-        self.queue = WorkerQueue(self.clock, lease_grace=lease_grace, max_waiting=max_waiting)
-        with capture_logs():
-            for registration in workers:
-                self.queue.update(**registration)
         # The box limit at its highest: the generic path has none, and a
         # stream's garbage length may claim up to 64 KiB (the limit has its
         # own tests).
-        config = DispatcherConfig(max_box_bytes=MAX_BOX_BYTES)
-        dispatcher = Dispatcher(self.queue, config, fast_path=fast_path)
-        factory: ServerFactory = getattr(dispatcher, self.listener)
+        config = DispatcherConfig(
+            max_box_bytes=MAX_BOX_BYTES, lease_grace=lease_grace, max_waiting=max_waiting
+        )
+        self.store = open_store(self.clock, config)
+        with capture_logs():
+            for registration in workers:
+                self.store.update(**registration)
+        self.handled = HandledCommands()
+        served = build_listeners(
+            self.store, self.clock, config, hook=self.handled, fast_path=fast_path
+        )
+        factory: ServerFactory = getattr(served, self.listener).factory
         self.protocol = cast(Protocol, factory.buildProtocol(None))
         self.transport = CountingTransport()
         self.error: Optional[Tuple[Type[BaseException], Tuple[Any, ...]]] = None
@@ -439,7 +489,7 @@ class ListenerSide:
         cls: Type[_Side], workers: Iterable[Registration] = (), **options: Any
     ) -> Tuple[_Side, _Side]:
         """
-        A fast and a generic connection, over queues in the same state.
+        A fast and a generic connection, over stores in the same state.
         """
         workers = list(workers)
         return cls(True, workers, **options), cls(False, workers, **options)
@@ -476,7 +526,7 @@ class ListenerSide:
 
     def advance(self, seconds: float) -> None:
         """
-        Move the queue's clock on (ttls and lease grace run out).
+        Move the store's clock on (ttls and lease grace run out).
         """
         with self._watch():
             self.clock.advance(seconds)
@@ -525,8 +575,9 @@ class ListenerSide:
             "written closing": self.written_closing,
             "dropped": self.transport.disconnecting,
             "error": self.error,
-            "stats": self.queue.stats(),
-            "workers": list(self.queue.list_workers()),
+            "stats": self.store.stats(),
+            "workers": registered(self.store),
+            "handled": self.handled.counts(),
             "logs": self.logs,
         }
 

@@ -1,7 +1,8 @@
 """
 Shared test set-up: quiet structlog (warnings and up; C{capture_logs} sees
 those, the C{logs} fixture every level), the C{fast_path} fixture (fast and
-generic listeners) and the C{reactor} fixture.
+generic listeners), the C{later} fixture (a store answering at once or
+later) and the C{reactor} fixture.
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ def fast_path(request: pytest.FixtureRequest) -> bool:
     """
     Both implementations of the listeners (L{Dispatcher}'s C{fast_path}): a
     test that takes this fixture runs against each.
+    """
+    return bool(request.param)
+
+
+@pytest.fixture(params=[False, True], ids=["at-once", "later"])
+def later(request: pytest.FixtureRequest) -> bool:
+    """
+    Whether the listeners get the store's answers at once (the memory store)
+    or as Deferreds (a store in another process): a test that takes this
+    fixture runs with each.
     """
     return bool(request.param)
 

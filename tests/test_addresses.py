@@ -14,8 +14,8 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from amp_dispatch.protocol._addresses import describe, host_port, no_delay
-from amp_dispatch.server._dispatcher import Dispatcher
-from amp_dispatch.store._memory import WorkerQueue
+from amp_dispatch.server._listeners import build_listeners
+from amp_dispatch.server._stores import open_store
 
 
 @implementer(ITCPTransport)
@@ -44,21 +44,21 @@ class TCPTransport(StringTransport):
         pass
 
 
-def test_describeIPv4() -> None:
+def test_describe_ipv4() -> None:
     """
     An IPv4 address reads C{host:port}.
     """
     assert describe(IPv4Address("TCP", "127.0.0.1", 8750)) == "127.0.0.1:8750"
 
 
-def test_describeIPv6() -> None:
+def test_describe_ipv6() -> None:
     """
     An IPv6 address reads C{[host]:port}.
     """
     assert describe(IPv6Address("TCP", "::1", 8750)) == "[::1]:8750"
 
 
-def test_describeUnix() -> None:
+def test_describe_unix() -> None:
     """
     A Unix socket reads as its path, or C{unix} for an unnamed peer.
     """
@@ -67,7 +67,7 @@ def test_describeUnix() -> None:
     assert host_port(UNIXAddress(b"/run/d.sock")) == ("/run/d.sock", 0)
 
 
-def test_noDelayOnTCP() -> None:
+def test_no_delay_on_tcp() -> None:
     """
     L{no_delay} turns Nagle's algorithm off on a TCP transport and leaves
     other transports alone.
@@ -78,12 +78,13 @@ def test_noDelayOnTCP() -> None:
     no_delay(StringTransport())  # no setTcpNoDelay: nothing to do, no error
 
 
-def test_listenersSetNoDelay() -> None:
+def test_listeners_set_no_delay() -> None:
     """
     Both listeners' connections send small answers at once.
     """
-    dispatcher = Dispatcher(WorkerQueue(Clock()))
-    for factory in (dispatcher.frontend_factory, dispatcher.scheduler_factory):
+    clock = Clock()
+    for listener in build_listeners(open_store(clock), clock):
+        factory = listener.factory
         transport = TCPTransport()
         protocol = factory.buildProtocol(None)
         assert protocol is not None
@@ -91,7 +92,7 @@ def test_listenersSetNoDelay() -> None:
         assert transport.no_delay == [True]
 
 
-def test_clientSetsNoDelay() -> None:
+def test_client_sets_no_delay() -> None:
     """
     The clients' connections send small calls at once too.
     """

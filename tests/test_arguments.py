@@ -40,7 +40,7 @@ text_types = pytest.mark.parametrize("kind", [IDENTIFIER, HOST], ids=["Identifie
 
 @text_types
 @pytest.mark.parametrize("text", TEXT_BOUNDS, ids=TEXT_IDS)
-def test_textFromStringAccepts(kind: Any, text: str) -> None:
+def test_text_from_string_accepts(kind: Any, text: str) -> None:
     """
     Text of 1 to 255 UTF-8 bytes is received as sent.
     """
@@ -49,7 +49,7 @@ def test_textFromStringAccepts(kind: Any, text: str) -> None:
 
 @text_types
 @pytest.mark.parametrize("text", TEXT_BOUNDS, ids=TEXT_IDS)
-def test_textToStringAccepts(kind: Any, text: str) -> None:
+def test_text_to_string_accepts(kind: Any, text: str) -> None:
     """
     Text of 1 to 255 UTF-8 bytes is sent as its UTF-8 bytes.
     """
@@ -58,7 +58,7 @@ def test_textToStringAccepts(kind: Any, text: str) -> None:
 
 @text_types
 @pytest.mark.parametrize(("text", "why"), TEXT_REFUSED, ids=TEXT_REFUSED_IDS)
-def test_textFromStringRefuses(kind: Any, text: str, why: str) -> None:
+def test_text_from_string_refuses(kind: Any, text: str, why: str) -> None:
     """
     Empty text, or text over 255 UTF-8 bytes, is refused on receipt.
     """
@@ -68,7 +68,7 @@ def test_textFromStringRefuses(kind: Any, text: str, why: str) -> None:
 
 @text_types
 @pytest.mark.parametrize(("text", "why"), TEXT_REFUSED, ids=TEXT_REFUSED_IDS)
-def test_textToStringRefuses(kind: Any, text: str, why: str) -> None:
+def test_text_to_string_refuses(kind: Any, text: str, why: str) -> None:
     """
     Empty text, or text over 255 UTF-8 bytes, is refused before sending.
     """
@@ -77,7 +77,7 @@ def test_textToStringRefuses(kind: Any, text: str, why: str) -> None:
 
 
 @text_types
-def test_textFromStringRefusesBadUtf8(kind: Any) -> None:
+def test_text_from_string_refuses_bad_utf8(kind: Any) -> None:
     """
     Bytes that are not UTF-8 are refused on receipt with a C{ValueError}.
     """
@@ -86,7 +86,7 @@ def test_textFromStringRefusesBadUtf8(kind: Any) -> None:
 
 
 @pytest.mark.parametrize("text", CONTROL, ids=CONTROL_IDS)
-def test_identifierFromStringRefusesControl(text: str) -> None:
+def test_identifier_from_string_refuses_control(text: str) -> None:
     """
     An identifier with a control character (category Cc) is refused on receipt.
     """
@@ -95,7 +95,7 @@ def test_identifierFromStringRefusesControl(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", CONTROL, ids=CONTROL_IDS)
-def test_identifierToStringRefusesControl(text: str) -> None:
+def test_identifier_to_string_refuses_control(text: str) -> None:
     """
     An identifier with a control character is refused before sending.
     """
@@ -103,7 +103,7 @@ def test_identifierToStringRefusesControl(text: str) -> None:
         IDENTIFIER.toString(text)
 
 
-def test_identifierAcceptsFormatCharacters() -> None:
+def test_identifier_accepts_format_characters() -> None:
     """
     Only category Cc is refused: a zero-width joiner (Cf) and a space pass.
     """
@@ -114,7 +114,7 @@ def test_identifierAcceptsFormatCharacters() -> None:
 
 
 @pytest.mark.parametrize("value", [1, 80, 65535])
-def test_integerFromStringAccepts(value: int) -> None:
+def test_integer_from_string_accepts(value: int) -> None:
     """
     A value within the bounds, the bounds included, is received.
     """
@@ -122,7 +122,7 @@ def test_integerFromStringAccepts(value: int) -> None:
 
 
 @pytest.mark.parametrize("value", [1, 80, 65535])
-def test_integerToStringAccepts(value: int) -> None:
+def test_integer_to_string_accepts(value: int) -> None:
     """
     A value within the bounds, the bounds included, is sent as its digits.
     """
@@ -130,7 +130,7 @@ def test_integerToStringAccepts(value: int) -> None:
 
 
 @pytest.mark.parametrize("value", [0, -1, 65536])
-def test_integerFromStringRefusesOutOfRange(value: int) -> None:
+def test_integer_from_string_refuses_out_of_range(value: int) -> None:
     """
     A value outside the bounds is refused on receipt, naming them.
     """
@@ -139,7 +139,7 @@ def test_integerFromStringRefusesOutOfRange(value: int) -> None:
 
 
 @pytest.mark.parametrize("value", [0, -1, 65536])
-def test_integerToStringRefusesOutOfRange(value: int) -> None:
+def test_integer_to_string_refuses_out_of_range(value: int) -> None:
     """
     A value outside the bounds is refused before sending, naming them.
     """
@@ -148,7 +148,7 @@ def test_integerToStringRefusesOutOfRange(value: int) -> None:
 
 
 @pytest.mark.parametrize("raw", [b"abc", b"8.5", b"", b"0x50"])
-def test_integerFromStringRefusesNonInteger(raw: bytes) -> None:
+def test_integer_from_string_refuses_non_integer(raw: bytes) -> None:
     """
     Bytes that are not an integer are refused, shown in the message.
     """
@@ -157,7 +157,7 @@ def test_integerFromStringRefusesNonInteger(raw: bytes) -> None:
 
 
 @pytest.mark.parametrize("value", [True, 8.0, "80", None])
-def test_integerToStringRefusesNonInteger(value: Any) -> None:
+def test_integer_to_string_refuses_non_integer(value: Any) -> None:
     """
     A value that is not an C{int} (a C{bool} neither) is refused before sending.
     """
@@ -165,7 +165,7 @@ def test_integerToStringRefusesNonInteger(value: Any) -> None:
         PORT.toString(value)
 
 
-def test_integerFromStringShowsShortValue() -> None:
+def test_integer_from_string_shows_short_value() -> None:
     """
     The refusal of a long non-integer shows only its start.
     """
@@ -175,7 +175,7 @@ def test_integerFromStringShowsShortValue() -> None:
 
 
 @pytest.mark.parametrize("value", [-(2**63), 0, 2**63 - 1])
-def test_integerWideBounds(value: int) -> None:
+def test_integer_wide_bounds(value: int) -> None:
     """
     Bounds as wide as a signed 64-bit integer's go both ways.
     """
@@ -183,7 +183,7 @@ def test_integerWideBounds(value: int) -> None:
 
 
 @pytest.mark.parametrize("value", [-(2**63) - 1, 2**63])
-def test_integerPastWideBounds(value: int) -> None:
+def test_integer_past_wide_bounds(value: int) -> None:
     """
     One past a 64-bit bound is refused on receipt and before sending.
     """
@@ -193,7 +193,7 @@ def test_integerPastWideBounds(value: int) -> None:
         SEQ.toString(value)
 
 
-def test_integerFromStringRefusesLongText() -> None:
+def test_integer_from_string_refuses_long_text() -> None:
     """
     The text of a number longer than C{MAX_NUMBER_TEXT} is refused before it
     is parsed, even if it would be in range (leading zeros).
@@ -203,7 +203,7 @@ def test_integerFromStringRefusesLongText() -> None:
     assert COUNT.fromString(b"0" * MAX_NUMBER_TEXT) == 0
 
 
-def test_integerFromStringRefusesThousandsOfDigits() -> None:
+def test_integer_from_string_refuses_thousands_of_digits() -> None:
     """
     An integer of thousands of digits is refused on its length, with a short
     message.
@@ -213,7 +213,7 @@ def test_integerFromStringRefusesThousandsOfDigits() -> None:
     assert len(str(raised.value)) < 100
 
 
-def test_integerOptional() -> None:
+def test_integer_optional() -> None:
     """
     C{optional} is passed on to AMP.
     """
@@ -226,7 +226,7 @@ SECONDS_ACCEPTED: List[float] = [0.0, 0.001, 30.0, 86_400.0]
 
 
 @pytest.mark.parametrize("value", SECONDS_ACCEPTED)
-def test_secondsFromStringAccepts(value: float) -> None:
+def test_seconds_from_string_accepts(value: float) -> None:
     """
     A finite value of 0 or more is received.
     """
@@ -234,7 +234,7 @@ def test_secondsFromStringAccepts(value: float) -> None:
 
 
 @pytest.mark.parametrize("value", SECONDS_ACCEPTED)
-def test_secondsToStringAccepts(value: float) -> None:
+def test_seconds_to_string_accepts(value: float) -> None:
     """
     A finite value of 0 or more is sent so that it reads back the same.
     """
@@ -242,7 +242,7 @@ def test_secondsToStringAccepts(value: float) -> None:
 
 
 @pytest.mark.parametrize("value", [0, 5, 86400])
-def test_secondsToStringAcceptsInt(value: int) -> None:
+def test_seconds_to_string_accepts_int(value: int) -> None:
     """
     An C{int} is accepted and sent as a float (stock AMP would refuse it).
     """
@@ -265,7 +265,7 @@ def test_secondsToStringAcceptsInt(value: int) -> None:
         (b"", "must be a number"),
     ],
 )
-def test_secondsFromStringRefuses(raw: bytes, why: str) -> None:
+def test_seconds_from_string_refuses(raw: bytes, why: str) -> None:
     """
     A negative, NaN, infinite or unparsable value is refused on receipt.
     """
@@ -288,7 +288,7 @@ def test_secondsFromStringRefuses(raw: bytes, why: str) -> None:
         ("1.0", "must be a number"),
     ],
 )
-def test_secondsToStringRefuses(value: Any, why: str) -> None:
+def test_seconds_to_string_refuses(value: Any, why: str) -> None:
     """
     A negative, NaN, infinite or non-number value is refused before sending.
     """

@@ -207,7 +207,7 @@ def test_fast_path_used_when_connected() -> None:
         ("x" * 255, 1e-7),
     ],
 )
-def test_box_on_the_wire_is_callRemotes(pool: Optional[str], timeout: Optional[float]) -> None:
+def test_box_on_the_wire_is_call_remotes(pool: Optional[str], timeout: Optional[float]) -> None:
     """
     The fast path writes the very bytes C{callRemote} writes for the same
     call, tag aside (both take tags from the same counter).

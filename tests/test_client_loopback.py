@@ -24,8 +24,9 @@ from amp_dispatch.client import (
     SchedulerClient,
     Worker,
 )
-from amp_dispatch.server._dispatcher import Dispatcher
-from amp_dispatch.store._memory import WorkerQueue
+from amp_dispatch.server._listeners import build_listeners
+from amp_dispatch.server._stores import open_store
+from amp_dispatch.store._memory import MemoryStore
 
 
 def fast_retry(attempt: int) -> float:
@@ -80,12 +81,12 @@ def next_loss(client: SchedulerClient) -> Deferred[None]:
     return lost
 
 
-async def dispatcher(reactor: Any) -> Tuple[WorkerQueue, Listener, Listener, str, str]:
-    queue = WorkerQueue(reactor, lease_grace=30.0)
-    served = Dispatcher(queue)
+async def dispatcher(reactor: Any) -> Tuple[MemoryStore, Listener, Listener, str, str]:
+    queue = open_store(reactor)
+    served = build_listeners(queue, reactor)
     frontend, scheduler = Listener(reactor), Listener(reactor)
-    frontend_endpoint = await frontend.listen(served.frontend_factory)
-    scheduler_endpoint = await scheduler.listen(served.scheduler_factory)
+    frontend_endpoint = await frontend.listen(served.frontend.factory)
+    scheduler_endpoint = await scheduler.listen(served.scheduler.factory)
     return queue, frontend, scheduler, frontend_endpoint, scheduler_endpoint
 
 
@@ -139,16 +140,15 @@ async def test_scheduler_refills_restarted_dispatcher(reactor: Any) -> None:
     client = SchedulerClient(reactor, scheduler_endpoint, retry_policy=fast_retry)
     client.start()
     restarted = Listener(reactor)
-    fresh = WorkerQueue(reactor)
+    fresh = open_store(reactor)
     try:
         await client.update("w1", "127.0.0.1", 9001, 2)
         await client.update("w2", "127.0.0.1", 9002, 3, pool="p")
         lost = next_loss(client)
         await scheduler.stop()
         queue.stop()
-        await restarted.listen(
-            Dispatcher(fresh).scheduler_factory, int(scheduler_endpoint.rsplit(":", 1)[1])
-        )
+        port = int(scheduler_endpoint.rsplit(":", 1)[1])
+        await restarted.listen(build_listeners(fresh, reactor).scheduler.factory, port)
         await lost
         workers: List[Any] = await client.all_workers()
     finally:

@@ -25,6 +25,7 @@ from tests._client_helpers import (
     fixed_retry,
     success,
 )
+from tests._memory import registered
 
 UPDATE = WorkerUpdate.commandName
 
@@ -273,7 +274,7 @@ def test_update_accepted() -> None:
     """
     deployment = ready()
     assert run(deployment, deployment.scheduler.update("w1", "h", 1, 2)) is True
-    assert deployment.queue.stats().workers == 1
+    assert deployment.store.stats().workers == 1
 
 
 def test_update_with_repeated_seq_not_accepted() -> None:
@@ -301,8 +302,8 @@ def test_list_workers_page() -> None:
     the C{next_after} to continue from.
     """
     deployment = ready()
-    deployment.queue.update("b", "hb", 2, 3, pool="p")
-    deployment.queue.update("a", "ha", 1, 1)
+    deployment.store.update("b", "hb", 2, 3, pool="p")
+    deployment.store.update("a", "ha", 1, 1)
     page = run(deployment, deployment.scheduler.list_workers(limit=1))
     assert page == WorkerPage([RegisteredWorker("a", "ha", 1, "default", 1, 1, -1.0)], "a")
 
@@ -312,8 +313,8 @@ def test_list_workers_last_page_has_no_next_after() -> None:
     The last page's C{next_after} is C{None}.
     """
     deployment = ready()
-    deployment.queue.update("a", "h", 1, 1)
-    deployment.queue.update("b", "h", 1, 1)
+    deployment.store.update("a", "h", 1, 1)
+    deployment.store.update("b", "h", 1, 1)
     page = run(deployment, deployment.scheduler.list_workers(after="a"))
     assert [w.worker_id for w in page.workers] == ["b"]
     assert page.next_after is None
@@ -326,8 +327,8 @@ def test_all_workers_follows_pages() -> None:
     deployment = ready()
     ids = [f"w{i:04d}" for i in range(1234)]
     for worker_id in ids:
-        deployment.queue.update(worker_id, "h", 1, 1, pool="p")
-    deployment.queue.update("other", "h", 1, 1)
+        deployment.store.update(worker_id, "h", 1, 1, pool="p")
+    deployment.store.update("other", "h", 1, 1)
     d = deployment.scheduler.all_workers(pool="p")
     deployment.network.flush()
     assert [w.worker_id for w in success(d)] == ids
@@ -343,7 +344,7 @@ def test_resync_refills_restarted_dispatcher() -> None:
     run(deployment, deployment.scheduler.update("w2", "h", 1, 3, pool="p"))
     fresh = deployment.restart()
     reconnect(deployment)
-    rows = {(w.worker_id, w.pool, w.capacity) for w in fresh.list_workers()}
+    rows = {(w.worker_id, w.pool, w.capacity) for w in registered(fresh)}
     assert rows == {("w1", "default", 2), ("w2", "p", 3)}
 
 
@@ -354,9 +355,9 @@ def test_resync_does_not_reset_dispatcher_that_kept_state() -> None:
     """
     deployment = ready()
     run(deployment, deployment.scheduler.update("w1", "h", 1, 2))
-    deployment.queue.next_worker()
+    deployment.store.next_worker()
     reconnect(deployment)
-    assert [w.free for w in deployment.queue.list_workers()] == [1]
+    assert [w.free for w in registered(deployment.store)] == [1]
 
 
 def test_resync_renews_lease_on_new_connection() -> None:
@@ -368,7 +369,7 @@ def test_resync_renews_lease_on_new_connection() -> None:
     run(deployment, deployment.scheduler.update("w1", "h", 1, 2))
     reconnect(deployment)
     deployment.reactor.advance(60.0)
-    assert deployment.queue.stats().workers == 1
+    assert deployment.store.stats().workers == 1
 
 
 def test_stats_on_scheduler_listener() -> None:

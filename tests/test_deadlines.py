@@ -21,7 +21,7 @@ class TestDeadlineHeap:
         self.due: List[str] = []
         self.heap: DeadlineHeap[str] = DeadlineHeap(self.clock, self.due.append)
 
-    def test_notDueBefore(self) -> None:
+    def test_not_due_before(self) -> None:
         """
         An item is not handed to C{due} before its deadline.
         """
@@ -29,7 +29,7 @@ class TestDeadlineHeap:
         self.clock.advance(4.5)
         assert self.due == []
 
-    def test_dueAtDeadline(self) -> None:
+    def test_due_at_deadline(self) -> None:
         """
         An item is handed to C{due} once its deadline comes.
         """
@@ -38,7 +38,7 @@ class TestDeadlineHeap:
         assert self.due == ["a"]
         assert len(self.heap) == 0
 
-    def test_deadlineOrder(self) -> None:
+    def test_deadline_order(self) -> None:
         """
         Items whose deadlines come in the same step are handed over in
         deadline order, whatever the order they were added in.
@@ -49,7 +49,7 @@ class TestDeadlineHeap:
         self.clock.advance(10.0)
         assert self.due == ["a", "b", "c"]
 
-    def test_equalDeadlinesInAddingOrder(self) -> None:
+    def test_equal_deadlines_in_adding_order(self) -> None:
         """
         Items with the same deadline are handed over in the order they were
         added.
@@ -71,7 +71,7 @@ class TestDeadlineHeap:
         self.clock.advance(1.0)
         assert self.due == ["a", "b"]
 
-    def test_earlierDeadlineRearms(self) -> None:
+    def test_earlier_deadline_rearms(self) -> None:
         """
         A deadline earlier than every pending one moves the timer earlier.
         """
@@ -80,7 +80,7 @@ class TestDeadlineHeap:
         self.clock.advance(1.0)
         assert self.due == ["early"]
 
-    def test_oneTimer(self) -> None:
+    def test_one_timer(self) -> None:
         """
         However many deadlines are pending, one delayed call is set, for the
         earliest.
@@ -93,7 +93,7 @@ class TestDeadlineHeap:
         self.clock.advance(0.5)
         assert self.due == ["i49"]
 
-    def test_noTimerWhenEmpty(self) -> None:
+    def test_no_timer_when_empty(self) -> None:
         """
         Once every deadline has come, no delayed call is left.
         """
@@ -102,7 +102,7 @@ class TestDeadlineHeap:
         self.clock.advance(3.0)
         assert self.clock.getDelayedCalls() == []
 
-    def test_lenCountsEveryEntry(self) -> None:
+    def test_len_counts_every_entry(self) -> None:
         """
         C{len} counts entries, an item added twice counting twice (stale
         entries are kept until they come due or are compacted).
@@ -113,7 +113,7 @@ class TestDeadlineHeap:
         self.clock.advance(2.0)
         assert self.due == ["a", "a"]
 
-    def test_compactDrops(self) -> None:
+    def test_compact_drops(self) -> None:
         """
         C{compact} drops the entries its predicate rejects, and only those;
         the dropped ones never come due.
@@ -126,7 +126,7 @@ class TestDeadlineHeap:
         self.clock.advance(5.0)
         assert self.due == ["keep"]
 
-    def test_compactPassesDeadline(self) -> None:
+    def test_compact_passes_deadline(self) -> None:
         """
         C{compact} hands its predicate each entry's deadline with its item.
         """
@@ -141,7 +141,7 @@ class TestDeadlineHeap:
         self.heap.compact(keep)
         assert sorted(seen) == [(1.5, "a"), (2.5, "b")]
 
-    def test_compactRearms(self) -> None:
+    def test_compact_rearms(self) -> None:
         """
         After C{compact} drops the earliest deadline, the timer is set for
         the earliest one left.
@@ -155,7 +155,7 @@ class TestDeadlineHeap:
         self.clock.advance(0.5)
         assert self.due == ["keep"]
 
-    def test_compactToEmptyCancelsTimer(self) -> None:
+    def test_compact_to_empty_cancels_timer(self) -> None:
         """
         When C{compact} drops everything, no delayed call is left.
         """
@@ -175,7 +175,7 @@ class TestDeadlineHeap:
         self.clock.advance(2.0)
         assert self.due == []
 
-    def test_addDuringDue(self) -> None:
+    def test_add_during_due(self) -> None:
         """
         C{due} may add a deadline; it comes due in its turn.
         """

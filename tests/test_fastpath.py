@@ -18,8 +18,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from twisted.protocols import amp
 
-from amp_dispatch.protocol import _listening as _fastpath
-from amp_dispatch.protocol._listening import FrontendProtocol
+from amp_dispatch.protocol._roles import FrontendProtocol
 from tests._memory import (
     COMPARISON_SETTINGS,
     TAGS,
@@ -49,14 +48,14 @@ class Side(ListenerSide):
     One front end over its own queue, connected to a L{StringTransport}.
     """
 
-    listener = "frontend_factory"
+    listener = "frontend"
 
     def update(self, registration: Registration) -> None:
         """
         Apply a C{WorkerUpdate} to the queue, as the scheduler listener would.
         """
         with self._watch():
-            self.queue.update(**registration)
+            self.store.update(**registration)
 
     @property
     def written_closing(self) -> List[bytes]:
@@ -166,7 +165,7 @@ EVENTS = st.one_of(
     stream=streams(command_boxes(), min_boxes=1, malformed_counts=[0, 0, 1, 2]),
     data=st.data(),
 )
-def test_sameAsGeneric(
+def test_same_as_generic(
     workers: List[Registration],
     max_waiting: int,
     stream: bytes,
@@ -206,7 +205,7 @@ def test_sameAsGeneric(
     ],
     ids=["answer", "answer-pool", "no-worker"],
 )
-def test_answerBytesIdentical(box: bytes) -> None:
+def test_answer_bytes_identical(box: bytes) -> None:
     """
     A typical C{NextWorker}'s answer (or C{NO_WORKER_AVAILABLE} error) is
     byte for byte the generic path's.
@@ -220,7 +219,7 @@ def test_answerBytesIdentical(box: bytes) -> None:
 @pytest.mark.parametrize(
     "arguments", [{}, {"pool": b"gpu"}, {"timeout": b"1.5"}], ids=["default", "pool", "timeout"]
 )
-def test_pipelinedCallsOneWrite(arguments: Dict[str, bytes]) -> None:
+def test_pipelined_calls_one_write(arguments: Dict[str, bytes]) -> None:
     """
     The answers to many C{NextWorker} calls in one read go out in one write.
     """
@@ -230,7 +229,7 @@ def test_pipelinedCallsOneWrite(arguments: Dict[str, bytes]) -> None:
     assert (fast.transport.writes, len(fast.boxes)) == (1, 50)
 
 
-def test_answersInOrderAroundGenericBoxes() -> None:
+def test_answers_in_order_around_generic_boxes() -> None:
     """
     Answers of the fast path and of the generic path to calls in one read go
     out in the order of the calls.
@@ -246,7 +245,7 @@ def test_answersInOrderAroundGenericBoxes() -> None:
     [next_worker(b"1"), next_worker(b"1", pool=b"gpu", timeout=b"0")],
     ids=["default", "arguments"],
 )
-def test_byteByByte(box: bytes) -> None:
+def test_byte_by_byte(box: bytes) -> None:
     """
     A C{NextWorker} box that arrives one byte per read is answered once, as
     when it arrives whole.
@@ -259,7 +258,7 @@ def test_byteByByte(box: bytes) -> None:
 
 
 @pytest.mark.parametrize("change", [{"host": "192.0.2.9"}, {"port": 9999}], ids=["host", "port"])
-def test_cachedAnswerRefreshed(change: Dict[str, Any]) -> None:
+def test_cached_answer_refreshed(change: Dict[str, Any]) -> None:
     """
     After an update changes a worker's host or port, its answers name the new
     address, not the one encoded for an earlier answer.
@@ -277,26 +276,11 @@ def test_cachedAnswerRefreshed(change: Dict[str, Any]) -> None:
     )
 
 
-def test_poolNameCacheBounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """
-    The cache of checked pool names never holds more names than its bound,
-    however many distinct names clients send.
-    """
-    monkeypatch.setattr(_fastpath, "_pool_names", {})
-    monkeypatch.setattr(_fastpath, "_POOL_NAMES_KEPT", 8)
-    fast = Side(True)
-    sizes = []
-    for i in range(30):
-        fast.receive(next_worker(b"1", pool=b"pool-%d" % (i,)))
-        sizes.append(len(_fastpath._pool_names))
-    assert max(sizes) == 8
-
-
 # -- differences from the generic path ----------------------------------------
 
 
 @pytest.mark.parametrize("reserved", [b"_answer", b"_error"])
-def test_nextWorkerHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
+def test_next_worker_holding_answer_key_is_not_a_call(reserved: bytes) -> None:
     """
     A box that holds C{_answer} (or C{_error}) is an answer, whatever else it
     holds: with C{_ask} and C{_command: NextWorker} too, it takes no slot, is
@@ -307,11 +291,11 @@ def test_nextWorkerHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
     for side in (fast, generic):
         side.receive(box)
     assert (fast.error, fast.sent, fast.transport.disconnecting) == (None, b"", False)
-    assert fast.queue.stats().dispatched == 0
+    assert fast.store.stats().dispatched == 0
     assert_same(fast, generic)
 
 
-def test_frontEndKinds() -> None:
+def test_front_end_kinds() -> None:
     """
     The comparison is between two different front ends: the fast path's
     protocol and Twisted's generic box protocol.

@@ -27,7 +27,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import provider
 
-from amp_dispatch.protocol._listening import SchedulerProtocol
+from amp_dispatch.protocol._roles import SchedulerProtocol
 from tests._memory import (
     COMPARISON_SETTINGS,
     TAGS,
@@ -35,6 +35,7 @@ from tests._memory import (
     Registration,
     assert_same,
     encode,
+    registered,
     replay,
     streams,
     with_extra_key,
@@ -64,7 +65,7 @@ class Side(ListenerSide):
     L{StringTransport}; the failures logged through Twisted are kept too.
     """
 
-    listener = "scheduler_factory"
+    listener = "scheduler"
 
     def __init__(
         self, fast_path: bool, workers: Iterable[Registration] = (), lease_grace: float = 30.0
@@ -97,14 +98,14 @@ class Side(ListenerSide):
         A C{WorkerUpdate} from another scheduler connection.
         """
         with self._watch():
-            self.queue.update(**registration, owner=OTHER_SCHEDULER)
+            self.store.update(**registration, owner=OTHER_SCHEDULER)
 
     def gone(self, worker_id: str) -> None:
         """
         A C{WorkerGone} from another scheduler connection.
         """
         with self._watch():
-            self.queue.gone(worker_id)
+            self.store.gone(worker_id)
 
     def observed(self) -> Dict[str, Any]:
         """
@@ -122,10 +123,10 @@ def both(workers: Iterable[Registration] = (), lease_grace: float = 30.0) -> Tup
 
 def generic_boxes(side: Side) -> List[amp.AmpBox]:
     """
-    From now on, keep the boxes the fast path hands to its generic responder.
+    From now on, keep the boxes the fast path hands to its generic receiver.
     """
     assert isinstance(side.protocol, SchedulerProtocol)
-    responder = side.protocol._responder
+    responder = side.protocol._receiver
     handed: List[amp.AmpBox] = []
     received: Callable[[amp.AmpBox], None] = responder.ampBoxReceived
 
@@ -296,7 +297,7 @@ EVENTS = st.one_of(
     stream=streams(command_boxes(), min_boxes=3, malformed_counts=[0, 0, 0, 1, 2]),
     data=st.data(),
 )
-def test_sameAsGeneric(
+def test_same_as_generic(
     workers: List[Registration],
     lease_grace: float,
     stream: bytes,
@@ -344,7 +345,7 @@ def test_sameAsGeneric(
     ],
     ids=["new", "all-arguments", "stale", "duplicate"],
 )
-def test_answerBytesIdentical(arguments: Dict[str, bytes], accepted: bytes) -> None:
+def test_answer_bytes_identical(arguments: Dict[str, bytes], accepted: bytes) -> None:
     """
     A typical C{WorkerUpdate}'s answer is byte for byte the generic path's,
     and the fast path gives it without the generic responder.
@@ -359,7 +360,7 @@ def test_answerBytesIdentical(arguments: Dict[str, bytes], accepted: bytes) -> N
     assert_same(fast, generic)
 
 
-def test_pipelinedUpdatesOneWrite() -> None:
+def test_pipelined_updates_one_write() -> None:
     """
     The answers to many C{WorkerUpdate}s in one read go out in one write.
     """
@@ -371,7 +372,7 @@ def test_pipelinedUpdatesOneWrite() -> None:
         )
     )
     assert (fast.transport.writes, len(fast.boxes)) == (1, 50)
-    assert fast.queue.stats().workers == 7
+    assert fast.store.stats().workers == 7
 
 
 @pytest.mark.parametrize(
@@ -392,7 +393,7 @@ def test_pipelinedUpdatesOneWrite() -> None:
         ("host", None),
     ],
 )
-def test_invalidUpdateAnsweredByGenericPath(field: str, value: Optional[bytes]) -> None:
+def test_invalid_update_answered_by_generic_path(field: str, value: Optional[bytes]) -> None:
     """
     An update with a bad (or missing) value goes to the generic responder,
     which answers C{INVALID_ARGUMENT} naming the field, logs the rejection
@@ -403,7 +404,7 @@ def test_invalidUpdateAnsweredByGenericPath(field: str, value: Optional[bytes]) 
         arguments[field] = value
     fast, generic = both(TYPICAL_WORKERS)
     handed = generic_boxes(fast)
-    before = list(fast.queue.list_workers())
+    before = list(registered(fast.store))
     for side in (fast, generic):
         side.receive(worker_update(b"9", **arguments))
     assert_same(fast, generic)
@@ -413,11 +414,11 @@ def test_invalidUpdateAnsweredByGenericPath(field: str, value: Optional[bytes]) 
     assert len(handed) == 1
     rejected = [log for log in fast.logs if log["event"] == "input rejected"]
     assert [(log["command"], log["log_level"]) for log in rejected] == [("WorkerUpdate", "warning")]
-    assert list(fast.queue.list_workers()) == before
+    assert list(registered(fast.store)) == before
 
 
 @pytest.mark.parametrize("lease_grace", [0.0, 5.0])
-def test_leaseGraceAfterFastUpdates(lease_grace: float) -> None:
+def test_lease_grace_after_fast_updates(lease_grace: float) -> None:
     """
     The connection owns the workers its fast-path updates registered: lost,
     they go after the lease grace, as on the generic path.
@@ -426,16 +427,16 @@ def test_leaseGraceAfterFastUpdates(lease_grace: float) -> None:
     for side in (fast, generic):
         side.receive(worker_update(b"1", **TYPICAL) + worker_update(b"2", **TYPICAL))
         side.close()
-    assert fast.queue.stats().workers == (0 if lease_grace == 0 else 1)
+    assert fast.store.stats().workers == (0 if lease_grace == 0 else 1)
     assert_same(fast, generic)
     for side in (fast, generic):
         side.advance(lease_grace + 0.1)
-    assert fast.queue.stats().workers == 0
+    assert fast.store.stats().workers == 0
     assert_same(fast, generic)
 
 
 @pytest.mark.parametrize("reserved", [b"_answer", b"_error"])
-def test_updateHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
+def test_update_holding_answer_key_is_not_a_call(reserved: bytes) -> None:
     """
     A box that holds C{_answer} (or C{_error}) is an answer, whatever else it
     holds: a valid C{WorkerUpdate} with C{_ask} too registers nothing, is
@@ -448,14 +449,14 @@ def test_updateHoldingAnswerKeyIsNotACall(reserved: bytes) -> None:
     for side in (fast, generic):
         side.receive(box)
     assert (fast.error, fast.sent, fast.transport.disconnecting) == (None, b"", False)
-    assert fast.queue.stats().workers == 0
+    assert fast.store.stats().workers == 0
     assert [log["event"] for log in fast.logs if log["log_level"] == "warning"] == [
         "input rejected"
     ]
     assert_same(fast, generic)
 
 
-def test_updateWithoutAskAnswersNothing() -> None:
+def test_update_without_ask_answers_nothing() -> None:
     """
     A C{WorkerUpdate} without C{_ask} (generic path) registers the worker and
     writes nothing; one with a bad value writes nothing either.
@@ -465,11 +466,11 @@ def test_updateWithoutAskAnswersNothing() -> None:
         side.receive(
             worker_update(None, **TYPICAL) + worker_update(None, **{**TYPICAL, "port": b"0"})
         )
-    assert (fast.sent, fast.queue.stats().workers, fast.transport.disconnecting) == (b"", 1, False)
+    assert (fast.sent, fast.store.stats().workers, fast.transport.disconnecting) == (b"", 1, False)
     assert_same(fast, generic)
 
 
-def test_schedulerKinds() -> None:
+def test_scheduler_kinds() -> None:
     """
     The comparison is between two different scheduler protocols: the fast
     path's and Twisted's generic box protocol.

@@ -65,7 +65,7 @@ PAIRS = st.lists(st.tuples(st.binary(min_size=1, max_size=12), st.binary(max_siz
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(PAIRS, max_size=6), st.data())
-def test_sameBoxesWhateverTheReads(
+def test_same_boxes_whatever_the_reads(
     boxes: List[List[Tuple[bytes, bytes]]], data: st.DataObject
 ) -> None:
     """
@@ -80,7 +80,7 @@ def test_sameBoxesWhateverTheReads(
     assert not reading.waiting or reading.kept == 0
 
 
-def test_oneByteAtATime() -> None:
+def test_one_byte_at_a_time() -> None:
     """
     A box sent one byte per read is read whole, once.
     """
@@ -90,7 +90,7 @@ def test_oneByteAtATime() -> None:
 
 
 @pytest.mark.parametrize("size", [1, 7, 4096])
-def test_bytesExaminedBounded(size: int) -> None:
+def test_bytes_examined_bounded(size: int) -> None:
     """
     However small the reads, the bytes handed to the parser are at most a
     few times the bytes received: a box dribbled in costs no re-parse of
@@ -105,7 +105,7 @@ def test_bytesExaminedBounded(size: int) -> None:
     assert reading.parsed <= 4 * len(stream)
 
 
-def test_keptBytesOnlyTheUnfinishedPair() -> None:
+def test_kept_bytes_only_the_unfinished_pair() -> None:
     """
     What a connection keeps of an unfinished box is its pairs (parsed) and
     the bytes of the one pair not whole yet, not the box's bytes so far.
@@ -115,7 +115,7 @@ def test_keptBytesOnlyTheUnfinishedPair() -> None:
     assert reading.kept == 4
 
 
-def test_boxAtTheLimit() -> None:
+def test_box_at_the_limit() -> None:
     """
     A box of exactly the limit's bytes, end marker included, is read.
     """
@@ -124,7 +124,7 @@ def test_boxAtTheLimit() -> None:
     assert read(stream, []).boxes == [{b"k": b"x" * (LIMIT - 7)}]
 
 
-def test_boxOverTheLimit() -> None:
+def test_box_over_the_limit() -> None:
     """
     One byte more is refused.
     """
@@ -132,7 +132,7 @@ def test_boxOverTheLimit() -> None:
     assert isinstance(read(stream, []).error, BoxTooLarge)
 
 
-def test_overLimitRefusedOnItsLength() -> None:
+def test_over_limit_refused_on_its_length() -> None:
     """
     A value whose length passes the limit is refused as soon as its two
     length bytes are in, before the value is.
@@ -142,7 +142,7 @@ def test_overLimitRefusedOnItsLength() -> None:
     assert str(reading.error) == f"box over {LIMIT} bytes"
 
 
-def test_endlessSmallPairsRefused() -> None:
+def test_endless_small_pairs_refused() -> None:
     """
     A box of small pairs that never ends is refused once it passes the
     limit, whatever the reads.
@@ -153,7 +153,7 @@ def test_endlessSmallPairsRefused() -> None:
     assert reading.boxes == []
 
 
-def test_keyTooLong() -> None:
+def test_key_too_long() -> None:
     """
     A key length over 255 is refused as soon as its two bytes are in.
     """
@@ -162,7 +162,7 @@ def test_keyTooLong() -> None:
     assert str(reading.error) == "key of 256 bytes (at most 255)"
 
 
-def test_keyOf255() -> None:
+def test_key_of255() -> None:
     """
     A key of 255 bytes is a key.
     """
@@ -170,7 +170,7 @@ def test_keyOf255() -> None:
     assert read(encode([(key, b"v")]), [100]).boxes == [{key: b"v"}]
 
 
-def test_repeatedKeyKeepsLast() -> None:
+def test_repeated_key_keeps_last() -> None:
     """
     A repeated key keeps its last value, as stock AMP does.
     """
@@ -178,7 +178,7 @@ def test_repeatedKeyKeepsLast() -> None:
     assert read(stream, [9]).boxes == [{b"k": b"2"}]
 
 
-def test_readerClear() -> None:
+def test_reader_clear() -> None:
     """
     C{clear} forgets what was kept.
     """
@@ -188,7 +188,7 @@ def test_readerClear() -> None:
     assert (reader.waiting, reader.kept) == (False, 0)
 
 
-def test_readerAddWaitsForNeeded() -> None:
+def test_reader_add_waits_for_needed() -> None:
     """
     C{add} returns nothing until the unfinished pair's bytes are in, then
     all that came, the unfinished box and where it started in them.
@@ -200,7 +200,7 @@ def test_readerAddWaitsForNeeded() -> None:
     assert not reader.waiting
 
 
-def test_readKeepsWhatFollows() -> None:
+def test_read_keeps_what_follows() -> None:
     """
     C{read} returns the boxes a read ends, and the ones before a framing
     error with the error.

@@ -15,7 +15,7 @@ from amp_dispatch.server._service import with_backlog
 Logs = List[MutableMapping[str, Any]]
 
 
-def test_capsKeptWhenTheyFit(logs: Logs) -> None:
+def test_caps_kept_when_they_fit(logs: Logs) -> None:
     """
     Caps that fit under the limit with the reserve are kept, silently.
     """
@@ -23,14 +23,14 @@ def test_capsKeptWhenTheyFit(logs: Logs) -> None:
     assert logs == []
 
 
-def test_capsUnlimited() -> None:
+def test_caps_unlimited() -> None:
     """
     Without a limit, the caps are kept.
     """
     assert fit_caps(10_000, 64, UNLIMITED) == (10_000, 64)
 
 
-def test_frontendCapLowered(logs: Logs) -> None:
+def test_frontend_cap_lowered(logs: Logs) -> None:
     """
     A front-end cap that does not fit is lowered to what does, with a
     warning saying what and why.
@@ -49,7 +49,7 @@ def test_frontendCapLowered(logs: Logs) -> None:
     )
 
 
-def test_schedulerFirst(logs: Logs) -> None:
+def test_scheduler_first(logs: Logs) -> None:
     """
     A scheduler cap that does not fit is lowered first (warned too), and
     the front end gets at least one.
@@ -58,7 +58,7 @@ def test_schedulerFirst(logs: Logs) -> None:
     assert [log["role"] for log in logs] == ["scheduler", "frontend"]
 
 
-def test_capsAtLeastOne() -> None:
+def test_caps_at_least_one() -> None:
     """
     However low the limit, one connection of each listener may connect.
     """
@@ -77,7 +77,7 @@ def test_capsAtLeastOne() -> None:
         ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
     ],
 )
-def test_withBacklog(endpoint: str, expected: str) -> None:
+def test_with_backlog(endpoint: str, expected: str) -> None:
     """
     A backlog is added to the endpoint types that take one, unless the
     string gives its own.

@@ -30,9 +30,9 @@ from twisted.internet.testing import MemoryReactor
 from twisted.protocols import amp
 
 from amp_dispatch.client import FrontendClient, SchedulerClient, Worker
-from amp_dispatch.server._dispatcher import Dispatcher
+from amp_dispatch.server._listeners import build_listeners
 from amp_dispatch.server._mtls import mutual_tls_options
-from amp_dispatch.store._memory import WorkerQueue
+from amp_dispatch.server._stores import open_store
 
 from ._pki import PKI, TLS_CLIENT_WARNINGS, make_pki
 
@@ -273,8 +273,8 @@ class Served:
 
     def __init__(self, reactor: Any, fast_path: bool) -> None:
         self.reactor = reactor
-        self.queue = WorkerQueue(reactor, lease_grace=30.0)
-        self.dispatcher = Dispatcher(self.queue, fast_path=fast_path)
+        self.store = open_store(reactor)
+        self.listeners = build_listeners(self.store, reactor, fast_path=fast_path)
         self.ports: List[IListeningPort] = []
 
     async def listen(self, description: str, factory: ServerFactory) -> int:
@@ -283,7 +283,7 @@ class Served:
         return int(port.getHost().port)  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
-        self.queue.stop()
+        self.store.stop()
         for port in self.ports:
             stopping = port.stopListening()
             if stopping is not None:
@@ -341,9 +341,8 @@ async def test_clients_with_certificate_register_and_dispatch(
     L{SchedulerClient} with a certificate from the trusted CA registers a
     worker over C{mtls:}, and L{FrontendClient} gets it, over C{mtls:} too.
     """
-    dispatcher = served.dispatcher
-    scheduler_port = await served.listen(pki.mtls(), dispatcher.scheduler_factory)
-    frontend_port = await served.listen(pki.mtls(), dispatcher.frontend_factory)
+    scheduler_port = await served.listen(pki.mtls(), served.listeners.scheduler.factory)
+    frontend_port = await served.listen(pki.mtls(), served.listeners.frontend.factory)
     async with (
         SchedulerClient(
             reactor, pki.tls(scheduler_port, pki.client), call_timeout=TIMEOUT
@@ -362,7 +361,7 @@ async def test_raw_amp_call_with_certificate(reactor: Any, served: Served, pki: 
     A plain AMP connection over Twisted's C{tls:} client endpoint with a
     client certificate of the trusted CA gets its answer.
     """
-    port = await served.listen(pki.mtls(), served.dispatcher.scheduler_factory)
+    port = await served.listen(pki.mtls(), served.listeners.scheduler.factory)
     answer = await raw_call(reactor, pki.tls(port, pki.client), Stats)
     assert answer["workers"] == 0
 
@@ -373,10 +372,10 @@ async def test_certificate_from_other_ca_refused(reactor: Any, served: Served, p
     A client certificate from a CA the listener does not trust fails the
     handshake: the call gets no answer and changes nothing.
     """
-    port = await served.listen(pki.mtls(), served.dispatcher.scheduler_factory)
+    port = await served.listen(pki.mtls(), served.listeners.scheduler.factory)
     error = await refused_call(reactor, pki.tls(port, pki.other_client))
     assert "unknown ca" in str(error)
-    assert served.queue.stats().workers == 0
+    assert served.store.stats().workers == 0
 
 
 @pytest_twisted.ensureDeferred
@@ -385,11 +384,11 @@ async def test_client_without_certificate_refused(reactor: Any, served: Served, 
     A client without a certificate fails the handshake: the call gets no
     answer and changes nothing.
     """
-    port = await served.listen(pki.mtls(), served.dispatcher.scheduler_factory)
+    port = await served.listen(pki.mtls(), served.listeners.scheduler.factory)
     error = await refused_call(reactor, pki.tls(port))
     # The alert of TLS 1.3; TLS 1.2 has none more precise than this one.
     assert "certificate required" in str(error) or "handshake failure" in str(error)
-    assert served.queue.stats().workers == 0
+    assert served.store.stats().workers == 0
 
 
 @pytest_twisted.ensureDeferred
@@ -398,7 +397,7 @@ async def test_every_ca_of_the_file_trusted(reactor: Any, served: Served, pki: P
     With several CAs in C{caCerts}, a client certificate of the second one
     is accepted.
     """
-    port = await served.listen(pki.mtls(ca=pki.both_cas), served.dispatcher.scheduler_factory)
+    port = await served.listen(pki.mtls(ca=pki.both_cas), served.listeners.scheduler.factory)
     answer = await raw_call(reactor, pki.tls(port, pki.client), Stats)
     assert answer["workers"] == 0
 
@@ -413,7 +412,7 @@ async def test_intermediate_sent_with_server_certificate(
     """
     port = await served.listen(
         pki.mtls(server=pki.chained_server, extra=f":extraCertChain={pki.intermediate}"),
-        served.dispatcher.scheduler_factory,
+        served.listeners.scheduler.factory,
     )
     answer = await raw_call(reactor, pki.tls(port, pki.client), Stats)
     assert answer["workers"] == 0
@@ -429,6 +428,6 @@ async def test_system_trust_store_not_used(
     default paths trusts) is refused.
     """
     monkeypatch.setenv("SSL_CERT_FILE", str(pki.other_ca))
-    port = await served.listen(pki.mtls(), served.dispatcher.scheduler_factory)
+    port = await served.listen(pki.mtls(), served.listeners.scheduler.factory)
     error = await refused_call(reactor, pki.tls(port, pki.other_client))
     assert "unknown ca" in str(error)

@@ -41,6 +41,7 @@ from amp_dispatch.client._defaults import (
     CONNECT_SCHEDULER,
 )
 from amp_dispatch.server._service import DispatcherService
+from tests._memory import registered
 from tests.integration._process import probe_process
 
 T = TypeVar("T")
@@ -487,11 +488,11 @@ def register(service: DispatcherService, worker_id: str, capacity: int = 2, **ex
     """
     Register a worker straight in the queue (held by no connection).
     """
-    service.queue.update(worker_id, "10.0.0.1", 9000, capacity, **extra)
+    service.store.update(worker_id, "10.0.0.1", 9000, capacity, **extra)
 
 
-def registered(service: DispatcherService) -> List[str]:
-    return [worker.worker_id for worker in service.queue.list_workers()]
+def registered_ids(service: DispatcherService) -> List[str]:
+    return [worker.worker_id for worker in registered(service.store)]
 
 
 @twisted_test
@@ -569,7 +570,7 @@ async def test_update_registers(
     argv = ["update", "w1", "10.0.0.9", "9001", "3", "--pool", "gpu"]
     assert await probe(reactor, *endpoints(service), *argv) == 0
     assert capsys.readouterr().out == "accepted\n"
-    [worker] = service.queue.list_workers()
+    [worker] = registered(service.store)
     assert (worker.worker_id, worker.host, worker.port, worker.capacity, worker.pool) == (
         "w1",
         "10.0.0.9",
@@ -588,7 +589,7 @@ async def test_update_leaves_no_seq(
     still accepted: the probe left no seq behind.
     """
     assert await probe(reactor, *endpoints(service), "update", "w1", "h", "1", "1") == 0
-    assert service.queue.update("w1", "h", 1, 1, seq=0)
+    assert service.store.update("w1", "h", 1, 1, seq=0).accepted
 
 
 @twisted_test
@@ -642,7 +643,7 @@ async def test_invalid_argument_changes_nothing(
     argv = ["update", "w1", "h", "1", "1", "--ttl", "nan"]
     assert await probe(reactor, *endpoints(service), *argv) == 1
     assert "INVALID_ARGUMENT: ttl:" in capsys.readouterr().err
-    assert registered(service) == []
+    assert registered_ids(service) == []
 
 
 @twisted_test
@@ -655,7 +656,7 @@ async def test_gone_removes(
     register(service, "w1")
     assert await probe(reactor, *endpoints(service), "gone", "w1") == 0
     assert capsys.readouterr().out == "removed\n"
-    assert registered(service) == []
+    assert registered_ids(service) == []
 
 
 @twisted_test
@@ -870,10 +871,10 @@ async def test_probe_closes_connection(reactor: Any, capsys: pytest.CaptureFixtu
         argv = [*endpoints(service), "update", "w1", "h", "1", "1"]
         assert await probe(reactor, *argv) == 0
         for _ in range(int(LIVENESS_TIMEOUT / 0.01)):
-            if not registered(service):
+            if not registered_ids(service):
                 break
             await deferLater(reactor, 0.01, lambda: None)
-        assert registered(service) == []
+        assert registered_ids(service) == []
     finally:
         await stop(service)
 

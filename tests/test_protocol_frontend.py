@@ -23,12 +23,12 @@ from amp_dispatch_commands import (
 from structlog.testing import capture_logs
 from twisted.protocols import amp
 
-from amp_dispatch.protocol._listening import FrontendProtocol
+from amp_dispatch.protocol._roles import FrontendProtocol
 from tests._memory import (
     Connection,
     Invalid,
     InvalidArgumentChecks,
-    MemoryDispatcher,
+    RawDispatcher,
     invalid,
     lax,
     update,
@@ -36,21 +36,21 @@ from tests._memory import (
 
 
 @pytest.fixture
-def memory(fast_path: bool) -> MemoryDispatcher:
-    return MemoryDispatcher(fast_path=fast_path)
+def memory(fast_path: bool, later: bool) -> RawDispatcher:
+    return RawDispatcher(fast_path=fast_path, later=later)
 
 
 @pytest.fixture
-def scheduler(memory: MemoryDispatcher) -> Connection:
+def scheduler(memory: RawDispatcher) -> Connection:
     return memory.scheduler()
 
 
 @pytest.fixture
-def frontend(memory: MemoryDispatcher) -> Connection:
+def frontend(memory: RawDispatcher) -> Connection:
     return memory.frontend()
 
 
-def test_frontEndServed(memory: MemoryDispatcher, fast_path: bool) -> None:
+def test_front_end_served(memory: RawDispatcher, fast_path: bool) -> None:
     """
     The front-end connections are served by the front end the test asked for.
     """
@@ -62,7 +62,7 @@ def test_frontEndServed(memory: MemoryDispatcher, fast_path: bool) -> None:
 # -- NextWorker answers -------------------------------------------------------
 
 
-def test_nextWorkerAnswer(scheduler: Connection, frontend: Connection) -> None:
+def test_next_worker_answer(scheduler: Connection, frontend: Connection) -> None:
     """
     C{NextWorker} answers a registered worker's id, host and port.
     """
@@ -70,8 +70,8 @@ def test_nextWorkerAnswer(scheduler: Connection, frontend: Connection) -> None:
     assert frontend.call(NextWorker) == {"worker_id": "w1", "host": "192.0.2.7", "port": 7000}
 
 
-def test_nextWorkerTakesSlot(
-    memory: MemoryDispatcher, scheduler: Connection, frontend: Connection
+def test_next_worker_takes_slot(
+    memory: RawDispatcher, scheduler: Connection, frontend: Connection
 ) -> None:
     """
     Each answer takes one of the worker's free slots.
@@ -81,7 +81,7 @@ def test_nextWorkerTakesSlot(
     assert memory.worker("w1")["free"] == 2
 
 
-def test_nextWorkerMostFree(scheduler: Connection, frontend: Connection) -> None:
+def test_next_worker_most_free(scheduler: Connection, frontend: Connection) -> None:
     """
     The worker with the most free slots is answered first.
     """
@@ -90,7 +90,7 @@ def test_nextWorkerMostFree(scheduler: Connection, frontend: Connection) -> None
     assert frontend.call(NextWorker)["worker_id"] == "big"
 
 
-def test_nextWorkerPool(scheduler: Connection, frontend: Connection) -> None:
+def test_next_worker_pool(scheduler: Connection, frontend: Connection) -> None:
     """
     C{pool} picks the pool the worker is answered from.
     """
@@ -99,7 +99,7 @@ def test_nextWorkerPool(scheduler: Connection, frontend: Connection) -> None:
     assert frontend.call(NextWorker, pool="gpu")["worker_id"] == "w-gpu"
 
 
-def test_nextWorkerDefaultPool(scheduler: Connection, frontend: Connection) -> None:
+def test_next_worker_default_pool(scheduler: Connection, frontend: Connection) -> None:
     """
     Without C{pool}, only the pool C{"default"} answers.
     """
@@ -108,7 +108,7 @@ def test_nextWorkerDefaultPool(scheduler: Connection, frontend: Connection) -> N
     assert frontend.call(NextWorker)["worker_id"] == "w-default"
 
 
-def test_noWorkerAvailableAtOnce(frontend: Connection) -> None:
+def test_no_worker_available_at_once(frontend: Connection) -> None:
     """
     With no free slot and no C{timeout}, C{NO_WORKER_AVAILABLE} answers at once.
     """
@@ -116,7 +116,7 @@ def test_noWorkerAvailableAtOnce(frontend: Connection) -> None:
         frontend.call(NextWorker)
 
 
-def test_noWorkerAvailableZeroTimeout(scheduler: Connection, frontend: Connection) -> None:
+def test_no_worker_available_zero_timeout(scheduler: Connection, frontend: Connection) -> None:
     """
     A C{timeout} of 0 also answers C{NO_WORKER_AVAILABLE} at once.
     """
@@ -125,7 +125,7 @@ def test_noWorkerAvailableZeroTimeout(scheduler: Connection, frontend: Connectio
         frontend.call(NextWorker, timeout=0.0)
 
 
-def test_noWorkerAvailableWhenFull(scheduler: Connection, frontend: Connection) -> None:
+def test_no_worker_available_when_full(scheduler: Connection, frontend: Connection) -> None:
     """
     A worker whose slots are all taken is not answered.
     """
@@ -135,7 +135,7 @@ def test_noWorkerAvailableWhenFull(scheduler: Connection, frontend: Connection) 
         frontend.call(NextWorker)
 
 
-def test_noWorkerAvailableOtherPool(scheduler: Connection, frontend: Connection) -> None:
+def test_no_worker_available_other_pool(scheduler: Connection, frontend: Connection) -> None:
     """
     Free slots of another pool do not answer.
     """
@@ -144,7 +144,7 @@ def test_noWorkerAvailableOtherPool(scheduler: Connection, frontend: Connection)
         frontend.call(NextWorker, pool="cpu")
 
 
-def test_waitingCallWaits(memory: MemoryDispatcher, frontend: Connection) -> None:
+def test_waiting_call_waits(memory: RawDispatcher, frontend: Connection) -> None:
     """
     With a C{timeout}, a call with no free slot waits, counted in C{Stats}.
     """
@@ -155,8 +155,8 @@ def test_waitingCallWaits(memory: MemoryDispatcher, frontend: Connection) -> Non
     assert memory.stats()["waiting"] == 1
 
 
-def test_waitingCallAnsweredByUpdate(
-    memory: MemoryDispatcher, scheduler: Connection, frontend: Connection
+def test_waiting_call_answered_by_update(
+    memory: RawDispatcher, scheduler: Connection, frontend: Connection
 ) -> None:
     """
     A waiting call is answered as soon as an update on the scheduler
@@ -168,8 +168,8 @@ def test_waitingCallAnsweredByUpdate(
     assert outcome.result() == {"worker_id": "w1", "host": "10.0.0.1", "port": 7001}
 
 
-def test_waitingCallAnswerTakesSlot(
-    memory: MemoryDispatcher, scheduler: Connection, frontend: Connection
+def test_waiting_call_answer_takes_slot(
+    memory: RawDispatcher, scheduler: Connection, frontend: Connection
 ) -> None:
     """
     The answer to a waiting call takes the slot and ends its wait.
@@ -181,7 +181,9 @@ def test_waitingCallAnswerTakesSlot(
     assert (stats["waiting"], stats["free_slots"], stats["dispatched"]) == (0, 0, 1)
 
 
-def test_waitingCallsFirstComeFirstServed(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_waiting_calls_first_come_first_served(
+    memory: RawDispatcher, scheduler: Connection
+) -> None:
     """
     Waiting calls of a pool are answered in the order they came.
     """
@@ -194,7 +196,7 @@ def test_waitingCallsFirstComeFirstServed(memory: MemoryDispatcher, scheduler: C
     assert (early.done, late.done) == (True, False)
 
 
-def test_waitingCallTimesOut(memory: MemoryDispatcher, frontend: Connection) -> None:
+def test_waiting_call_times_out(memory: RawDispatcher, frontend: Connection) -> None:
     """
     A waiting call is answered C{NO_WORKER_AVAILABLE} when its timeout runs out.
     """
@@ -205,7 +207,7 @@ def test_waitingCallTimesOut(memory: MemoryDispatcher, frontend: Connection) -> 
         outcome.result()
 
 
-def test_waitingCallTimedOutLeavesLine(memory: MemoryDispatcher, frontend: Connection) -> None:
+def test_waiting_call_timed_out_leaves_line(memory: RawDispatcher, frontend: Connection) -> None:
     """
     A call whose timeout ran out no longer counts as waiting.
     """
@@ -219,7 +221,7 @@ def test_overloaded(fast_path: bool) -> None:
     """
     One more waiting call than C{max_waiting} is answered C{OVERLOADED}.
     """
-    memory = MemoryDispatcher(max_waiting=2, fast_path=fast_path)
+    memory = RawDispatcher(max_waiting=2, fast_path=fast_path)
     frontend = memory.frontend()
     frontend.send(NextWorker, timeout=5.0)
     frontend.send(NextWorker, timeout=5.0)
@@ -227,18 +229,18 @@ def test_overloaded(fast_path: bool) -> None:
         frontend.call(NextWorker, timeout=5.0)
 
 
-def test_overloadedKeepsWaiters(fast_path: bool) -> None:
+def test_overloaded_keeps_waiters(fast_path: bool) -> None:
     """
     An C{OVERLOADED} answer leaves the calls already waiting in line.
     """
-    memory = MemoryDispatcher(max_waiting=1, fast_path=fast_path)
+    memory = RawDispatcher(max_waiting=1, fast_path=fast_path)
     frontend = memory.frontend()
     frontend.send(NextWorker, timeout=5.0)
     frontend.send(NextWorker, timeout=5.0)
     assert memory.stats()["waiting"] == 1
 
 
-def test_closedWaitingCallLeavesLine(memory: MemoryDispatcher) -> None:
+def test_closed_waiting_call_leaves_line(memory: RawDispatcher) -> None:
     """
     A waiting call whose connection closes stops counting as waiting.
     """
@@ -248,7 +250,7 @@ def test_closedWaitingCallLeavesLine(memory: MemoryDispatcher) -> None:
     assert memory.stats()["waiting"] == 0
 
 
-def test_closedWaitingCallTakesNoSlot(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_closed_waiting_call_takes_no_slot(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A waiting call whose connection closed takes no slot: a later update's
     slot goes to the next C{NextWorker}.
@@ -260,7 +262,7 @@ def test_closedWaitingCallTakesNoSlot(memory: MemoryDispatcher, scheduler: Conne
     assert memory.frontend().call(NextWorker)["worker_id"] == "w1"
 
 
-def test_closedWaitingCallNotDispatched(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_closed_waiting_call_not_dispatched(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A waiting call whose connection closed is not counted as dispatched.
     """
@@ -275,7 +277,7 @@ def test_closedWaitingCallNotDispatched(memory: MemoryDispatcher, scheduler: Con
 # -- Stats --------------------------------------------------------------------
 
 
-def test_statsFresh(frontend: Connection) -> None:
+def test_stats_fresh(frontend: Connection) -> None:
     """
     A fresh dispatcher's C{Stats}: all counters 0, protocol 1.
     """
@@ -288,7 +290,7 @@ def test_statsFresh(frontend: Connection) -> None:
     }
 
 
-def test_statsCounts(scheduler: Connection, frontend: Connection) -> None:
+def test_stats_counts(scheduler: Connection, frontend: Connection) -> None:
     """
     C{Stats} counts workers, their free slots, waiting calls and answers.
     """
@@ -305,7 +307,7 @@ def test_statsCounts(scheduler: Connection, frontend: Connection) -> None:
     }
 
 
-def test_statsDispatchedCountsAnswers(scheduler: Connection, frontend: Connection) -> None:
+def test_stats_dispatched_counts_answers(scheduler: Connection, frontend: Connection) -> None:
     """
     C{dispatched} counts C{NextWorker} answers only, not its errors.
     """
@@ -315,7 +317,7 @@ def test_statsDispatchedCountsAnswers(scheduler: Connection, frontend: Connectio
     assert frontend.call(Stats)["dispatched"] == 2
 
 
-def test_statsDispatchedSurvivesUpdate(scheduler: Connection, frontend: Connection) -> None:
+def test_stats_dispatched_survives_update(scheduler: Connection, frontend: Connection) -> None:
     """
     C{dispatched} counts answers since start, whatever updates came since.
     """
@@ -338,14 +340,14 @@ SCHEDULER_CALL_IDS = ["WorkerUpdate-new", "WorkerUpdate-existing", "WorkerGone",
 
 
 @pytest.fixture
-def registered(memory: MemoryDispatcher, scheduler: Connection) -> MemoryDispatcher:
+def registered(memory: RawDispatcher, scheduler: Connection) -> RawDispatcher:
     update(scheduler, "w1", capacity=2)
     return memory
 
 
 @pytest.mark.parametrize(("command", "arguments"), SCHEDULER_CALLS, ids=SCHEDULER_CALL_IDS)
-def test_schedulerCommandUnhandled(
-    registered: MemoryDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
+def test_scheduler_command_unhandled(
+    registered: RawDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
 ) -> None:
     """
     A scheduler command on the front-end listener gets AMP's unhandled-command
@@ -356,8 +358,8 @@ def test_schedulerCommandUnhandled(
 
 
 @pytest.mark.parametrize(("command", "arguments"), SCHEDULER_CALLS, ids=SCHEDULER_CALL_IDS)
-def test_schedulerCommandChangesNothing(
-    registered: MemoryDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
+def test_scheduler_command_changes_nothing(
+    registered: RawDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
 ) -> None:
     """
     A scheduler command on the front-end listener changes nothing.
@@ -368,8 +370,8 @@ def test_schedulerCommandChangesNothing(
 
 
 @pytest.mark.parametrize(("command", "arguments"), SCHEDULER_CALLS, ids=SCHEDULER_CALL_IDS)
-def test_schedulerCommandKeepsConnection(
-    registered: MemoryDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
+def test_scheduler_command_keeps_connection(
+    registered: RawDispatcher, command: Type[amp.Command], arguments: Dict[str, Any]
 ) -> None:
     """
     After a scheduler command, the front-end connection answers the next call.
@@ -379,7 +381,7 @@ def test_schedulerCommandKeepsConnection(
     assert frontend.call(NextWorker)["worker_id"] == "w1"
 
 
-def test_schedulerCommandLogged(registered: MemoryDispatcher) -> None:
+def test_scheduler_command_logged(registered: RawDispatcher) -> None:
     """
     A scheduler command on the front-end listener is logged once, at warning,
     with the reason.
@@ -394,7 +396,7 @@ def test_schedulerCommandLogged(registered: MemoryDispatcher) -> None:
     ] == [("input rejected", "WorkerGone", "command not served on this listener")]
 
 
-def test_unansweredSchedulerCommandKeepsConnection(registered: MemoryDispatcher) -> None:
+def test_unanswered_scheduler_command_keeps_connection(registered: RawDispatcher) -> None:
     """
     A scheduler command that asks for no answer does not drop the front-end
     connection either.

@@ -29,10 +29,10 @@ from amp_dispatch.protocol._listening import (
     TURN_BUDGET,
 )
 from amp_dispatch.server._config import DispatcherConfig
-from amp_dispatch.server._dispatcher import Dispatcher
 from amp_dispatch.server._listener import ListenerFactory
-from amp_dispatch.store._memory import WorkerQueue
-from tests._memory import MemoryDispatcher, encode, lax, update
+from amp_dispatch.server._listeners import build_listeners
+from amp_dispatch.server._stores import open_store
+from tests._memory import RawDispatcher, encode, lax, update
 
 Logs = List[MutableMapping[str, Any]]
 
@@ -66,14 +66,12 @@ class Listeners:
 
     def __init__(self, config: DispatcherConfig = CONFIG) -> None:
         self.clock = TurnClock()
-        self.queue = WorkerQueue(
-            self.clock, max_waiting_per_owner=config.max_waiting_per_connection
-        )
-        self.queue.update("w1", "10.0.0.1", 9000, 10**9)
-        self.dispatcher = Dispatcher(self.queue, config)
+        self.store = open_store(self.clock, config)
+        self.store.update("w1", "10.0.0.1", 9000, 10**9)
+        self.listeners = build_listeners(self.store, self.clock, config)
 
     def connect(self, role: str = "frontend", transport: Optional[StringTransport] = None) -> Wire:
-        factory = cast(ListenerFactory, getattr(self.dispatcher, f"{role}_factory"))
+        factory = cast(ListenerFactory, getattr(self.listeners, role).factory)
         return Wire(factory, transport or StringTransport())
 
 
@@ -136,7 +134,7 @@ def tags(boxes: List[amp.AmpBox]) -> List[int]:
 # -- the box limit ------------------------------------------------------------
 
 
-def test_longValueClosesAtItsLength(listeners: Listeners, logs: Logs) -> None:
+def test_long_value_closes_at_its_length(listeners: Listeners, logs: Logs) -> None:
     """
     A value whose length passes the box limit closes the connection as soon
     as its length is in, with one warning saying why; nothing is answered.
@@ -149,7 +147,7 @@ def test_longValueClosesAtItsLength(listeners: Listeners, logs: Logs) -> None:
     assert (dropped["event"], dropped["reason"]) == ("connection dropped", "box over 16384 bytes")
 
 
-def test_endlessBoxClosesAtTheLimit(listeners: Listeners, logs: Logs) -> None:
+def test_endless_box_closes_at_the_limit(listeners: Listeners, logs: Logs) -> None:
     """
     Small pairs of a box that never ends, one per read, close the connection
     once the box passes the limit, not before.
@@ -165,7 +163,7 @@ def test_endlessBoxClosesAtTheLimit(listeners: Listeners, logs: Logs) -> None:
     assert events(logs, "warning") == ["connection dropped"]
 
 
-def test_nothingReadAfterDrop(listeners: Listeners) -> None:
+def test_nothing_read_after_drop(listeners: Listeners) -> None:
     """
     Once a connection is dropped for its framing, what it sends is not read.
     """
@@ -175,7 +173,7 @@ def test_nothingReadAfterDrop(listeners: Listeners) -> None:
     assert wire.transport.value() == b""
 
 
-def test_boxLimitConfigured(logs: Logs) -> None:
+def test_box_limit_configured(logs: Logs) -> None:
     """
     C{max_box_bytes} sets the limit: a 5,000-byte box passes 4,096.
     """
@@ -191,7 +189,7 @@ def test_boxLimitConfigured(logs: Logs) -> None:
 # -- work per turn ------------------------------------------------------------
 
 
-def test_budgetPerTurn(listeners: Listeners) -> None:
+def test_budget_per_turn(listeners: Listeners) -> None:
     """
     Of many boxes in one read, a turn's budget is answered; the connection
     stops reading and answers the rest on the next turns, in order.
@@ -209,7 +207,7 @@ def test_budgetPerTurn(listeners: Listeners) -> None:
     assert not wire.paused
 
 
-def test_readsWhileWaitingKeepTheirTurn(listeners: Listeners) -> None:
+def test_reads_while_waiting_keep_their_turn(listeners: Listeners) -> None:
     """
     Bytes that arrive while a backlog waits for its turn are answered after
     it, in order.
@@ -223,7 +221,7 @@ def test_readsWhileWaitingKeepTheirTurn(listeners: Listeners) -> None:
     assert tags(wire.answers()) == list(range(TURN_BUDGET + 2))
 
 
-def test_genericBoxesCostMore(listeners: Listeners) -> None:
+def test_generic_boxes_cost_more(listeners: Listeners) -> None:
     """
     A box handled by the generic path (here an invalid C{NextWorker}) costs
     L{GENERIC_COST} of the budget.
@@ -234,7 +232,7 @@ def test_genericBoxesCostMore(listeners: Listeners) -> None:
     assert len(wire.answers()) == TURN_BUDGET // GENERIC_COST
 
 
-def test_listWorkersCostsTwoTurns(listeners: Listeners) -> None:
+def test_list_workers_costs_two_turns(listeners: Listeners) -> None:
     """
     A C{ListWorkers} page is worth two turns: one page is answered, then
     the connection sits a turn out before the next.
@@ -250,7 +248,7 @@ def test_listWorkersCostsTwoTurns(listeners: Listeners) -> None:
     assert len(wire.answers()) == 2
 
 
-def test_bigBoxesCostTheirBytes(listeners: Listeners) -> None:
+def test_big_boxes_cost_their_bytes(listeners: Listeners) -> None:
     """
     A box parsed into a dict costs one more unit per L{BYTES_PER_UNIT} of its
     bytes past L{FREE_BOX_BYTES}, even on the fast path: here C{Stats} boxes
@@ -266,7 +264,7 @@ def test_bigBoxesCostTheirBytes(listeners: Listeners) -> None:
     assert len(wire.answers()) == -(-TURN_BUDGET // per_box)
 
 
-def test_statsOnTheFastPath(listeners: Listeners) -> None:
+def test_stats_on_the_fast_path(listeners: Listeners) -> None:
     """
     C{Stats} is answered on the fast path (a budget's worth per turn), on
     both listeners, with the counters.
@@ -311,7 +309,7 @@ class FillingTransport(StringTransport):
         self.producer.resumeProducing()
 
 
-def test_registeredAsProducer(listeners: Listeners) -> None:
+def test_registered_as_producer(listeners: Listeners) -> None:
     """
     Each connection is its transport's streaming producer.
     """
@@ -319,7 +317,7 @@ def test_registeredAsProducer(listeners: Listeners) -> None:
     assert (wire.transport.producer, wire.transport.streaming) == (wire.protocol, True)
 
 
-def test_noReadingWhileAnswersUnread(listeners: Listeners) -> None:
+def test_no_reading_while_answers_unread(listeners: Listeners) -> None:
     """
     When the transport says its buffer is full, the connection stops reading
     and answers nothing more; once it drains, the rest is answered on the
@@ -336,7 +334,7 @@ def test_noReadingWhileAnswersUnread(listeners: Listeners) -> None:
     assert not wire.paused
 
 
-def test_blockedBetweenGenericBoxes(listeners: Listeners) -> None:
+def test_blocked_between_generic_boxes(listeners: Listeners) -> None:
     """
     A full buffer stops the handling of a read between two boxes of the
     generic path; the rest waits for the drain.
@@ -353,7 +351,7 @@ def test_blockedBetweenGenericBoxes(listeners: Listeners) -> None:
     assert [int(box[b"_error"]) for box in wire.answers()] == [1, 2]
 
 
-def test_memoryBoundedWhenNeverRead(listeners: Listeners) -> None:
+def test_memory_bounded_when_never_read(listeners: Listeners) -> None:
     """
     A peer that sends calls and never reads their answers: once the
     transport's buffer is full the connection stops reading, having written
@@ -369,13 +367,13 @@ def test_memoryBoundedWhenNeverRead(listeners: Listeners) -> None:
         listeners.clock.advance(1)
     assert wire.paused
     assert room < len(wire.transport.value()) < room + TURN_BUDGET * 80
-    assert listeners.queue.stats().dispatched == sent
+    assert listeners.store.stats().dispatched == sent
 
 
 # -- idle timeout -------------------------------------------------------------
 
 
-def test_idleFrontendClosed(listeners: Listeners, logs: Logs) -> None:
+def test_idle_frontend_closed(listeners: Listeners, logs: Logs) -> None:
     """
     A front-end connection that sends nothing for C{idle_timeout} seconds
     is closed.
@@ -388,7 +386,7 @@ def test_idleFrontendClosed(listeners: Listeners, logs: Logs) -> None:
     assert "idle connection closed" in events(logs, "debug")
 
 
-def test_readingKeepsOpen(listeners: Listeners) -> None:
+def test_reading_keeps_open(listeners: Listeners) -> None:
     """
     The idle time counts from the last byte received.
     """
@@ -401,13 +399,13 @@ def test_readingKeepsOpen(listeners: Listeners) -> None:
     assert wire.transport.disconnecting
 
 
-def test_idleCountsFromEndOfWait() -> None:
+def test_idle_counts_from_end_of_wait() -> None:
     """
     A connection whose waiting call was just answered is idle from then,
     not from its last byte.
     """
     memory = Listeners()
-    memory.queue.update("w1", "10.0.0.1", 9000, 0)
+    memory.store.update("w1", "10.0.0.1", 9000, 0)
     wire = memory.connect()
     wire.receive(encode([(b"_ask", b"1"), (b"_command", b"NextWorker"), (b"timeout", b"15")]))
     memory.clock.advance(15)
@@ -418,13 +416,13 @@ def test_idleCountsFromEndOfWait() -> None:
     assert wire.transport.disconnecting
 
 
-def test_waitingCallKeepsOpen() -> None:
+def test_waiting_call_keeps_open() -> None:
     """
     A connection with a call waiting for a slot is not idle; once the call
     is over, it is.
     """
     memory = Listeners()
-    memory.queue.update("w1", "10.0.0.1", 9000, 0)
+    memory.store.update("w1", "10.0.0.1", 9000, 0)
     wire = memory.connect()
     wire.receive(encode([(b"_ask", b"1"), (b"_command", b"NextWorker"), (b"timeout", b"30")]))
     memory.clock.advance(20)
@@ -435,7 +433,7 @@ def test_waitingCallKeepsOpen() -> None:
     assert wire.transport.disconnecting
 
 
-def test_schedulerNeverIdle(listeners: Listeners) -> None:
+def test_scheduler_never_idle(listeners: Listeners) -> None:
     """
     Scheduler connections are not closed for idleness (they hold workers).
     """
@@ -444,7 +442,7 @@ def test_schedulerNeverIdle(listeners: Listeners) -> None:
     assert not wire.transport.disconnecting
 
 
-def test_noIdleTimeout() -> None:
+def test_no_idle_timeout() -> None:
     """
     An C{idle_timeout} of 0 keeps silent connections.
     """
@@ -458,7 +456,7 @@ def test_noIdleTimeout() -> None:
 # -- connection caps ----------------------------------------------------------
 
 
-def test_capRefuses(listeners: Listeners, logs: Logs) -> None:
+def test_cap_refuses(listeners: Listeners, logs: Logs) -> None:
     """
     A connection over the listener's cap is closed at once, with a warning.
     """
@@ -470,7 +468,7 @@ def test_capRefuses(listeners: Listeners, logs: Logs) -> None:
     assert (warning["role"], warning["open"], warning["max_connections"]) == ("frontend", 3, 3)
 
 
-def test_capFreedOnClose(listeners: Listeners) -> None:
+def test_cap_freed_on_close(listeners: Listeners) -> None:
     """
     A closed connection frees its place.
     """
@@ -479,7 +477,7 @@ def test_capFreedOnClose(listeners: Listeners) -> None:
     assert not listeners.connect().transport.disconnecting
 
 
-def test_capsPerListener(listeners: Listeners) -> None:
+def test_caps_per_listener(listeners: Listeners) -> None:
     """
     A full front-end listener leaves the scheduler listener's room alone.
     """
@@ -490,7 +488,7 @@ def test_capsPerListener(listeners: Listeners) -> None:
     assert tags(wire.answers()) == [1]
 
 
-def test_refusalsRateLimited(listeners: Listeners, logs: Logs) -> None:
+def test_refusals_rate_limited(listeners: Listeners, logs: Logs) -> None:
     """
     Refusals are logged a few a second; the rest are counted in one line
     once the second is over.
@@ -503,7 +501,7 @@ def test_refusalsRateLimited(listeners: Listeners, logs: Logs) -> None:
     assert (held["suppressed"], held["count"]) == ("connection refused", 15)
 
 
-def test_schedulerEvictsSilentConnection(logs: Logs) -> None:
+def test_scheduler_evicts_silent_connection(logs: Logs) -> None:
     """
     A full scheduler listener makes room for a new connection by closing
     the one silent the longest among those that hold no worker, with a
@@ -521,7 +519,7 @@ def test_schedulerEvictsSilentConnection(logs: Logs) -> None:
     assert (evicted["role"], evicted["silent"]) == ("scheduler", 10.0)
 
 
-def test_schedulerKeepsConnectionsWithWorkers(logs: Logs) -> None:
+def test_scheduler_keeps_connections_with_workers(logs: Logs) -> None:
     """
     Connections that hold workers are never evicted: with all of them
     holding some, the new connection is refused.
@@ -535,7 +533,7 @@ def test_schedulerKeepsConnectionsWithWorkers(logs: Logs) -> None:
     assert "connection refused" in events(logs)
 
 
-def test_evictedPlaceTakenOnce() -> None:
+def test_evicted_place_taken_once() -> None:
     """
     An evicted connection's place goes to one new connection (even before
     it is gone): the next one evicts another.
@@ -551,7 +549,7 @@ def test_evictedPlaceTakenOnce() -> None:
     assert not holder.transport.disconnected
 
 
-def test_frontendRefusesRatherThanEvicts(listeners: Listeners) -> None:
+def test_frontend_refuses_rather_than_evicts(listeners: Listeners) -> None:
     """
     The front-end listener does not evict: the new connection is refused.
     """
@@ -560,7 +558,7 @@ def test_frontendRefusesRatherThanEvicts(listeners: Listeners) -> None:
     assert not any(wire.transport.disconnected for wire in first)
 
 
-def test_dropsRateLimitedPerListener(listeners: Listeners, logs: Logs) -> None:
+def test_drops_rate_limited_per_listener(listeners: Listeners, logs: Logs) -> None:
     """
     Connections dropped for their framing are logged a few a second per
     listener, however many connections: reconnecting does not get around
@@ -590,7 +588,7 @@ class TLSTransport(StringTransport):  # type: ignore[misc]
         pass
 
 
-def test_tlsStartsAfterHandshake(listeners: Listeners, logs: Logs) -> None:
+def test_tls_starts_after_handshake(listeners: Listeners, logs: Logs) -> None:
     """
     On a TLS transport, the connection's AMP side starts once the handshake
     is done.
@@ -603,7 +601,7 @@ def test_tlsStartsAfterHandshake(listeners: Listeners, logs: Logs) -> None:
     assert tags(wire.answers()) == [1]
 
 
-def test_tlsHandshakeFailed(listeners: Listeners, logs: Logs) -> None:
+def test_tls_handshake_failed(listeners: Listeners, logs: Logs) -> None:
     """
     A TLS connection lost before its handshake completed never reached AMP:
     one warning with the peer, and its place is free again.
@@ -620,7 +618,7 @@ def test_tlsHandshakeFailed(listeners: Listeners, logs: Logs) -> None:
 # -- what a peer can make us log ------------------------------------------------
 
 
-def test_rejectionsRateLimited(listeners: Listeners, logs: Logs) -> None:
+def test_rejections_rate_limited(listeners: Listeners, logs: Logs) -> None:
     """
     A connection's rejected boxes are logged a few a second; the rest are
     counted in one line once the second is over.
@@ -633,7 +631,7 @@ def test_rejectionsRateLimited(listeners: Listeners, logs: Logs) -> None:
     assert (held["suppressed"], held["count"], held["role"]) == ("input rejected", 7, "frontend")
 
 
-def test_heldBackReportedOnClose(listeners: Listeners, logs: Logs) -> None:
+def test_held_back_reported_on_close(listeners: Listeners, logs: Logs) -> None:
     """
     What was held back is reported when the connection closes, too.
     """
@@ -644,7 +642,7 @@ def test_heldBackReportedOnClose(listeners: Listeners, logs: Logs) -> None:
     assert held["count"] == 2
 
 
-def test_linesLimitedPerPeriod(listeners: Listeners, logs: Logs) -> None:
+def test_lines_limited_per_period(listeners: Listeners, logs: Logs) -> None:
     """
     Each new second allows a few lines again.
     """
@@ -656,7 +654,7 @@ def test_linesLimitedPerPeriod(listeners: Listeners, logs: Logs) -> None:
     assert events(logs).count("log lines suppressed") == 3
 
 
-def test_longCommandNameTruncated(listeners: Listeners, logs: Logs) -> None:
+def test_long_command_name_truncated(listeners: Listeners, logs: Logs) -> None:
     """
     The command name a rejection logs is cut at 200 characters, with its
     length.
@@ -678,7 +676,7 @@ def test_longCommandNameTruncated(listeners: Listeners, logs: Logs) -> None:
     ],
     ids=["answer", "error", "empty", "unknown-key", "ask-only"],
 )
-def test_notACallLoggedOnce(listeners: Listeners, logs: Logs, box: bytes, reason: str) -> None:
+def test_not_a_call_logged_once(listeners: Listeners, logs: Logs, box: bytes, reason: str) -> None:
     """
     A box that is not a call is logged once, as a rejected input with why,
     without a traceback, and the connection stays.
@@ -691,13 +689,13 @@ def test_notACallLoggedOnce(listeners: Listeners, logs: Logs, box: bytes, reason
     assert not wire.transport.disconnecting
 
 
-def test_waitingRefusalsRateLimited(logs: Logs) -> None:
+def test_waiting_refusals_rate_limited(logs: Logs) -> None:
     """
     Waiting calls refused past the connection's share are logged a few a
     second, with the connection's peer.
     """
     listeners = Listeners(DispatcherConfig(max_waiting_per_connection=1))
-    listeners.queue.update("w1", "10.0.0.1", 9000, 0)
+    listeners.store.update("w1", "10.0.0.1", 9000, 0)
     wire = listeners.connect()
     call = [(b"_command", b"NextWorker"), (b"timeout", b"30")]
     wire.receive(b"".join(encode([(b"_ask", b"%d" % n), *call]) for n in range(12)))
@@ -707,7 +705,7 @@ def test_waitingRefusalsRateLimited(logs: Logs) -> None:
     assert "1 calls of this connection" in refused[0]["reason"]
 
 
-def test_askOnlyAnsweredUnhandled(listeners: Listeners) -> None:
+def test_ask_only_answered_unhandled(listeners: Listeners) -> None:
     """
     A box with C{_ask} and no C{_command} is answered C{UNHANDLED}.
     """
@@ -720,12 +718,12 @@ def test_askOnlyAnsweredUnhandled(listeners: Listeners) -> None:
 # -- the share of waiting places --------------------------------------------------
 
 
-def test_waitingShare(fast_path: bool) -> None:
+def test_waiting_share(fast_path: bool) -> None:
     """
     One connection's waiting calls past its share are answered C{OVERLOADED}
     at once; another connection may still wait.
     """
-    memory = MemoryDispatcher(max_waiting_per_connection=2, fast_path=fast_path)
+    memory = RawDispatcher(max_waiting_per_connection=2, fast_path=fast_path)
     update(memory.scheduler(), "full", capacity=0)
     greedy = memory.frontend()
     waiting = [greedy.send(lax(NextWorker), timeout=b"30") for _ in range(2)]

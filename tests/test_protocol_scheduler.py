@@ -24,7 +24,7 @@ from tests._memory import (
     Connection,
     Invalid,
     InvalidArgumentChecks,
-    MemoryDispatcher,
+    RawDispatcher,
     invalid,
     lax,
     update,
@@ -32,16 +32,16 @@ from tests._memory import (
 
 
 @pytest.fixture
-def memory(fast_path: bool) -> MemoryDispatcher:
-    return MemoryDispatcher(lease_grace=30.0, fast_path=fast_path)
+def memory(fast_path: bool, later: bool) -> RawDispatcher:
+    return RawDispatcher(lease_grace=30.0, fast_path=fast_path, later=later)
 
 
 @pytest.fixture
-def scheduler(memory: MemoryDispatcher) -> Connection:
+def scheduler(memory: RawDispatcher) -> Connection:
     return memory.scheduler()
 
 
-def ids(memory: MemoryDispatcher) -> List[str]:
+def ids(memory: RawDispatcher) -> List[str]:
     """
     The ids of the registered workers, all pages.
     """
@@ -51,14 +51,14 @@ def ids(memory: MemoryDispatcher) -> List[str]:
 # -- WorkerUpdate ---------------------------------------------------------------
 
 
-def test_updateAccepted(scheduler: Connection) -> None:
+def test_update_accepted(scheduler: Connection) -> None:
     """
     An update of a new worker is accepted.
     """
     assert update(scheduler, "w1") is True
 
 
-def test_updateRegisters(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_update_registers(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     An accepted update registers the worker as sent.
     """
@@ -76,7 +76,7 @@ def test_updateRegisters(memory: MemoryDispatcher, scheduler: Connection) -> Non
     ]
 
 
-def test_updateDefaultPool(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_update_default_pool(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     Without C{pool}, the worker joins the pool C{"default"}.
     """
@@ -84,7 +84,7 @@ def test_updateDefaultPool(memory: MemoryDispatcher, scheduler: Connection) -> N
     assert memory.worker("w1")["pool"] == "default"
 
 
-def test_updateReplaces(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_update_replaces(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A second accepted update replaces the worker's address and capacity.
     """
@@ -94,7 +94,7 @@ def test_updateReplaces(memory: MemoryDispatcher, scheduler: Connection) -> None
     assert (row["host"], row["port"], row["capacity"]) == ("192.0.2.2", 7001, 5)
 
 
-def test_updateResetsAssumedLoad(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_update_resets_assumed_load(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     An accepted update forgets the answers given since the last one.
     """
@@ -104,7 +104,7 @@ def test_updateResetsAssumedLoad(memory: MemoryDispatcher, scheduler: Connection
     assert memory.worker("w1")["free"] == 2
 
 
-def test_updateMovesPool(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_update_moves_pool(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     An update naming another pool moves the worker there.
     """
@@ -116,7 +116,7 @@ def test_updateMovesPool(memory: MemoryDispatcher, scheduler: Connection) -> Non
     )
 
 
-def test_updateHigherSeqAccepted(scheduler: Connection) -> None:
+def test_update_higher_seq_accepted(scheduler: Connection) -> None:
     """
     An update with a higher C{seq} than the last accepted is accepted.
     """
@@ -124,7 +124,7 @@ def test_updateHigherSeqAccepted(scheduler: Connection) -> None:
     assert update(scheduler, "w1", seq=6, capacity=3) is True
 
 
-def test_updateStale(scheduler: Connection) -> None:
+def test_update_stale(scheduler: Connection) -> None:
     """
     An update with a lower C{seq} than the last accepted is refused.
     """
@@ -132,7 +132,7 @@ def test_updateStale(scheduler: Connection) -> None:
     assert update(scheduler, "w1", seq=4, capacity=3) is False
 
 
-def test_updateStaleChangesNothing(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_update_stale_changes_nothing(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A stale update changes nothing.
     """
@@ -143,7 +143,7 @@ def test_updateStaleChangesNothing(memory: MemoryDispatcher, scheduler: Connecti
     assert memory.snapshot() == before
 
 
-def test_updateDuplicate(scheduler: Connection) -> None:
+def test_update_duplicate(scheduler: Connection) -> None:
     """
     An update with the same C{seq} as the last accepted is refused.
     """
@@ -151,7 +151,9 @@ def test_updateDuplicate(scheduler: Connection) -> None:
     assert update(scheduler, "w1", seq=5, capacity=3) is False
 
 
-def test_updateDuplicateChangesNothingElse(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_update_duplicate_changes_nothing_else(
+    memory: RawDispatcher, scheduler: Connection
+) -> None:
     """
     A duplicate update changes nothing but the lease and ttl.
     """
@@ -162,7 +164,7 @@ def test_updateDuplicateChangesNothingElse(memory: MemoryDispatcher, scheduler: 
     assert memory.snapshot() == before
 
 
-def test_updateDuplicateRenewsTtl(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_update_duplicate_renews_ttl(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A duplicate update starts the worker's ttl again.
     """
@@ -172,7 +174,7 @@ def test_updateDuplicateRenewsTtl(memory: MemoryDispatcher, scheduler: Connectio
     assert memory.worker("w1")["expires_in"] == pytest.approx(10.0)
 
 
-def test_updateWithoutSeqForgetsSeq(scheduler: Connection) -> None:
+def test_update_without_seq_forgets_seq(scheduler: Connection) -> None:
     """
     An update without C{seq} is accepted and forgets the stored seq.
     """
@@ -181,7 +183,7 @@ def test_updateWithoutSeqForgetsSeq(scheduler: Connection) -> None:
     assert update(scheduler, "w1", seq=1) is True
 
 
-def test_updateAfterRemovalForgetsSeq(scheduler: Connection) -> None:
+def test_update_after_removal_forgets_seq(scheduler: Connection) -> None:
     """
     A removed worker's next update is accepted whatever its seq.
     """
@@ -190,7 +192,7 @@ def test_updateAfterRemovalForgetsSeq(scheduler: Connection) -> None:
     assert update(scheduler, "w1", seq=1) is True
 
 
-def test_ttlRemoves(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_ttl_removes(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     An update with C{ttl} removes the worker that many seconds later.
     """
@@ -204,7 +206,7 @@ def test_ttlRemoves(memory: MemoryDispatcher, scheduler: Connection) -> None:
 # -- WorkerGone -----------------------------------------------------------------
 
 
-def test_goneKnown(scheduler: Connection) -> None:
+def test_gone_known(scheduler: Connection) -> None:
     """
     C{WorkerGone} of a registered worker answers C{known} = True.
     """
@@ -212,7 +214,7 @@ def test_goneKnown(scheduler: Connection) -> None:
     assert scheduler.call(WorkerGone, worker_id="w1") == {"known": True}
 
 
-def test_goneRemoves(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_gone_removes(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     C{WorkerGone} removes the worker at once, and only it.
     """
@@ -222,14 +224,14 @@ def test_goneRemoves(memory: MemoryDispatcher, scheduler: Connection) -> None:
     assert ids(memory) == ["w2"]
 
 
-def test_goneUnknown(scheduler: Connection) -> None:
+def test_gone_unknown(scheduler: Connection) -> None:
     """
     C{WorkerGone} of an unregistered worker answers C{known} = False.
     """
     assert scheduler.call(WorkerGone, worker_id="nobody") == {"known": False}
 
 
-def test_goneIdempotent(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_gone_idempotent(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A second C{WorkerGone} of the same worker answers C{known} = False.
     """
@@ -238,7 +240,7 @@ def test_goneIdempotent(memory: MemoryDispatcher, scheduler: Connection) -> None
     assert scheduler.call(WorkerGone, worker_id="w1") == {"known": False}
 
 
-def test_goneNotAnswered(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_gone_not_answered(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A removed worker is no longer answered by C{NextWorker}.
     """
@@ -251,7 +253,7 @@ def test_goneNotAnswered(memory: MemoryDispatcher, scheduler: Connection) -> Non
 # -- Stats ----------------------------------------------------------------------
 
 
-def test_statsOnScheduler(scheduler: Connection) -> None:
+def test_stats_on_scheduler(scheduler: Connection) -> None:
     """
     The scheduler listener serves C{Stats} too, protocol 1.
     """
@@ -274,7 +276,7 @@ def page_ids(answer: Dict[str, object]) -> List[str]:
     return [row["worker_id"] for row in rows]
 
 
-def test_listEmpty(scheduler: Connection) -> None:
+def test_list_empty(scheduler: Connection) -> None:
     """
     With no worker, C{ListWorkers} answers no rows and no C{next_after}.
     """
@@ -282,7 +284,7 @@ def test_listEmpty(scheduler: Connection) -> None:
     assert (answer["workers"], b"next_after" in scheduler.last_box) == ([], False)
 
 
-def test_listOrder(scheduler: Connection) -> None:
+def test_list_order(scheduler: Connection) -> None:
     """
     Rows come in C{worker_id} order, whatever order the workers came in.
     """
@@ -290,7 +292,7 @@ def test_listOrder(scheduler: Connection) -> None:
     assert page_ids(scheduler.call(ListWorkers)) == ["a", "b", "c"]
 
 
-def test_listFirstPage(scheduler: Connection) -> None:
+def test_list_first_page(scheduler: Connection) -> None:
     """
     C{limit} bounds the page, and C{next_after} names its last worker.
     """
@@ -299,7 +301,7 @@ def test_listFirstPage(scheduler: Connection) -> None:
     assert (page_ids(answer), answer["next_after"]) == (["a", "b"], "b")
 
 
-def test_listAfter(scheduler: Connection) -> None:
+def test_list_after(scheduler: Connection) -> None:
     """
     C{after} starts the page at the first id greater than it.
     """
@@ -308,7 +310,7 @@ def test_listAfter(scheduler: Connection) -> None:
     assert (page_ids(answer), answer["next_after"]) == (["c", "d"], "d")
 
 
-def test_listAfterUnregistered(scheduler: Connection) -> None:
+def test_list_after_unregistered(scheduler: Connection) -> None:
     """
     C{after} need not be a registered id.
     """
@@ -316,7 +318,7 @@ def test_listAfterUnregistered(scheduler: Connection) -> None:
     assert page_ids(scheduler.call(ListWorkers, after="b")) == ["c", "e"]
 
 
-def test_listLastPage(scheduler: Connection) -> None:
+def test_list_last_page(scheduler: Connection) -> None:
     """
     The last page has no C{next_after}.
     """
@@ -325,7 +327,7 @@ def test_listLastPage(scheduler: Connection) -> None:
     assert (page_ids(answer), b"next_after" in scheduler.last_box) == (["e"], False)
 
 
-def test_listExactlyFull(scheduler: Connection) -> None:
+def test_list_exactly_full(scheduler: Connection) -> None:
     """
     A page that ends with the last worker has no C{next_after}.
     """
@@ -334,7 +336,7 @@ def test_listExactlyFull(scheduler: Connection) -> None:
     assert b"next_after" not in scheduler.last_box
 
 
-def test_listDefaultLimit(scheduler: Connection) -> None:
+def test_list_default_limit(scheduler: Connection) -> None:
     """
     Without C{limit}, a page holds 100 workers.
     """
@@ -343,7 +345,7 @@ def test_listDefaultLimit(scheduler: Connection) -> None:
     assert (len(page_ids(answer)), answer["next_after"]) == (100, "w099")
 
 
-def test_listMaxLimit(scheduler: Connection) -> None:
+def test_list_max_limit(scheduler: Connection) -> None:
     """
     C{limit} = 500 gives pages of 500 workers.
     """
@@ -352,7 +354,7 @@ def test_listMaxLimit(scheduler: Connection) -> None:
     assert (len(page_ids(answer)), answer["next_after"]) == (500, "w499")
 
 
-def test_listPool(scheduler: Connection) -> None:
+def test_list_pool(scheduler: Connection) -> None:
     """
     C{pool} lists that pool's workers only.
     """
@@ -361,7 +363,7 @@ def test_listPool(scheduler: Connection) -> None:
     assert page_ids(scheduler.call(ListWorkers, pool="a")) == ["a1", "a2"]
 
 
-def test_listUnknownPool(scheduler: Connection) -> None:
+def test_list_unknown_pool(scheduler: Connection) -> None:
     """
     A pool with no worker lists no rows.
     """
@@ -369,7 +371,7 @@ def test_listUnknownPool(scheduler: Connection) -> None:
     assert scheduler.call(ListWorkers, pool="none")["workers"] == []
 
 
-def test_listAllPoolsInIdOrder(scheduler: Connection) -> None:
+def test_list_all_pools_in_id_order(scheduler: Connection) -> None:
     """
     Without C{pool}, every pool's workers come in one C{worker_id} order.
     """
@@ -378,7 +380,7 @@ def test_listAllPoolsInIdOrder(scheduler: Connection) -> None:
     assert page_ids(scheduler.call(ListWorkers)) == ["a", "b", "c", "d", "e"]
 
 
-def test_listPoolPaging(scheduler: Connection) -> None:
+def test_list_pool_paging(scheduler: Connection) -> None:
     """
     Paging within a pool continues with that pool's workers.
     """
@@ -388,7 +390,7 @@ def test_listPoolPaging(scheduler: Connection) -> None:
     assert (page_ids(answer), answer["next_after"]) == (["a2"], "a2")
 
 
-def test_listFree(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_list_free(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     C{free} is the capacity less the answers given since the last update.
     """
@@ -398,7 +400,7 @@ def test_listFree(memory: MemoryDispatcher, scheduler: Connection) -> None:
     assert (row["capacity"], row["free"]) == (3, 2)
 
 
-def test_expiresInNone(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_expires_in_none(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     C{expires_in} is -1 while no removal is pending.
     """
@@ -407,7 +409,7 @@ def test_expiresInNone(memory: MemoryDispatcher, scheduler: Connection) -> None:
     assert memory.worker("w1")["expires_in"] == -1.0
 
 
-def test_expiresInTtl(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_expires_in_ttl(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     C{expires_in} counts down the worker's ttl.
     """
@@ -416,7 +418,7 @@ def test_expiresInTtl(memory: MemoryDispatcher, scheduler: Connection) -> None:
     assert memory.worker("w1")["expires_in"] == pytest.approx(6.0)
 
 
-def test_expiresInLeaseGrace(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_expires_in_lease_grace(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     After its scheduler connection closes, C{expires_in} counts down the
     lease grace.
@@ -427,7 +429,7 @@ def test_expiresInLeaseGrace(memory: MemoryDispatcher, scheduler: Connection) ->
     assert memory.worker("w1")["expires_in"] == pytest.approx(25.0)
 
 
-def test_expiresInEarliest(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_expires_in_earliest(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     With both a ttl and a lease grace pending, C{expires_in} is the earlier.
     """
@@ -445,7 +447,7 @@ def long_text(prefix: str) -> str:
 
 
 @pytest.fixture
-def crowded(memory: MemoryDispatcher, scheduler: Connection) -> Connection:
+def crowded(memory: RawDispatcher, scheduler: Connection) -> Connection:
     """
     500 workers whose ids, hosts and pools are 255 bytes each.
     """
@@ -462,7 +464,7 @@ def crowded(memory: MemoryDispatcher, scheduler: Connection) -> Connection:
     return scheduler
 
 
-def test_largePageValuesFit(crowded: Connection) -> None:
+def test_large_page_values_fit(crowded: Connection) -> None:
     """
     A C{limit} = 500 page of workers with 255-byte fields keeps every value
     under AMP's 65,535-byte limit.
@@ -471,7 +473,7 @@ def test_largePageValuesFit(crowded: Connection) -> None:
     assert max(len(value) for value in crowded.last_box.values()) < 65_535
 
 
-def test_largePageContinues(crowded: Connection) -> None:
+def test_large_page_continues(crowded: Connection) -> None:
     """
     Following C{next_after} lists every one of 500 workers with 255-byte
     fields once, in order.
@@ -491,22 +493,22 @@ def test_largePageContinues(crowded: Connection) -> None:
 # -- leases ---------------------------------------------------------------------
 
 
-def test_leaseGraceZero(fast_path: bool) -> None:
+def test_lease_grace_zero(fast_path: bool) -> None:
     """
     With lease grace 0, a closed scheduler connection's workers go at once.
     """
-    memory = MemoryDispatcher(lease_grace=0.0, fast_path=fast_path)
+    memory = RawDispatcher(lease_grace=0.0, fast_path=fast_path)
     scheduler = memory.scheduler()
     register(scheduler, "a", "b")
     scheduler.close()
     assert memory.stats()["workers"] == 0
 
 
-def test_leaseGraceZeroOnlyOwn(fast_path: bool) -> None:
+def test_lease_grace_zero_only_own(fast_path: bool) -> None:
     """
     A closed scheduler connection's workers go, not another connection's.
     """
-    memory = MemoryDispatcher(lease_grace=0.0, fast_path=fast_path)
+    memory = RawDispatcher(lease_grace=0.0, fast_path=fast_path)
     leaving, staying = memory.scheduler(), memory.scheduler()
     register(leaving, "a")
     register(staying, "b")
@@ -514,7 +516,7 @@ def test_leaseGraceZeroOnlyOwn(fast_path: bool) -> None:
     assert ids(memory) == ["b"]
 
 
-def test_leaseGraceKeepsUntilDue(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_lease_grace_keeps_until_due(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     Within the lease grace, a closed connection's workers stay and are answered.
     """
@@ -524,7 +526,7 @@ def test_leaseGraceKeepsUntilDue(memory: MemoryDispatcher, scheduler: Connection
     assert memory.frontend().call(NextWorker)["worker_id"] == "a"
 
 
-def test_leaseGraceRemoves(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_lease_grace_removes(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A closed connection's workers go once the lease grace has passed.
     """
@@ -534,7 +536,7 @@ def test_leaseGraceRemoves(memory: MemoryDispatcher, scheduler: Connection) -> N
     assert memory.stats()["workers"] == 0
 
 
-def test_leaseTakenOverByUpdate(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_lease_taken_over_by_update(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     An accepted update on another connection within the grace keeps the worker.
     """
@@ -546,7 +548,7 @@ def test_leaseTakenOverByUpdate(memory: MemoryDispatcher, scheduler: Connection)
     assert ids(memory) == ["a"]
 
 
-def test_leaseTakenOverByDuplicate(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_lease_taken_over_by_duplicate(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A duplicate update on another connection within the grace keeps the worker.
     """
@@ -558,7 +560,7 @@ def test_leaseTakenOverByDuplicate(memory: MemoryDispatcher, scheduler: Connecti
     assert ids(memory) == ["a"]
 
 
-def test_leaseNotTakenOverByStale(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_lease_not_taken_over_by_stale(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A stale update on another connection does not keep the worker.
     """
@@ -569,7 +571,7 @@ def test_leaseNotTakenOverByStale(memory: MemoryDispatcher, scheduler: Connectio
     assert ids(memory) == []
 
 
-def test_leaseNewHolderCloses(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_lease_new_holder_closes(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     The connection that took a worker over holds its lease: when it closes,
     the grace starts again from then.
@@ -588,12 +590,12 @@ def test_leaseNewHolderCloses(memory: MemoryDispatcher, scheduler: Connection) -
 
 
 @pytest.fixture
-def registered(memory: MemoryDispatcher, scheduler: Connection) -> Connection:
+def registered(memory: RawDispatcher, scheduler: Connection) -> Connection:
     update(scheduler, "w1", capacity=2)
     return scheduler
 
 
-def test_nextWorkerUnhandled(registered: Connection) -> None:
+def test_next_worker_unhandled(registered: Connection) -> None:
     """
     C{NextWorker} on the scheduler listener gets AMP's unhandled-command error.
     """
@@ -601,7 +603,7 @@ def test_nextWorkerUnhandled(registered: Connection) -> None:
         registered.call(NextWorker)
 
 
-def test_nextWorkerChangesNothing(memory: MemoryDispatcher, registered: Connection) -> None:
+def test_next_worker_changes_nothing(memory: RawDispatcher, registered: Connection) -> None:
     """
     C{NextWorker} on the scheduler listener takes no slot and changes nothing.
     """
@@ -610,7 +612,7 @@ def test_nextWorkerChangesNothing(memory: MemoryDispatcher, registered: Connecti
     assert memory.snapshot() == before
 
 
-def test_nextWorkerKeepsConnection(registered: Connection) -> None:
+def test_next_worker_keeps_connection(registered: Connection) -> None:
     """
     After C{NextWorker}, the scheduler connection answers the next call.
     """
@@ -682,7 +684,7 @@ class TestInvalidArgument(InvalidArgumentChecks):
         return cast(Invalid, request.param)
 
 
-def test_unansweredInvalidKeepsConnection(scheduler: Connection) -> None:
+def test_unanswered_invalid_keeps_connection(scheduler: Connection) -> None:
     """
     A bad value in a box that asks for no answer does not drop the connection.
     """
@@ -690,19 +692,19 @@ def test_unansweredInvalidKeepsConnection(scheduler: Connection) -> None:
     assert scheduler.open
 
 
-def test_unansweredInvalidChangesNothing(fast_path: bool) -> None:
+def test_unanswered_invalid_changes_nothing(fast_path: bool) -> None:
     """
     A bad value in a box that asks for no answer changes nothing: the
     connection's workers stay (lease grace 0 would remove them on a drop).
     """
-    memory = MemoryDispatcher(lease_grace=0.0, fast_path=fast_path)
+    memory = RawDispatcher(lease_grace=0.0, fast_path=fast_path)
     scheduler = memory.scheduler()
     update(scheduler, "w1")
     scheduler.tell(lax(WorkerUpdate, answer=False), **{**UPDATE, "port": b"abc"})
     assert ids(memory) == ["w1"]
 
 
-def test_unansweredValidApplied(memory: MemoryDispatcher, scheduler: Connection) -> None:
+def test_unanswered_valid_applied(memory: RawDispatcher, scheduler: Connection) -> None:
     """
     A valid update that asks for no answer is applied all the same.
     """

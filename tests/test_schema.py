@@ -137,7 +137,7 @@ def class_body_names(command: Type[amp.Command]) -> List[str]:
     ]
 
 
-def test_listenersServeTheListedCommands() -> None:
+def test_listeners_serve_the_listed_commands() -> None:
     """
     The front-end listener's commands are NextWorker and Stats; the
     scheduler's WorkerUpdate, WorkerGone, ListWorkers and Stats.
@@ -148,7 +148,7 @@ def test_listenersServeTheListedCommands() -> None:
     ) == (["NextWorker", "Stats"], ["WorkerUpdate", "WorkerGone", "ListWorkers", "Stats"])
 
 
-def test_everyCommandListed() -> None:
+def test_every_command_listed() -> None:
     """
     Every command the package defines is served by a listener.
     """
@@ -161,7 +161,7 @@ def test_everyCommandListed() -> None:
 
 
 @commands
-def test_commandNamePinned(command: Type[amp.Command]) -> None:
+def test_command_name_pinned(command: Type[amp.Command]) -> None:
     """
     C{commandName} is assigned in the class statement itself.
 
@@ -172,7 +172,7 @@ def test_commandNamePinned(command: Type[amp.Command]) -> None:
 
 
 @commands
-def test_commandNameIsClassName(command: Type[amp.Command]) -> None:
+def test_command_name_is_class_name(command: Type[amp.Command]) -> None:
     """
     The wire name is the class name as bytes.
     """
@@ -195,7 +195,7 @@ def test_response(command: Type[amp.Command]) -> None:
     assert shape(command.response) == RESPONSES[command.__name__]
 
 
-def test_workerRow() -> None:
+def test_worker_row() -> None:
     """
     A C{ListWorkers} row's fields are exactly as listed.
     """
@@ -209,7 +209,7 @@ def test_workerRow() -> None:
 
 
 @commands
-def test_errorsInClassBody(command: Type[amp.Command]) -> None:
+def test_errors_in_class_body(command: Type[amp.Command]) -> None:
     """
     Each command declares C{errors} in its own class body.
     """
@@ -217,7 +217,7 @@ def test_errorsInClassBody(command: Type[amp.Command]) -> None:
 
 
 @commands
-def test_errorsDeclared(command: Type[amp.Command]) -> None:
+def test_errors_declared(command: Type[amp.Command]) -> None:
     """
     Each command declares exactly its listed errors, with their codes.
     """
@@ -225,7 +225,7 @@ def test_errorsDeclared(command: Type[amp.Command]) -> None:
 
 
 @commands
-def test_noFatalErrors(command: Type[amp.Command]) -> None:
+def test_no_fatal_errors(command: Type[amp.Command]) -> None:
     """
     No command declares C{fatalErrors}: no error closes the connection.
     """
@@ -233,14 +233,14 @@ def test_noFatalErrors(command: Type[amp.Command]) -> None:
 
 
 @commands
-def test_requiresAnswer(command: Type[amp.Command]) -> None:
+def test_requires_answer(command: Type[amp.Command]) -> None:
     """
     Every command requires an answer.
     """
     assert command.requiresAnswer is True
 
 
-def test_errorCodes() -> None:
+def test_error_codes() -> None:
     """
     C{ERROR_CODES} maps each error class to its code.
     """
@@ -252,7 +252,7 @@ def test_errorCodes() -> None:
 
 
 @pytest.mark.parametrize("error", list(ERROR_CODES), ids=lambda error: error.__name__)
-def test_errorFromOneString(error: Type[Exception]) -> None:
+def test_error_from_one_string(error: Type[Exception]) -> None:
     """
     Each error class is built from one string and gives it back.
     """
@@ -274,7 +274,7 @@ class Raiser(amp.CommandLocator):
 
 
 @pytest.mark.parametrize("error", list(ERROR_CODES), ids=lambda error: error.__name__)
-def test_errorCrossesWire(error: Type[Exception]) -> None:
+def test_error_crosses_wire(error: Type[Exception]) -> None:
     """
     Each error arrives at the caller as the same class with the same message.
     """
@@ -290,14 +290,14 @@ def test_errorCrossesWire(error: Type[Exception]) -> None:
     assert (type(raised.value), str(raised.value)) == (error, message)
 
 
-def test_protocolVersion() -> None:
+def test_protocol_version() -> None:
     """
     The schema describes protocol version 1.
     """
     assert PROTOCOL_VERSION == 1
 
 
-def test_independentOfServer() -> None:
+def test_independent_of_server() -> None:
     """
     Importing C{amp_dispatch_commands} does not import C{amp_dispatch}.
     """

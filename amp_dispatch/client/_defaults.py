@@ -5,7 +5,7 @@ may take, and what they allow a dispatcher.
 
 The endpoints are client endpoint strings, what to connect to; the
 dispatcher's own defaults for where to listen are
-L{amp_dispatch.server._config.DEFAULT_FRONTEND} and C{DEFAULT_SCHEDULER}.
+L{amp_dispatch.server._config.LISTEN_FRONTEND} and C{LISTEN_SCHEDULER}.
 """
 
 from __future__ import annotations

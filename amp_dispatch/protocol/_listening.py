@@ -1,39 +1,28 @@
 """
-The listeners' protocols, with fast paths for C{NextWorker}, C{WorkerUpdate}
-and C{Stats}.
+A listener connection's protocol: AMP framing read incrementally, a bounded
+share of work per reactor turn, back-pressure, an idle timeout, a TLS gate,
+and room for fast paths (see L{_roles}) in front of the role's generic
+receiver.
 
 Twisted's generic AMP machinery (L{amp.BinaryBoxProtocol} parsing through
 L{IntNStringReceiver}, L{amp.BoxDispatcher}, argument objects, a Deferred per
-call) costs about 20 us of CPU per box.  Here a C{NextWorker} box that asks
-for an answer and finds a free slot (or answers C{NO_WORKER_AVAILABLE} at
-once), a C{WorkerUpdate} whose arguments are valid, and a C{Stats} are
-parsed, handled and answered in one loop, and all the answers to one read go
-out in one write.  The bytes on the wire are those the generic path sends:
-keys sorted, as L{amp.AmpBox.serialize} writes them.  Arguments are checked
-by the schema's own argument types.
-
-Every other box (other commands, bad arguments, a call that must wait, a box
-without C{_ask} or holding C{_answer}/C{_error}, empty boxes) goes to the
-role's responder that the generic protocol uses, so there is one
-implementation of everything but the hot paths.  Framing (L{_framing}) follows
-L{amp.BinaryBoxProtocol}: a key longer than 255 bytes drops the connection
-(L{amp.TooLong}), an empty key ends a box, a repeated key keeps its last
-value; and a box longer than the listener's limit drops it too.
+call) costs about 20 us of CPU per box.  Here each complete box whose
+command has a fast handler is parsed, handled and answered in one loop, and
+all the answers to one read go out in one write; every other box (other
+commands, bad arguments, a call that must wait, a box without C{_ask} or
+holding C{_answer}/C{_error}, empty boxes) goes to the role's receiver that
+the generic protocol uses, so there is one implementation of everything but
+the hot paths.  Framing (L{_framing}) follows L{amp.BinaryBoxProtocol}: a key
+longer than 255 bytes drops the connection (L{amp.TooLong}), an empty key
+ends a box, a repeated key keeps its last value; and a box longer than the
+listener's limit drops it too.
 """
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Dict, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Callable, ClassVar, Dict, List, Optional, Tuple, cast
 
 import structlog
-from amp_dispatch_commands import (
-    DEFAULT_POOL,
-    NO_WORKER_AVAILABLE,
-    PROTOCOL_VERSION,
-    NextWorker,
-    Stats,
-    WorkerUpdate,
-)
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import (
     IConsumer,
@@ -49,84 +38,20 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..server._listener import ListenerFactory
-from ..store._memory import WorkerQueue, no_free_slot
 from ._addresses import describe, no_delay
-from ._answers import encode_worker
-from ._framing import END, BoxReader, FramingError, KeyTooLong, encode_pair, pack_length, read_pairs
+from ._framing import BoxReader, FramingError, KeyTooLong, read_pairs
 from ._peerlog import shown
-from ._receivers import FrontendResponder, SchedulerResponder, _RoleResponder
+from ._receivers import _RoleReceiver
+
+if TYPE_CHECKING:
+    from ..server._listener import ListenerFactory
 
 _log = structlog.get_logger("amp_dispatch.protocol")
 _twisted_log = Logger()
 
 Box = Dict[bytes, bytes]
 
-_ANSWER = b"\x00\x07_answer"
-_ERROR = b"\x00\x06_error"
-_NO_WORKER_CODE = (
-    b"\x00\x0b_error_code" + pack_length(len(NO_WORKER_AVAILABLE)) + NO_WORKER_AVAILABLE
-)
-_DESCRIPTION = b"\x00\x12_error_description"
-
-_ASK_KEY = b"\x00\x04_ask"
-_COMMANDEND = b"\x00\x08_command\x00\x0aNextWorker\x00\x00"
-_COMMAND_ASK_KEY = b"\x00\x08_command\x00\x0aNextWorker\x00\x04_ask"
-# Where the tag starts, after the key and the tag's length.
-_ASK_TAG_AT = len(_ASK_KEY) + 2
-_COMMAND_ASK_TAG_AT = len(_COMMAND_ASK_KEY) + 2
 _CONNECTION_LOST = Failure(ConnectionLost())
-
-_ACCEPTED = b"\x00\x08accepted\x00\x04True\x00\x00"
-_NOT_ACCEPTED = b"\x00\x08accepted\x00\x05False\x00\x00"
-_PROTOCOL = encode_pair(b"protocol", b"%d" % (PROTOCOL_VERSION,))
-
-# The schema's argument types, which check each value.
-_NEXT_WORKER_ARGUMENTS: Dict[bytes, amp.Argument] = dict(NextWorker.arguments)
-_UPDATE_ARGUMENTS: Dict[bytes, amp.Argument] = dict(WorkerUpdate.arguments)
-_pool = _NEXT_WORKER_ARGUMENTS[b"pool"]
-_timeout_argument = _NEXT_WORKER_ARGUMENTS[b"timeout"]
-_worker_id = _UPDATE_ARGUMENTS[b"worker_id"]
-_host = _UPDATE_ARGUMENTS[b"host"]
-_port = _UPDATE_ARGUMENTS[b"port"]
-_capacity = _UPDATE_ARGUMENTS[b"capacity"]
-_update_pool = _UPDATE_ARGUMENTS[b"pool"]
-_seq = _UPDATE_ARGUMENTS[b"seq"]
-_ttl = _UPDATE_ARGUMENTS[b"ttl"]
-
-# Pool names already checked, by their bytes on the wire (bounded: any client
-# may send any name).
-_pool_names: Dict[bytes, str] = {}
-_POOL_NAMES_KEPT = 4096
-
-
-def _pool_name(raw: Optional[bytes]) -> Optional[str]:
-    """
-    The pool a C{NextWorker} names, or C{None} if the name is not valid.
-    """
-    if raw is None:
-        return DEFAULT_POOL
-    name = _pool_names.get(raw)
-    if name is None:
-        try:
-            name = _pool.fromString(raw)
-        except ValueError:
-            return None
-        if len(_pool_names) >= _POOL_NAMES_KEPT:
-            _pool_names.clear()
-        _pool_names[raw] = name
-    return name
-
-
-def _timeout(raw: bytes) -> Optional[float]:
-    """
-    A C{NextWorker}'s C{timeout}, or C{None} if it is not valid.
-    """
-    try:
-        value: float = _timeout_argument.fromString(raw)
-    except ValueError:
-        return None
-    return value
 
 
 #: Work one connection may do per reactor turn, in boxes answered on the
@@ -150,12 +75,12 @@ FREE_BOX_BYTES = 256
 
 
 @implementer(amp.IBoxSender, IPushProducer, IHandshakeListener)
-class _FastBoxProtocol(Protocol):
+class ListenerProtocol(Protocol):
     """
     AMP framing with a fast path: each complete box whose command has a
     handler in L{_fast} is answered by it (the encoded answer, or C{None} to
     leave it to the generic path); every other box goes to the role's
-    generic responder.  Answers to one read go out in one write, in order
+    generic receiver.  Answers to one read go out in one write, in order
     with the generic path's.
 
     B{Limits.}  Boxes are read incrementally (L{_framing}), at most
@@ -171,8 +96,8 @@ class _FastBoxProtocol(Protocol):
     is done; a failed handshake is logged by the listener.
     """
 
-    def __init__(self, responder: _RoleResponder, factory: ListenerFactory) -> None:
-        self._responder = responder
+    def __init__(self, receiver: _RoleReceiver, factory: ListenerFactory) -> None:
+        self._receiver = receiver
         self._listener = factory
         self._clock = factory.clock
         settings = factory.settings
@@ -180,7 +105,7 @@ class _FastBoxProtocol(Protocol):
         self._idle_timeout = settings.idle_timeout
         self._idle_call: Optional[IDelayedCall] = None
         self._last_read = 0.0
-        self._peer = "?"
+        self._connection = receiver.connection
         # Whole boxes read but not handled yet (the turn's budget ran out or
         # the peer stopped reading): the buffer and where they start.
         self._backlog: Optional[Tuple[bytes, int]] = None
@@ -206,7 +131,7 @@ class _FastBoxProtocol(Protocol):
         assert transport is not None
         no_delay(transport)
         cast(IConsumer, transport).registerProducer(self, True)
-        self._peer = describe(transport.getPeer())
+        self._connection.peer = describe(transport.getPeer())
         self._last_read = self._clock.seconds()
         if self._idle_timeout > 0:
             self._idle_call = self._clock.callLater(self._idle_timeout, self._check_idle)
@@ -223,7 +148,7 @@ class _FastBoxProtocol(Protocol):
 
     def _start(self) -> None:
         self._started = True
-        self._responder.startReceivingBoxes(self)
+        self._receiver.startReceivingBoxes(self)
 
     def connectionLost(self, reason: Failure = _CONNECTION_LOST) -> None:
         for call in (self._idle_call, self._next_turn):
@@ -236,10 +161,12 @@ class _FastBoxProtocol(Protocol):
         if self._started:
             if isinstance(self._framing_error, KeyTooLong):
                 reason = Failure(amp.TooLong(True, False, None, None))
-            self._responder.stopReceivingBoxes(reason)
+            self._receiver.stopReceivingBoxes(reason)
         elif self._tls:
             self._listener.warnings.warn(
-                "tls handshake failed", peer=self._peer, reason=shown(reason.getErrorMessage())
+                "tls handshake failed",
+                peer=self._connection.peer,
+                reason=shown(reason.getErrorMessage()),
             )
         self._listener.connection_closed(self)
         self.transport = None
@@ -251,13 +178,13 @@ class _FastBoxProtocol(Protocol):
         A connection may go to make room if its AMP side has not started
         (its TLS handshake is not done) or it holds no worker.
         """
-        return not self._started or not self._responder.holds_workers()
+        return not self._started or not self._receiver.holds_workers()
 
     def last_active(self) -> float:
         """
         When the connection last received a byte or a call of it ended.
         """
-        return max(self._last_read, self._responder.last_active)
+        return max(self._last_read, self._receiver.last_active)
 
     def evict(self) -> None:
         """
@@ -280,7 +207,7 @@ class _FastBoxProtocol(Protocol):
         L{amp.BinaryBoxProtocol} does (L{amp.IBoxSender}).
         """
         _twisted_log.failure(
-            "unhandled error on a {role} connection", failure, role=self._responder.role
+            "unhandled error on a {role} connection", failure, role=self._receiver.role
         )
         if self.transport is not None:
             self.transport.loseConnection()
@@ -353,11 +280,11 @@ class _FastBoxProtocol(Protocol):
         if self.transport is None:
             return
         idle = self._clock.seconds() - self.last_active()
-        if idle >= self._idle_timeout and not self._responder.busy():
+        if idle >= self._idle_timeout and not self._receiver.busy():
             _log.debug(
                 "idle connection closed",
-                role=self._responder.role,
-                peer=self._peer,
+                role=self._receiver.role,
+                peer=self._connection.peer,
                 idle=round(idle, 3),
             )
             self.transport.loseConnection()
@@ -457,7 +384,7 @@ class _FastBoxProtocol(Protocol):
                     continue
                 self._flush(out)
                 spent += COMMAND_COSTS.get(command, GENERIC_COST)
-                self._responder.ampBoxReceived(amp.AmpBox(current))
+                self._receiver.ampBoxReceived(amp.AmpBox(current))
                 if self.transport is None:
                     return
                 if self._blocked:
@@ -477,7 +404,9 @@ class _FastBoxProtocol(Protocol):
         """
         self._framing_error = error
         self._reader.clear()
-        self._listener.warnings.warn("connection dropped", peer=self._peer, reason=str(error))
+        self._listener.warnings.warn(
+            "connection dropped", peer=self._connection.peer, reason=str(error)
+        )
         assert self.transport is not None
         self.transport.loseConnection()
 
@@ -488,129 +417,6 @@ class _FastBoxProtocol(Protocol):
             out.clear()
 
 
-class _RoleProtocol(_FastBoxProtocol):
-    """
-    A listener's protocol over the queue: the commands answered on the fast
-    path are in L{_fast}, by name; both roles answer C{Stats} there.
-    """
-
-    def __init__(
-        self, responder: _RoleResponder, factory: ListenerFactory, queue: WorkerQueue
-    ) -> None:
-        super().__init__(responder, factory)
-        self._queue = queue
-        self._fast[Stats.commandName] = self._stats
-
-    def _stats(self, box: Box) -> bytes:
-        stats = self._queue.stats()
-        tag = box[b"_ask"]
-        return b"".join(
-            (
-                _ANSWER,
-                pack_length(len(tag)),
-                tag,
-                encode_pair(b"dispatched", b"%d" % (stats.dispatched,)),
-                encode_pair(b"free_slots", b"%d" % (stats.free_slots,)),
-                _PROTOCOL,
-                encode_pair(b"waiting", b"%d" % (stats.waiting,)),
-                encode_pair(b"workers", b"%d" % (stats.workers,)),
-                END,
-            )
-        )
-
-
-class FrontendProtocol(_RoleProtocol):
-    """
-    One front-end connection: C{NextWorker} on the fast path when it finds a
-    free slot or answers C{NO_WORKER_AVAILABLE} at once, and C{Stats};
-    everything else through a L{FrontendResponder}.
-    """
-
-    def __init__(self, queue: WorkerQueue, factory: ListenerFactory) -> None:
-        super().__init__(FrontendResponder(queue), factory, queue)
-        self._take = queue.take
-        self._fast[NextWorker.commandName] = self._next_worker_box
-
-    has_shortcut = True
-
-    def _shortcut(self, buffer: bytes, start: int, end: int, out: List[bytes]) -> int:
-        # The NextWorker boxes without arguments that Twisted clients send
-        # (keys sorted: _ask, _command) or that put _command first.
-        if buffer.startswith(_ASK_KEY, start) and start + _ASK_TAG_AT <= end:
-            tag_start = start + _ASK_TAG_AT
-            tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
-            if not buffer.startswith(_COMMANDEND, tag_end):
-                return -1
-            after = tag_end + len(_COMMANDEND)
-        elif buffer.startswith(_COMMAND_ASK_KEY, start) and start + _COMMAND_ASK_TAG_AT <= end:
-            tag_start = start + _COMMAND_ASK_TAG_AT
-            tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
-            if not buffer.startswith(END, tag_end):
-                return -1
-            after = tag_end + len(END)
-        else:
-            return -1
-        out.append(self._next_worker(buffer[tag_start:tag_end], DEFAULT_POOL, 0.0))
-        return after
-
-    def _next_worker_box(self, box: Box) -> Optional[bytes]:
-        pool = _pool_name(box.get(b"pool"))
-        raw_timeout = box.get(b"timeout")
-        timeout = 0.0 if raw_timeout is None else _timeout(raw_timeout)
-        if pool is None or timeout is None:
-            return None  # INVALID_ARGUMENT, from the generic path
-        answer = self._next_worker(box[b"_ask"], pool, timeout)
-        return answer or None
-
-    def _next_worker(self, tag: bytes, pool: str, timeout: float) -> bytes:
-        """
-        The answer to a C{NextWorker}: a worker, C{NO_WORKER_AVAILABLE}, or
-        C{b""} when the call must wait (the generic path waits).
-        """
-        worker = self._take(pool)
-        if worker is None:
-            return b"" if timeout else _no_worker(tag, pool)
-        tail = worker.answer
-        if tail is None:
-            tail = worker.answer = encode_worker(worker.worker_id, worker.host, worker.port)
-        return _ANSWER + pack_length(len(tag)) + tag + tail
-
-
-class SchedulerProtocol(_RoleProtocol):
-    """
-    One scheduler connection: valid C{WorkerUpdate}s and C{Stats} on the fast
-    path, everything else (and any update whose arguments need an error)
-    through a L{SchedulerResponder}, which owns the connection's workers.
-    """
-
-    def __init__(self, queue: WorkerQueue, factory: ListenerFactory) -> None:
-        super().__init__(SchedulerResponder(queue), factory, queue)
-        self._update = queue.update
-        self._fast[WorkerUpdate.commandName] = self._worker_update
-
-    def _worker_update(self, box: Box) -> Optional[bytes]:
-        try:
-            worker_id = _worker_id.fromString(box[b"worker_id"])
-            host = _host.fromString(box[b"host"])
-            port = _port.fromString(box[b"port"])
-            capacity = _capacity.fromString(box[b"capacity"])
-            raw = box.get(b"pool")
-            pool = None if raw is None else _update_pool.fromString(raw)
-            raw = box.get(b"seq")
-            seq = None if raw is None else _seq.fromString(raw)
-            raw = box.get(b"ttl")
-            ttl = None if raw is None else _ttl.fromString(raw)
-        except (KeyError, ValueError):
-            return None  # INVALID_ARGUMENT, from the generic path
-        accepted = self._update(
-            worker_id, host, port, capacity, pool, seq, ttl, owner=self._responder
-        )
-        tag = box[b"_ask"]
-        return b"".join(
-            (_ANSWER, pack_length(len(tag)), tag, _ACCEPTED if accepted else _NOT_ACCEPTED)
-        )
-
-
 def _closing(transport: object) -> bool:
     """
     Whether C{transport} is closing (it then reads no more by itself).
@@ -618,20 +424,4 @@ def _closing(transport: object) -> bool:
     return bool(getattr(transport, "disconnecting", False))
 
 
-def _no_worker(tag: bytes, pool: str) -> bytes:
-    description = str(no_free_slot(pool)).encode("utf-8")
-    return b"".join(
-        (
-            _ERROR,
-            pack_length(len(tag)),
-            tag,
-            _NO_WORKER_CODE,
-            _DESCRIPTION,
-            pack_length(len(description)),
-            description,
-            END,
-        )
-    )
-
-
-__all__ = ["FrontendProtocol", "SchedulerProtocol"]
+__all__ = ["ListenerProtocol"]

@@ -1,15 +1,17 @@
 """
 The dispatcher's settings and their defaults, in one place: the command line
-(C{amp-dispatch serve}, C{twist amp-dispatch}), the service and the queue all
-take their defaults from L{DEFAULT_CONFIG}.
+(C{amp-dispatch serve}, C{twist amp-dispatch}), the service, its store and
+L{amp_dispatch.testing} all take their defaults from L{DEFAULT_CONFIG}.
 """
 
 from __future__ import annotations
 
 from attrs import frozen
 
-DEFAULT_FRONTEND = "tcp:8750:interface=127.0.0.1"
-DEFAULT_SCHEDULER = "tcp:8751:interface=127.0.0.1"
+#: Where the listeners listen by default: server endpoint strings (the
+#: clients' defaults, client endpoint strings, are in L{amp_dispatch.client}).
+LISTEN_FRONTEND = "tcp:8750:interface=127.0.0.1"
+LISTEN_SCHEDULER = "tcp:8751:interface=127.0.0.1"
 
 
 @frozen
@@ -35,8 +37,8 @@ class DispatcherConfig:
         at C{net.core.somaxconn}).
     """
 
-    frontend: str = DEFAULT_FRONTEND
-    scheduler: str = DEFAULT_SCHEDULER
+    frontend: str = LISTEN_FRONTEND
+    scheduler: str = LISTEN_SCHEDULER
     lease_grace: float = 30.0
     max_waiting: int = 10_000
     max_waiting_per_connection: int = 1_000
@@ -56,8 +58,8 @@ MAX_BOX_BYTES = 1_048_576
 
 __all__ = [
     "DEFAULT_CONFIG",
-    "DEFAULT_FRONTEND",
-    "DEFAULT_SCHEDULER",
+    "LISTEN_FRONTEND",
+    "LISTEN_SCHEDULER",
     "MAX_BOX_BYTES",
     "MIN_BOX_BYTES",
     "DispatcherConfig",

@@ -16,10 +16,11 @@ from twisted.internet.interfaces import IListeningPort, IReactorCore
 from twisted.python.failure import Failure
 
 from ..protocol._addresses import host_port
-from ..store._memory import WorkerQueue
+from ..protocol._hooks import CommandHook, no_hook
 from ._config import DEFAULT_CONFIG, DispatcherConfig
-from ._dispatcher import Dispatcher
 from ._limits import fit_caps, raise_fd_limit
+from ._listeners import Listeners, build_listeners
+from ._stores import open_store
 
 __all__ = ["DispatcherService", "ListenAddress", "with_backlog"]
 
@@ -54,13 +55,14 @@ class ListenAddress:
 class DispatcherService(Service):
     """
     Listens on the front-end and scheduler endpoints (any Twisted server
-    endpoint strings) with an in-memory queue.
+    endpoint strings) over the store its config names.
 
     At L{listen} it raises the process's file descriptor limit (see
     L{_limits}) and fits the front-end connection cap under it.
 
     @param fd_limit: returns the file descriptor limit to fit under, once
         raised; default L{raise_fd_limit}.
+    @param hook: told of every command handled, with its outcome.
     """
 
     def __init__(
@@ -69,18 +71,15 @@ class DispatcherService(Service):
         config: DispatcherConfig = DEFAULT_CONFIG,
         *,
         fd_limit: Callable[[], int] = raise_fd_limit,
+        hook: CommandHook = no_hook,
         **settings: Any,
     ) -> None:
         self._reactor = reactor
         self.config = evolve(config, **settings)
         self._fd_limit = fd_limit
-        self.queue = WorkerQueue(
-            reactor,
-            lease_grace=self.config.lease_grace,
-            max_waiting=self.config.max_waiting,
-            max_waiting_per_owner=self.config.max_waiting_per_connection,
-        )
-        self.dispatcher: Optional[Dispatcher] = None
+        self._hook = hook
+        self.store = open_store(reactor, self.config)
+        self.listeners: Optional[Listeners] = None
         self._ports: List[IListeningPort] = []
         self.addresses: List[ListenAddress] = []
 
@@ -97,32 +96,29 @@ class DispatcherService(Service):
         config = evolve(
             self.config, max_frontend_connections=frontend, max_scheduler_connections=scheduler
         )
-        dispatcher = self.dispatcher = Dispatcher(self.queue, config)
-        factories = {
-            "frontend": dispatcher.frontend_factory,
-            "scheduler": dispatcher.scheduler_factory,
-        }
+        self.listeners = build_listeners(self.store, self._reactor, config, hook=self._hook)
         try:
             listening = [
                 serverFromString(
-                    self._reactor, with_backlog(getattr(config, role), config.backlog)
-                ).listen(factories[role])
-                for role in ("frontend", "scheduler")
+                    self._reactor, with_backlog(listener.endpoint, config.backlog)
+                ).listen(listener.factory)
+                for listener in self.listeners
             ]
         except Exception:
             return fail()
 
         def listened(ports: List[IListeningPort]) -> List[ListenAddress]:
             self._ports = ports
-            for role, port in zip(("frontend", "scheduler"), ports):
-                address = ListenAddress(role, *host_port(port.getHost()))
+            assert self.listeners is not None
+            for listener, port in zip(self.listeners, ports):
+                address = ListenAddress(listener.role, *host_port(port.getHost()))
                 self.addresses.append(address)
                 _log.info(
                     "listening",
-                    role=role,
+                    role=listener.role,
                     host=address.host,
                     port=address.port,
-                    endpoint=getattr(self.config, role),
+                    endpoint=listener.endpoint,
                 )
             return self.addresses
 
@@ -156,9 +152,9 @@ class DispatcherService(Service):
 
     def stopService(self) -> Optional[Deferred[Any]]:
         super().stopService()
-        self.queue.stop()
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
+        self.store.stop()
+        if self.listeners is not None:
+            self.listeners.stop()
         ports, self._ports = self._ports, []
         _log.info("stopping")
         stopping = [port.stopListening() for port in ports]

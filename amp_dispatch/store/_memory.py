@@ -1,5 +1,6 @@
 """
-The most-able-worker queue: pure logic, no I/O, time from an injected clock.
+The in-memory store (L{IWorkerStore}): the most-able-worker queue as pure
+logic, no I/O, time from an injected clock, every answer at once.
 
 Each pool keeps its workers that have a free slot in a heap ordered by
 C{(-free, order)}: most free slots first, then round robin among equals.
@@ -17,27 +18,25 @@ O(log n) amortized, whatever the number of workers.
 from __future__ import annotations
 
 import heapq
-from itertools import count
-from typing import Dict, Hashable, Iterator, List, Optional, Union
+from itertools import count, islice
+from typing import Dict, Iterator, List, Optional, Union
 
 import structlog
 from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded
-from attrs import define, field, frozen
+from attrs import define, field
 from sortedcontainers import SortedList
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from zope.interface import implementer
 
 from .._records import RegisteredWorker, Worker
-from ..server._config import DEFAULT_CONFIG
 from ._deadlines import DeadlineHeap
+from ._interface import IWorkerStore, Owner, StoreStats, UpdateOutcome, WorkerRows
 
-_log = structlog.get_logger("amp_dispatch.queue")
+_log = structlog.get_logger("amp_dispatch.store")
 
 #: Added to entering ticks so that never-answered workers sort before answered ones.
 _NEVER_ANSWERED = -(1 << 62)
-
-#: Who sent a worker's updates: a scheduler connection (any hashable token).
-Owner = Hashable
 
 
 def no_free_slot(pool_name: str) -> NoWorkerAvailable:
@@ -45,18 +44,6 @@ def no_free_slot(pool_name: str) -> NoWorkerAvailable:
     The error of a C{NextWorker} that found no free slot in C{pool_name}.
     """
     return NoWorkerAvailable(f"no worker of pool {pool_name!r} has a free slot")
-
-
-@frozen
-class QueueStats:
-    """
-    The counters C{Stats} answers.
-    """
-
-    workers: int
-    free_slots: int
-    waiting: int
-    dispatched: int
 
 
 #: Keys are C{order - free * _FREE}: C{|order|} < 2**62 < C{_FREE}.
@@ -81,8 +68,12 @@ class _Worker:
     owner: Optional[Owner] = None
     # The worker's live key in its pool's heap (None: not queued, no free slot).
     key: Optional[int] = None
-    # The encoded NextWorker answer (after the tag), made by the fast path.
-    answer: Optional[bytes] = None
+    # What a NextWorker answers for it: made anew when its address changes, so
+    # that callers may keep what they derive from it (encoded answers).
+    record: Worker = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.record = Worker(self.worker_id, self.host, self.port)
 
     @property
     def free(self) -> int:
@@ -114,9 +105,11 @@ class _Pool:
     waiters: Dict[_Waiter, None] = field(factory=dict)
 
 
-class WorkerQueue:
+@implementer(IWorkerStore)
+class MemoryStore:
     """
-    The shared state of a dispatcher: workers by pool, waiting calls, leases.
+    The state of a dispatcher in its own memory: workers by pool, waiting
+    calls, leases (L{IWorkerStore}, every answer at once).
 
     @param clock: where time comes from (the reactor, or a L{Clock} in tests).
     @param lease_grace: seconds a worker outlives the loss of its scheduler
@@ -130,11 +123,11 @@ class WorkerQueue:
         self,
         clock: IReactorTime,
         *,
-        lease_grace: float = DEFAULT_CONFIG.lease_grace,
-        max_waiting: int = DEFAULT_CONFIG.max_waiting,
-        max_waiting_per_owner: int = DEFAULT_CONFIG.max_waiting_per_connection,
+        lease_grace: float,
+        max_waiting: int,
+        max_waiting_per_owner: int,
     ) -> None:
-        self.clock = self._clock = clock
+        self._clock = clock
         self.lease_grace = lease_grace
         self.max_waiting = max_waiting
         self.max_waiting_per_owner = max_waiting_per_owner
@@ -162,20 +155,20 @@ class WorkerQueue:
         seq: Optional[int] = None,
         ttl: Optional[float] = None,
         owner: Optional[Owner] = None,
-    ) -> bool:
+    ) -> UpdateOutcome:
         """
-        Apply a C{WorkerUpdate} sent by C{owner}; return whether it was accepted.
+        Apply a C{WorkerUpdate} sent by C{owner} (see L{IWorkerStore.update}).
         """
         pool_name = pool or DEFAULT_POOL
         worker = self._workers.get(worker_id)
         if worker is not None and seq is not None and worker.seq is not None:
             if seq < worker.seq:
                 _log.debug("update stale", worker_id=worker_id, seq=seq, last_seq=worker.seq)
-                return False
+                return UpdateOutcome.STALE
             if seq == worker.seq:
                 self._renew(worker, owner)
                 _log.debug("update duplicate", worker_id=worker_id, seq=seq)
-                return False
+                return UpdateOutcome.DUPLICATE
         if worker is None:
             worker = self._enter(worker_id, host, port, capacity, pool_name)
             _log.info(
@@ -199,9 +192,9 @@ class WorkerQueue:
                 _log.debug("worker updated", worker_id=worker_id, capacity=capacity)
             self._free_slots -= worker.free
             if host != worker.host or port != worker.port:
-                worker.answer = None
-            worker.host = host
-            worker.port = port
+                worker.host = host
+                worker.port = port
+                worker.record = Worker(worker_id, host, port)
             worker.capacity = capacity
             worker.assigned = 0
             self._free_slots += capacity
@@ -211,7 +204,7 @@ class WorkerQueue:
         self._requeue(worker)
         if worker.pool.waiters and capacity > 0:
             self._serve_waiters(worker.pool)
-        return True
+        return UpdateOutcome.ACCEPTED
 
     def gone(self, worker_id: str) -> bool:
         """
@@ -256,7 +249,8 @@ class WorkerQueue:
         owner: Optional[Owner] = None,
     ) -> Union[Worker, Deferred[Worker]]:
         """
-        Take a slot of the head of C{pool}'s queue.
+        Take a slot of the head of C{pool}'s queue (see
+        L{IWorkerStore.next_worker}).
 
         @return: the L{Worker} at once when a slot is free; else, with a
             C{timeout} > 0, a L{Deferred} that fires with one when an update
@@ -269,7 +263,7 @@ class WorkerQueue:
         pool_name = pool or DEFAULT_POOL
         worker = self.take(pool_name)
         if worker is not None:
-            return Worker(worker.worker_id, worker.host, worker.port)
+            return worker
         if not timeout:
             raise no_free_slot(pool_name)
         if self._waiting >= self.max_waiting:
@@ -280,32 +274,41 @@ class WorkerQueue:
             )
         return self._wait(self._pool(pool_name), timeout, owner)
 
-    def take(self, pool_name: str) -> Optional[_Worker]:
+    def take(self, pool: str) -> Optional[Worker]:
         """
-        Take a slot of the head of the pool's queue, if it has a free one and
-        no call waits for one (the fast path's L{next_worker}).
+        Take a slot of the head of C{pool}'s queue, if it has a free one and
+        no call waits for one (L{next_worker} that never waits).
         """
-        target = self._pools.get(pool_name)
+        target = self._pools.get(pool)
         if target is None or target.waiters:
             return None
-        return self._take(target)
+        worker = self._take(target)
+        return None if worker is None else worker.record
 
     # -- reading --------------------------------------------------------------
 
-    def stats(self) -> QueueStats:
-        return QueueStats(
+    def stats(self) -> StoreStats:
+        """
+        The store's counters.
+        """
+        return StoreStats(
             workers=len(self._workers),
             free_slots=self._free_slots,
             waiting=self._waiting,
             dispatched=self._dispatched,
         )
 
-    def list_workers(
-        self, pool: Optional[str] = None, after: Optional[str] = None
-    ) -> Iterator[RegisteredWorker]:
+    def list_workers(self, pool: Optional[str], after: Optional[str], limit: int) -> WorkerRows:
         """
-        The workers of C{pool} (of every pool when C{None}) whose id is greater
-        than C{after}, in id order, lazily.
+        Up to C{limit} workers of C{pool} (of every pool when C{None}) whose
+        id is greater than C{after}, in id order.
+        """
+        rows = list(islice(self._registered(pool, after), limit + 1))
+        return WorkerRows(rows[:limit], len(rows) > limit)
+
+    def _registered(self, pool: Optional[str], after: Optional[str]) -> Iterator[RegisteredWorker]:
+        """
+        The workers of L{list_workers}, lazily and without a limit.
         """
         if pool is None:
             pools = list(self._pools.values())
@@ -367,7 +370,7 @@ class WorkerQueue:
         An accepted or duplicate update: C{owner} holds the worker now, and its
         ttl starts again.
         """
-        if worker.owner is not owner:
+        if worker.owner != owner:
             if worker.owner is not None:
                 self._owned[worker.owner].pop(worker, None)
             worker.owner = owner
@@ -516,7 +519,7 @@ class WorkerQueue:
                 return
             waiter = next(iter(waiters))
             self._end_wait(target, waiter)
-            waiter.deferred.callback(Worker(worker.worker_id, worker.host, worker.port))
+            waiter.deferred.callback(worker.record)
 
 
-__all__ = ["Owner", "QueueStats", "WorkerQueue"]
+__all__ = ["MemoryStore", "no_free_slot"]

@@ -122,10 +122,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     variant = args[0] if args else "noop"
     factory: Factory
     if variant == "noop":
-        factory = Factory.forProtocol(lambda: amp.AMP(locator=NoopLocator()))  # type: ignore[no-untyped-call]
+        factory = Factory.forProtocol(lambda: amp.AMP(locator=NoopLocator()))
     elif variant == "heap":
         queue = HeapQueue()
-        factory = Factory.forProtocol(lambda: amp.AMP(locator=HeapLocator(queue)))  # type: ignore[no-untyped-call]
+        factory = Factory.forProtocol(lambda: amp.AMP(locator=HeapLocator(queue)))
     else:
         raise SystemExit(f"unknown variant {variant!r}: noop or heap")
     for role in ("frontend", "scheduler"):

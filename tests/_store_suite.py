@@ -1,119 +1,70 @@
 """
-Unit tests for L{amp_dispatch._queue.WorkerQueue}, the most-able-worker queue.
+The store conformance suite: what every L{IWorkerStore} must do, written once
+and run against each store (Flocker's C{make_istatepersister_tests}
+pattern).  L{make_store_tests} makes the test classes for one store from its
+harness (see L{tests._stores}); the brute-force model of
+L{tests._store_model} runs through it too.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, List, MutableMapping, Optional, Tuple, Type
 
 import pytest
 from amp_dispatch_commands import NoWorkerAvailable, Overloaded
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 
 from amp_dispatch._records import RegisteredWorker, Worker
-from amp_dispatch.store import _memory as _queue
-from amp_dispatch.store._memory import QueueStats, WorkerQueue
+from amp_dispatch.server._config import DispatcherConfig
+from amp_dispatch.store._interface import StoreStats
+from tests._deferreds import assert_no_result, failure_of, result_of
+from tests._store_model import make_model_tests
+from tests._stores import StoreHarness
 
-T = TypeVar("T")
+#: Makes the harness of one store with the dispatcher's settings.
+MakeHarness = Callable[[DispatcherConfig], StoreHarness]
 
 
-def _outcome(d: Deferred[T]) -> List[Union[T, Failure]]:
+class _Resolving:
     """
-    Take the result of C{d} (consumed: an error is not left unhandled).
-    """
-    outcome: List[Union[T, Failure]] = []
-    d.addBoth(outcome.append)
-    return outcome
-
-
-def result_of(d: Deferred[T]) -> T:
-    """
-    The result a Deferred already has (which must not be a failure).
-    """
-    outcome = _outcome(d)
-    assert len(outcome) == 1, "no result yet"
-    result = outcome[0]
-    assert not isinstance(result, Failure), result
-    return result
-
-
-def failure_of(d: Deferred[Any], kind: Type[BaseException]) -> Failure:
-    """
-    The failure a Deferred already has, which must be of C{kind}.
-    """
-    outcome = _outcome(d)
-    assert len(outcome) == 1, "no result yet"
-    result = outcome[0]
-    assert isinstance(result, Failure), result
-    assert result.check(kind) is not None, result
-    return result
-
-
-def assert_no_result(d: Deferred[Any]) -> None:
-    """
-    The Deferred has no result yet.
-    """
-    outcome: List[object] = []
-
-    def record(result: object) -> object:
-        outcome.append(result)
-        return result  # left for whoever reads it next
-
-    d.addBoth(record)
-    assert outcome == []
-
-
-class _RecordingLog:
-    """
-    Stands in for the queue's structlog logger: records every event.
+    A store's methods, each returning the value of its answer (see
+    L{StoreHarness.resolve}): what the tests call as C{self.store}.
     """
 
-    def __init__(self) -> None:
-        self.events: List[Tuple[str, Dict[str, Any]]] = []
+    def __init__(self, harness: StoreHarness) -> None:
+        self._harness = harness
 
-    def _record(self, event: str, **fields: Any) -> None:
-        self.events.append((event, fields))
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._harness.store, name)
 
-    debug = info = warning = error = _record
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._harness.resolve(method(*args, **kwargs))
+
+        return call
 
 
-class _Owner:
+class StoreTests:
     """
-    A scheduler connection, as the queue sees it: an opaque token.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<owner {self.name}>"
-
-
-class QueueTestCase:
-    """
-    Helpers over a L{WorkerQueue} driven by a L{Clock}.
+    Helpers over one store under test: C{self.store} calls it and awaits its
+    answers; C{self.harness} holds it, its clock and its log lines.
     """
 
     lease_grace = 30.0
     max_waiting = 10_000
     max_waiting_per_owner = 1_000
+    make_harness: MakeHarness
 
-    def setup_method(self) -> None:
-        self.log = _RecordingLog()
-        self._real_log = _queue._log
-        _queue._log = self.log
-        self.clock = Clock()
-        self.queue = WorkerQueue(
-            self.clock,
-            lease_grace=self.lease_grace,
-            max_waiting=self.max_waiting,
-            max_waiting_per_owner=self.max_waiting_per_owner,
+    @pytest.fixture(autouse=True)
+    def _store(self, logs: List[MutableMapping[str, Any]]) -> None:
+        self.logs = logs
+        self.harness = self.make_harness(
+            DispatcherConfig(
+                lease_grace=self.lease_grace,
+                max_waiting=self.max_waiting,
+                max_waiting_per_connection=self.max_waiting_per_owner,
+            )
         )
-
-    def teardown_method(self) -> None:
-        _queue._log = self._real_log
+        self.store: Any = _Resolving(self.harness)
 
     def add(
         self,
@@ -122,14 +73,14 @@ class QueueTestCase:
         pool: Optional[str] = None,
         seq: Optional[int] = None,
         ttl: Optional[float] = None,
-        owner: Optional[_Owner] = None,
+        owner: Optional[str] = None,
         host: Optional[str] = None,
         port: int = 7000,
     ) -> bool:
         """
-        Send a C{WorkerUpdate}.
+        Send a C{WorkerUpdate}; whether it was accepted.
         """
-        return self.queue.update(
+        outcome = self.store.update(
             worker_id,
             host if host is not None else f"host-{worker_id}",
             port,
@@ -139,12 +90,13 @@ class QueueTestCase:
             ttl=ttl,
             owner=owner,
         )
+        return bool(outcome.accepted)
 
     def take(self, pool: Optional[str] = None) -> str:
         """
         Send a C{NextWorker} that must be answered at once; return the id.
         """
-        answer = self.queue.next_worker(pool)
+        answer = self.store.next_worker(pool)
         assert isinstance(answer, Worker)
         return answer.worker_id
 
@@ -152,20 +104,25 @@ class QueueTestCase:
         return [self.take(pool) for _ in range(n)]
 
     def wait(
-        self, pool: Optional[str] = None, timeout: float = 10.0, owner: Optional[_Owner] = None
+        self, pool: Optional[str] = None, timeout: float = 10.0, owner: Optional[str] = None
     ) -> Deferred[Worker]:
         """
         Send a C{NextWorker} that must wait.
         """
-        answer = self.queue.next_worker(pool, timeout=timeout, owner=owner)
+        answer = self.harness.store.next_worker(pool, timeout=timeout, owner=owner)
         assert isinstance(answer, Deferred)
         return answer
 
+    def rows(
+        self, pool: Optional[str] = None, after: Optional[str] = None
+    ) -> List[RegisteredWorker]:
+        return list(self.store.list_workers(pool, after, 1 << 30).workers)
+
     def ids(self, pool: Optional[str] = None, after: Optional[str] = None) -> List[str]:
-        return [info.worker_id for info in self.queue.list_workers(pool, after)]
+        return [info.worker_id for info in self.rows(pool, after)]
 
     def info(self, worker_id: str) -> RegisteredWorker:
-        for info in self.queue.list_workers():
+        for info in self.rows():
             if info.worker_id == worker_id:
                 return info
         raise AssertionError(f"{worker_id} is not registered")
@@ -175,18 +132,18 @@ class QueueTestCase:
 
     def removals(self) -> List[Tuple[str, str]]:
         return [
-            (fields["worker_id"], fields["reason"])
-            for event, fields in self.log.events
-            if event == "worker removed"
+            (log["worker_id"], log["reason"])
+            for log in self.logs
+            if log["event"] == "worker removed"
         ]
 
 
-class TestOrder(QueueTestCase):
+class Order(StoreTests):
     """
     Which worker C{NextWorker} answers.
     """
 
-    def test_mostFreeSlotsFirst(self) -> None:
+    def test_most_free_slots_first(self) -> None:
         """
         The worker with the most free slots is answered.
         """
@@ -195,7 +152,7 @@ class TestOrder(QueueTestCase):
         self.add("c", 2)
         assert self.take() == "b"
 
-    def test_answerTakesSlot(self) -> None:
+    def test_answer_takes_slot(self) -> None:
         """
         Every answer takes one slot of the worker it names.
         """
@@ -204,7 +161,7 @@ class TestOrder(QueueTestCase):
         assert self.free("a") == 2
         assert self.info("a").capacity == 3
 
-    def test_assumedLoad(self) -> None:
+    def test_assumed_load(self) -> None:
         """
         Answers since the last update count against a worker's capacity: free
         slots = capacity - answers naming it.
@@ -215,7 +172,7 @@ class TestOrder(QueueTestCase):
         assert self.takes(4) == ["a", "b", "a", "b"]
         assert (self.free("a"), self.free("b")) == (1, 0)
 
-    def test_updateResetsAssumedLoad(self) -> None:
+    def test_update_resets_assumed_load(self) -> None:
         """
         An accepted update replaces the assumed load: the new capacity is all
         free.
@@ -227,7 +184,7 @@ class TestOrder(QueueTestCase):
         assert self.free("a") == 2
         assert self.take() == "a"
 
-    def test_updateReplacesCapacity(self) -> None:
+    def test_update_replaces_capacity(self) -> None:
         """
         An accepted update sets capacity, host and port to the new values.
         """
@@ -237,7 +194,7 @@ class TestOrder(QueueTestCase):
         info = self.info("a")
         assert (info.capacity, info.free, info.host, info.port) == (1, 1, "elsewhere", 9)
 
-    def test_roundRobinAmongEquals(self) -> None:
+    def test_round_robin_among_equals(self) -> None:
         """
         Among workers with as many free slots, the one answered least recently
         goes first: equals take turns.
@@ -246,7 +203,7 @@ class TestOrder(QueueTestCase):
             self.add(worker_id, 5)
         assert self.takes(6) == ["a", "b", "c", "a", "b", "c"]
 
-    def test_neverAnsweredBeforeAnswered(self) -> None:
+    def test_never_answered_before_answered(self) -> None:
         """
         A worker never answered goes before an answered one with as many free
         slots, even when it entered later.
@@ -256,7 +213,7 @@ class TestOrder(QueueTestCase):
         self.add("b", 1)
         assert self.take() == "b"
 
-    def test_neverAnsweredEarliestEnteredFirst(self) -> None:
+    def test_never_answered_earliest_entered_first(self) -> None:
         """
         Among never-answered equals, the one that entered the pool first goes
         first (not the smallest id).
@@ -265,7 +222,7 @@ class TestOrder(QueueTestCase):
             self.add(worker_id, 1)
         assert self.takes(3) == ["c", "a", "b"]
 
-    def test_poolMoveCountsAsEntering(self) -> None:
+    def test_pool_move_counts_as_entering(self) -> None:
         """
         A worker that moves to another pool and back enters again: it goes
         after the equals that entered before its return.
@@ -276,7 +233,7 @@ class TestOrder(QueueTestCase):
         self.add("a", 1, pool="x")
         assert self.takes(2, "x") == ["b", "a"]
 
-    def test_poolMoveForgetsAnswers(self) -> None:
+    def test_pool_move_forgets_answers(self) -> None:
         """
         A worker answered in its old pool enters the new one never answered:
         it goes before the new pool's answered equals.
@@ -289,7 +246,7 @@ class TestOrder(QueueTestCase):
         # b (1 free, answered) and a (1 free, entered y just now, never answered in y)
         assert self.take("y") == "a"
 
-    def test_poolMove(self) -> None:
+    def test_pool_move(self) -> None:
         """
         A worker that changes pool is answered for the new pool only.
         """
@@ -298,21 +255,21 @@ class TestOrder(QueueTestCase):
         assert self.info("a").pool == "y"
         assert self.ids("x") == []
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker("x")
+            self.store.next_worker("x")
         assert self.take("y") == "a"
 
-    def test_updateAfterRemovalCountsAsEntering(self) -> None:
+    def test_update_after_removal_counts_as_entering(self) -> None:
         """
         A worker registered again after its removal enters anew: it goes after
         the equals that stayed.
         """
         self.add("a", 1)
         self.add("b", 1)
-        self.queue.gone("a")
+        self.store.gone("a")
         self.add("a", 1)
         assert self.takes(2) == ["b", "a"]
 
-    def test_updateKeepsLastAnswered(self) -> None:
+    def test_update_keeps_last_answered(self) -> None:
         """
         An update does not erase when a worker was last answered: an answered
         worker stays behind a never-answered equal.
@@ -323,7 +280,7 @@ class TestOrder(QueueTestCase):
         self.add("a", 1)
         assert self.takes(2) == ["b", "a"]
 
-    def test_updateOrderDoesNotMatter(self) -> None:
+    def test_update_order_does_not_matter(self) -> None:
         """
         Updated equals are answered least recently answered first, not in the
         order of their updates.
@@ -335,16 +292,16 @@ class TestOrder(QueueTestCase):
         self.add("a", 1)
         assert self.takes(2) == ["a", "b"]
 
-    def test_capacityZeroNeverAnswered(self) -> None:
+    def test_capacity_zero_never_answered(self) -> None:
         """
         A worker registered with capacity 0 (alive but full) is never answered.
         """
         self.add("a", 0)
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker()
+            self.store.next_worker()
         assert self.info("a").free == 0
 
-    def test_fullWorkerNeverAnswered(self) -> None:
+    def test_full_worker_never_answered(self) -> None:
         """
         A worker whose slots are all taken is not answered again, another one
         is.
@@ -354,16 +311,16 @@ class TestOrder(QueueTestCase):
         assert self.take() == "a"
         assert self.take() == "b"
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker()
+            self.store.next_worker()
 
-    def test_updateToZeroCapacity(self) -> None:
+    def test_update_to_zero_capacity(self) -> None:
         """
         An update with capacity 0 makes a worker unanswerable.
         """
         self.add("a", 3)
         self.add("a", 0)
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker()
+            self.store.next_worker()
 
     def test_pools(self) -> None:
         """
@@ -373,9 +330,9 @@ class TestOrder(QueueTestCase):
         self.add("b", 1, pool="y")
         assert self.take("y") == "b"
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker("y")
+            self.store.next_worker("y")
 
-    def test_defaultPool(self) -> None:
+    def test_default_pool(self) -> None:
         """
         An update naming no pool registers in pool C{"default"}, which a call
         naming no pool is answered from.
@@ -385,54 +342,54 @@ class TestOrder(QueueTestCase):
         assert self.info("a").pool == "default"
         assert self.take() == "a"
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker()
+            self.store.next_worker()
         self.add("c", 1, pool="default")
         assert self.take() == "c"
 
-    def test_answerFields(self) -> None:
+    def test_answer_fields(self) -> None:
         """
         The answer carries the worker's id, host and port.
         """
         self.add("a", 1, host="10.0.0.1", port=8123)
-        assert self.queue.next_worker() == Worker("a", "10.0.0.1", 8123)
+        assert self.store.next_worker() == Worker("a", "10.0.0.1", 8123)
 
-    def test_noWorkerAvailableNoTimeout(self) -> None:
+    def test_no_worker_available_no_timeout(self) -> None:
         """
         With no free slot and no timeout, the call fails at once with
         L{NoWorkerAvailable} and waits for nothing.
         """
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker()
+            self.store.next_worker()
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker("unknown-pool")
-        assert self.queue.stats().waiting == 0
-        assert self.clock.getDelayedCalls() == []
+            self.store.next_worker("unknown-pool")
+        assert self.store.stats().waiting == 0
+        assert self.harness.timers() == []
 
-    def test_noWorkerAvailableTimeoutZero(self) -> None:
+    def test_no_worker_available_timeout_zero(self) -> None:
         """
         A timeout of 0 is no timeout: L{NoWorkerAvailable} at once.
         """
         self.add("a", 0)
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker(None, 0)
+            self.store.next_worker(None, 0)
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker(None, 0.0)
-        assert self.queue.stats().waiting == 0
+            self.store.next_worker(None, 0.0)
+        assert self.store.stats().waiting == 0
 
-    def test_freeSlotAnsweredAtOnceWithTimeout(self) -> None:
+    def test_free_slot_answered_at_once_with_timeout(self) -> None:
         """
         A call with a timeout is answered at once when a slot is free.
         """
         self.add("a", 1)
-        assert self.queue.next_worker(timeout=5.0) == Worker("a", "host-a", 7000)
+        assert self.store.next_worker(timeout=5.0) == Worker("a", "host-a", 7000)
 
 
-class TestSeq(QueueTestCase):
+class Seq(StoreTests):
     """
     Stale and duplicate updates.
     """
 
-    def test_higherSeqAccepted(self) -> None:
+    def test_higher_seq_accepted(self) -> None:
         """
         An update with a higher seq than the last accepted is accepted.
         """
@@ -440,7 +397,7 @@ class TestSeq(QueueTestCase):
         assert self.add("a", 4, seq=2) is True
         assert self.info("a").capacity == 4
 
-    def test_staleSeqRejected(self) -> None:
+    def test_stale_seq_rejected(self) -> None:
         """
         An update with a lower seq than the last accepted is refused and
         changes nothing: capacity, host, assumed load, pool.
@@ -452,7 +409,7 @@ class TestSeq(QueueTestCase):
         assert self.info("a") == before
         assert before.free == 2
 
-    def test_staleSeqComparesWithLastAccepted(self) -> None:
+    def test_stale_seq_compares_with_last_accepted(self) -> None:
         """
         A refused update does not lower the stored seq.
         """
@@ -461,29 +418,29 @@ class TestSeq(QueueTestCase):
         assert self.add("a", 2, seq=4) is False
         assert self.info("a").capacity == 1
 
-    def test_staleSeqDoesNotRenewTtl(self) -> None:
+    def test_stale_seq_does_not_renew_ttl(self) -> None:
         """
         A stale update does not renew the worker's ttl.
         """
         self.add("a", 1, seq=5, ttl=10.0)
-        self.clock.advance(6.0)
+        self.harness.advance(6.0)
         self.add("a", 1, seq=4, ttl=10.0)
         assert self.info("a").expires_in == 4.0
-        self.clock.advance(4.0)
+        self.harness.advance(4.0)
         assert self.ids() == []
 
-    def test_staleSeqDoesNotTakeOwnership(self) -> None:
+    def test_stale_seq_does_not_take_ownership(self) -> None:
         """
         A stale update from another connection does not take the worker:
         losing the first connection still starts the lease grace.
         """
-        first, second = _Owner("first"), _Owner("second")
+        first, second = "first", "second"
         self.add("a", 1, seq=5, owner=first)
         self.add("a", 1, seq=4, owner=second)
-        self.queue.owner_lost(first)
+        self.store.owner_lost(first)
         assert self.info("a").expires_in == 30.0
 
-    def test_duplicateSeqRejected(self) -> None:
+    def test_duplicate_seq_rejected(self) -> None:
         """
         An update with the same seq as the last accepted is refused; the
         worker's capacity, host, pool and assumed load stay.
@@ -495,7 +452,7 @@ class TestSeq(QueueTestCase):
         assert self.info("a") == before
         assert before.free == 1
 
-    def test_duplicateSeqKeepsTtlValue(self) -> None:
+    def test_duplicate_seq_keeps_ttl_value(self) -> None:
         """
         A duplicate does not replace the ttl with its own.
         """
@@ -503,53 +460,53 @@ class TestSeq(QueueTestCase):
         self.add("a", 1, seq=3, ttl=2.0)
         assert self.info("a").expires_in == 10.0
 
-    def test_duplicateSeqRenewsTtl(self) -> None:
+    def test_duplicate_seq_renews_ttl(self) -> None:
         """
         A duplicate restarts the worker's ttl: it goes ttl seconds after the
         duplicate, not after the accepted update.
         """
         self.add("a", 1, seq=3, ttl=10.0)
-        self.clock.advance(6.0)
+        self.harness.advance(6.0)
         assert self.add("a", 1, seq=3, ttl=10.0) is False
         assert self.info("a").expires_in == 10.0
-        self.clock.advance(6.0)
+        self.harness.advance(6.0)
         assert self.ids() == ["a"]
         assert self.info("a").expires_in == 4.0
-        self.clock.advance(4.0)
+        self.harness.advance(4.0)
         assert self.ids() == []
 
-    def test_duplicateSeqTakesOwnership(self) -> None:
+    def test_duplicate_seq_takes_ownership(self) -> None:
         """
         A duplicate from another connection takes the worker: losing the old
         connection starts no lease grace, losing the new one does.
         """
-        first, second = _Owner("first"), _Owner("second")
+        first, second = "first", "second"
         self.add("a", 1, seq=3, owner=first)
         assert self.add("a", 1, seq=3, owner=second) is False
-        self.queue.owner_lost(first)
+        self.store.owner_lost(first)
         assert self.info("a").expires_in == -1.0
-        self.clock.advance(60.0)
+        self.harness.advance(60.0)
         assert self.ids() == ["a"]
-        self.queue.owner_lost(second)
+        self.store.owner_lost(second)
         assert self.info("a").expires_in == 30.0
-        self.clock.advance(30.0)
+        self.harness.advance(30.0)
         assert self.ids() == []
 
-    def test_duplicateSeqEndsLeaseGrace(self) -> None:
+    def test_duplicate_seq_ends_lease_grace(self) -> None:
         """
         A duplicate from another connection during the lease grace keeps the
         worker.
         """
-        first, second = _Owner("first"), _Owner("second")
+        first, second = "first", "second"
         self.add("a", 1, seq=3, owner=first)
-        self.queue.owner_lost(first)
-        self.clock.advance(10.0)
+        self.store.owner_lost(first)
+        self.harness.advance(10.0)
         assert self.add("a", 1, seq=3, owner=second) is False
         assert self.info("a").expires_in == -1.0
-        self.clock.advance(60.0)
+        self.harness.advance(60.0)
         assert self.ids() == ["a"]
 
-    def test_noSeqAccepted(self) -> None:
+    def test_no_seq_accepted(self) -> None:
         """
         An update without seq is accepted whatever seq was stored.
         """
@@ -557,7 +514,7 @@ class TestSeq(QueueTestCase):
         assert self.add("a", 4) is True
         assert self.info("a").capacity == 4
 
-    def test_noSeqForgetsSeq(self) -> None:
+    def test_no_seq_forgets_seq(self) -> None:
         """
         An update without seq forgets the stored seq: any seq is accepted next.
         """
@@ -566,7 +523,7 @@ class TestSeq(QueueTestCase):
         assert self.add("a", 2, seq=1) is True
         assert self.info("a").capacity == 2
 
-    def test_seqAfterNoSeqAccepted(self) -> None:
+    def test_seq_after_no_seq_accepted(self) -> None:
         """
         The first seq given to a worker registered without one is accepted,
         and then guards the next updates.
@@ -576,319 +533,319 @@ class TestSeq(QueueTestCase):
         assert self.add("a", 3, seq=0) is False
         assert self.info("a").capacity == 2
 
-    def test_removedWorkerSeqForgotten(self) -> None:
+    def test_removed_worker_seq_forgotten(self) -> None:
         """
         A removed worker's seq is forgotten: its next update is accepted
         whatever its seq.
         """
         self.add("a", 1, seq=5)
-        self.queue.gone("a")
+        self.store.gone("a")
         assert self.add("a", 2, seq=1) is True
         assert self.info("a").capacity == 2
 
-    def test_expiredWorkerSeqForgotten(self) -> None:
+    def test_expired_worker_seq_forgotten(self) -> None:
         """
         A worker removed by its ttl forgets its seq too.
         """
         self.add("a", 1, seq=5, ttl=1.0)
-        self.clock.advance(1.0)
+        self.harness.advance(1.0)
         assert self.add("a", 1, seq=5) is True
         assert self.ids() == ["a"]
 
 
-class TestGone(QueueTestCase):
+class Gone(StoreTests):
     """
     C{WorkerGone}.
     """
 
-    def test_goneKnown(self) -> None:
+    def test_gone_known(self) -> None:
         """
         C{gone} of a registered worker removes it at once and answers True.
         """
         self.add("a", 2)
-        assert self.queue.gone("a") is True
+        assert self.store.gone("a") is True
         assert self.ids() == []
-        assert self.queue.stats().workers == 0
-        assert self.queue.stats().free_slots == 0
+        assert self.store.stats().workers == 0
+        assert self.store.stats().free_slots == 0
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker()
+            self.store.next_worker()
 
-    def test_goneUnknown(self) -> None:
+    def test_gone_unknown(self) -> None:
         """
         C{gone} of an unknown worker answers False and changes nothing.
         """
         self.add("a", 2)
-        assert self.queue.gone("b") is False
+        assert self.store.gone("b") is False
         assert self.ids() == ["a"]
-        assert self.queue.stats().free_slots == 2
+        assert self.store.stats().free_slots == 2
 
-    def test_goneIdempotent(self) -> None:
+    def test_gone_idempotent(self) -> None:
         """
         A second C{gone} of the same worker answers False.
         """
         self.add("a", 1)
         self.add("b", 1)
-        assert self.queue.gone("a") is True
-        assert self.queue.gone("a") is False
+        assert self.store.gone("a") is True
+        assert self.store.gone("a") is False
         assert self.ids() == ["b"]
 
-    def test_goneOthersStay(self) -> None:
+    def test_gone_others_stay(self) -> None:
         """
         C{gone} removes only the named worker: the others are still answered.
         """
         self.add("a", 1)
         self.add("b", 1)
-        self.queue.gone("a")
+        self.store.gone("a")
         assert self.take() == "b"
 
-    def test_goneLogged(self) -> None:
+    def test_gone_logged(self) -> None:
         """
         The removal is logged with reason C{gone}.
         """
         self.add("a", 1)
-        self.queue.gone("a")
+        self.store.gone("a")
         assert self.removals() == [("a", "gone")]
 
 
-class TestLease(QueueTestCase):
+class Lease(StoreTests):
     """
     Workers outlive the loss of their scheduler connection by the lease grace.
     """
 
-    def test_ownerLostGraceRemovesAfterGrace(self) -> None:
+    def test_owner_lost_grace_removes_after_grace(self) -> None:
         """
         When the owning connection is lost, its workers go C{lease_grace}
         seconds later, not before.
         """
-        owner = _Owner("s")
+        owner = "s"
         self.add("a", 1, owner=owner)
-        self.clock.advance(5.0)
-        self.queue.owner_lost(owner)
-        self.clock.advance(29.5)
+        self.harness.advance(5.0)
+        self.store.owner_lost(owner)
+        self.harness.advance(29.5)
         assert self.ids() == ["a"]
         assert self.info("a").expires_in == 0.5
-        self.clock.advance(0.5)
+        self.harness.advance(0.5)
         assert self.ids() == []
         assert self.removals() == [("a", "lease expired")]
 
-    def test_answeredDuringGrace(self) -> None:
+    def test_answered_during_grace(self) -> None:
         """
         A worker in its lease grace is still answered.
         """
-        owner = _Owner("s")
+        owner = "s"
         self.add("a", 1, owner=owner)
-        self.queue.owner_lost(owner)
+        self.store.owner_lost(owner)
         assert self.take() == "a"
 
-    def test_ownerLostOnlyItsWorkers(self) -> None:
+    def test_owner_lost_only_its_workers(self) -> None:
         """
         Losing a connection starts the grace of its workers only.
         """
-        first, second = _Owner("first"), _Owner("second")
+        first, second = "first", "second"
         self.add("a", 1, owner=first)
         self.add("b", 1, owner=second)
         self.add("c", 1)
-        self.queue.owner_lost(first)
-        self.clock.advance(30.0)
+        self.store.owner_lost(first)
+        self.harness.advance(30.0)
         assert self.ids() == ["b", "c"]
 
-    def test_updateFromOtherOwnerKeeps(self) -> None:
+    def test_update_from_other_owner_keeps(self) -> None:
         """
         An accepted update from another connection during the grace keeps the
         worker: that connection holds it now.
         """
-        first, second = _Owner("first"), _Owner("second")
+        first, second = "first", "second"
         self.add("a", 1, owner=first)
-        self.queue.owner_lost(first)
-        self.clock.advance(10.0)
+        self.store.owner_lost(first)
+        self.harness.advance(10.0)
         assert self.add("a", 1, owner=second) is True
         assert self.info("a").expires_in == -1.0
-        self.clock.advance(60.0)
+        self.harness.advance(60.0)
         assert self.ids() == ["a"]
-        self.queue.owner_lost(second)
-        self.clock.advance(30.0)
+        self.store.owner_lost(second)
+        self.harness.advance(30.0)
         assert self.ids() == []
 
-    def test_updateMovesOwnership(self) -> None:
+    def test_update_moves_ownership(self) -> None:
         """
         An accepted update from another connection takes the worker: losing
         the old connection starts no grace.
         """
-        first, second = _Owner("first"), _Owner("second")
+        first, second = "first", "second"
         self.add("a", 1, owner=first)
         self.add("a", 1, owner=second)
-        self.queue.owner_lost(first)
+        self.store.owner_lost(first)
         assert self.info("a").expires_in == -1.0
-        self.clock.advance(60.0)
+        self.harness.advance(60.0)
         assert self.ids() == ["a"]
 
-    def test_ownerLostUnknown(self) -> None:
+    def test_owner_lost_unknown(self) -> None:
         """
         Losing a connection that holds no worker changes nothing.
         """
-        self.add("a", 1, owner=_Owner("s"))
-        self.queue.owner_lost(_Owner("other"))
+        self.add("a", 1, owner="s")
+        self.store.owner_lost("other")
         assert self.info("a").expires_in == -1.0
-        assert self.clock.getDelayedCalls() == []
+        assert self.harness.timers() == []
 
-    def test_ownerLostTwice(self) -> None:
+    def test_owner_lost_twice(self) -> None:
         """
         Losing the same connection twice does not restart the grace.
         """
-        owner = _Owner("s")
+        owner = "s"
         self.add("a", 1, owner=owner)
-        self.queue.owner_lost(owner)
-        self.clock.advance(20.0)
-        self.queue.owner_lost(owner)
-        self.clock.advance(10.0)
+        self.store.owner_lost(owner)
+        self.harness.advance(20.0)
+        self.store.owner_lost(owner)
+        self.harness.advance(10.0)
         assert self.ids() == []
 
-    def test_goneDuringGrace(self) -> None:
+    def test_gone_during_grace(self) -> None:
         """
         A worker removed during its grace and registered again is not removed
         by the old grace.
         """
-        owner = _Owner("s")
+        owner = "s"
         self.add("a", 1, owner=owner)
-        self.queue.owner_lost(owner)
-        self.queue.gone("a")
-        self.add("a", 1, owner=_Owner("t"))
-        self.clock.advance(60.0)
+        self.store.owner_lost(owner)
+        self.store.gone("a")
+        self.add("a", 1, owner="t")
+        self.harness.advance(60.0)
         assert self.ids() == ["a"]
 
-    def test_removedWorkerLeavesOwner(self) -> None:
+    def test_removed_worker_leaves_owner(self) -> None:
         """
         A worker removed and registered again by another connection is not
         affected when its first connection is lost.
         """
-        first, second = _Owner("first"), _Owner("second")
+        first, second = "first", "second"
         self.add("a", 1, owner=first)
-        self.queue.gone("a")
+        self.store.gone("a")
         self.add("a", 1, owner=second)
-        self.queue.owner_lost(first)
+        self.store.owner_lost(first)
         assert self.info("a").expires_in == -1.0
 
 
-class TestNoLeaseGrace(QueueTestCase):
+class NoLeaseGrace(StoreTests):
     """
     With a lease grace of 0, workers go with their connection.
     """
 
     lease_grace = 0.0
 
-    def test_ownerLostRemovesAtOnce(self) -> None:
+    def test_owner_lost_removes_at_once(self) -> None:
         """
         Losing the connection removes its workers at once, and only them.
         """
-        first, second = _Owner("first"), _Owner("second")
+        first, second = "first", "second"
         self.add("a", 2, owner=first)
         self.add("b", 1, owner=first)
         self.add("c", 1, owner=second)
-        self.queue.owner_lost(first)
+        self.store.owner_lost(first)
         assert self.ids() == ["c"]
-        assert self.queue.stats() == QueueStats(1, 1, 0, 0)
+        assert self.store.stats() == StoreStats(1, 1, 0, 0)
         assert sorted(self.removals()) == [("a", "lease expired"), ("b", "lease expired")]
 
 
-class TestTtl(QueueTestCase):
+class Ttl(StoreTests):
     """
     An update with a ttl removes its worker ttl seconds after its last
     accepted or duplicate update.
     """
 
-    def test_ttlRemoves(self) -> None:
+    def test_ttl_removes(self) -> None:
         """
         A worker goes ttl seconds after its update, not before.
         """
         self.add("a", 1, ttl=5.0)
-        self.clock.advance(4.5)
+        self.harness.advance(4.5)
         assert self.ids() == ["a"]
-        self.clock.advance(0.5)
+        self.harness.advance(0.5)
         assert self.ids() == []
-        assert self.queue.stats().workers == 0
+        assert self.store.stats().workers == 0
         assert self.removals() == [("a", "ttl expired")]
 
-    def test_ttlRenewedByUpdate(self) -> None:
+    def test_ttl_renewed_by_update(self) -> None:
         """
         An accepted update restarts the ttl.
         """
         self.add("a", 1, ttl=5.0)
-        self.clock.advance(4.0)
+        self.harness.advance(4.0)
         self.add("a", 1, ttl=5.0)
-        self.clock.advance(4.0)
+        self.harness.advance(4.0)
         assert self.ids() == ["a"]
-        self.clock.advance(1.0)
+        self.harness.advance(1.0)
         assert self.ids() == []
 
-    def test_ttlReplacedByUpdate(self) -> None:
+    def test_ttl_replaced_by_update(self) -> None:
         """
         An accepted update's ttl replaces the old one.
         """
         self.add("a", 1, ttl=50.0)
         self.add("a", 1, ttl=2.0)
-        self.clock.advance(2.0)
+        self.harness.advance(2.0)
         assert self.ids() == []
 
-    def test_updateWithoutTtlClearsTtl(self) -> None:
+    def test_update_without_ttl_clears_ttl(self) -> None:
         """
         An accepted update without ttl removes the ttl.
         """
         self.add("a", 1, ttl=5.0)
         self.add("a", 1)
         assert self.info("a").expires_in == -1.0
-        self.clock.advance(60.0)
+        self.harness.advance(60.0)
         assert self.ids() == ["a"]
 
-    def test_ttlZeroIsNoTtl(self) -> None:
+    def test_ttl_zero_is_no_ttl(self) -> None:
         """
         A ttl of 0 means no ttl.
         """
         self.add("a", 1, ttl=0.0)
         assert self.info("a").expires_in == -1.0
-        self.clock.advance(60.0)
+        self.harness.advance(60.0)
         assert self.ids() == ["a"]
 
-    def test_ttlEachWorker(self) -> None:
+    def test_ttl_each_worker(self) -> None:
         """
         Each worker goes at its own ttl.
         """
         self.add("a", 1, ttl=3.0)
         self.add("b", 1, ttl=1.0)
         self.add("c", 1)
-        self.clock.advance(1.0)
+        self.harness.advance(1.0)
         assert self.ids() == ["a", "c"]
-        self.clock.advance(2.0)
+        self.harness.advance(2.0)
         assert self.ids() == ["c"]
 
-    def test_ttlWithLease(self) -> None:
+    def test_ttl_with_lease(self) -> None:
         """
         A worker with a ttl and a lease grace goes at whichever comes first.
         """
-        owner = _Owner("s")
+        owner = "s"
         self.add("a", 1, ttl=10.0, owner=owner)
         self.add("b", 1, ttl=50.0, owner=owner)
-        self.queue.owner_lost(owner)
+        self.store.owner_lost(owner)
         assert self.info("a").expires_in == 10.0
         assert self.info("b").expires_in == 30.0
-        self.clock.advance(10.0)
+        self.harness.advance(10.0)
         assert self.ids() == ["b"]
-        self.clock.advance(20.0)
+        self.harness.advance(20.0)
         assert self.ids() == []
         assert self.removals() == [("a", "ttl expired"), ("b", "lease expired")]
 
-    def test_ttlOfReregisteredWorker(self) -> None:
+    def test_ttl_of_reregistered_worker(self) -> None:
         """
         The ttl of a removed worker does not remove it once registered again
         without ttl.
         """
         self.add("a", 1, ttl=5.0)
-        self.queue.gone("a")
+        self.store.gone("a")
         self.add("a", 1)
-        self.clock.advance(10.0)
+        self.harness.advance(10.0)
         assert self.ids() == ["a"]
 
 
-class TestWaiting(QueueTestCase):
+class Waiting(StoreTests):
     """
     Calls with a timeout wait for a free slot.
     """
@@ -901,19 +858,19 @@ class TestWaiting(QueueTestCase):
         self.add("a", 0)
         d = self.wait()
         assert_no_result(d)
-        assert self.queue.stats().waiting == 1
+        assert self.store.stats().waiting == 1
 
-    def test_answeredByUpdate(self) -> None:
+    def test_answered_by_update(self) -> None:
         """
         A waiting call is answered when an update frees a slot, and takes it.
         """
         d = self.wait()
         self.add("a", 1)
         assert result_of(d) == Worker("a", "host-a", 7000)
-        assert self.queue.stats() == QueueStats(1, 0, 0, 1)
-        assert self.clock.getDelayedCalls() == []
+        assert self.store.stats() == StoreStats(1, 0, 0, 1)
+        assert self.harness.timers() == []
 
-    def test_firstComeFirstServed(self) -> None:
+    def test_first_come_first_served(self) -> None:
         """
         Waiting calls of a pool are answered in the order they came.
         """
@@ -925,7 +882,7 @@ class TestWaiting(QueueTestCase):
         self.add("b", 1)
         assert result_of(third).worker_id == "b"
 
-    def test_waitersServedMostFreeFirst(self) -> None:
+    def test_waiters_served_most_free_first(self) -> None:
         """
         Waiting calls answered by one update follow the queue's order.
         """
@@ -936,7 +893,7 @@ class TestWaiting(QueueTestCase):
         self.add("a", 2)
         assert [result_of(d).worker_id for d in waiters] == ["b", "a", "a"]
 
-    def test_newCallQueuesBehindWaiters(self) -> None:
+    def test_new_call_queues_behind_waiters(self) -> None:
         """
         A call that arrives while others wait does not pass them: it is
         answered after them.
@@ -947,11 +904,11 @@ class TestWaiting(QueueTestCase):
         assert result_of(first).worker_id == "a"
         assert_no_result(second)
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker()
+            self.store.next_worker()
         self.add("b", 1)
         assert result_of(second).worker_id == "b"
 
-    def test_onlyItsPool(self) -> None:
+    def test_only_its_pool(self) -> None:
         """
         A waiting call is not answered by an update in another pool.
         """
@@ -961,7 +918,7 @@ class TestWaiting(QueueTestCase):
         self.add("b", 1, pool="x")
         assert result_of(d).worker_id == "b"
 
-    def test_poolMoveAnswers(self) -> None:
+    def test_pool_move_answers(self) -> None:
         """
         A worker moving into a pool answers that pool's waiting calls.
         """
@@ -970,7 +927,7 @@ class TestWaiting(QueueTestCase):
         self.add("a", 1, pool="x")
         assert result_of(d).worker_id == "a"
 
-    def test_capacityZeroUpdateDoesNotAnswer(self) -> None:
+    def test_capacity_zero_update_does_not_answer(self) -> None:
         """
         An update with no free slot answers no waiting call.
         """
@@ -978,7 +935,7 @@ class TestWaiting(QueueTestCase):
         self.add("a", 0)
         assert_no_result(d)
 
-    def test_duplicateDoesNotAnswer(self) -> None:
+    def test_duplicate_does_not_answer(self) -> None:
         """
         A duplicate update (refused) frees no slot and answers no waiting call.
         """
@@ -994,29 +951,29 @@ class TestWaiting(QueueTestCase):
         out, and leaves the line.
         """
         d = self.wait(timeout=5.0)
-        self.clock.advance(4.5)
+        self.harness.advance(4.5)
         assert_no_result(d)
-        self.clock.advance(0.5)
+        self.harness.advance(0.5)
         failure_of(d, NoWorkerAvailable)
-        assert self.queue.stats().waiting == 0
+        assert self.store.stats().waiting == 0
 
-    def test_timedOutTakesNoSlot(self) -> None:
+    def test_timed_out_takes_no_slot(self) -> None:
         """
         A call that timed out takes no slot freed later.
         """
         d = self.wait(timeout=1.0)
-        self.clock.advance(1.0)
+        self.harness.advance(1.0)
         failure_of(d, NoWorkerAvailable)
         self.add("a", 1)
-        assert self.queue.stats() == QueueStats(1, 1, 0, 0)
+        assert self.store.stats() == StoreStats(1, 1, 0, 0)
 
-    def test_timeoutOthersStay(self) -> None:
+    def test_timeout_others_stay(self) -> None:
         """
         A timeout removes only its call: the one behind it is still answered.
         """
         first = self.wait(timeout=1.0)
         second = self.wait(timeout=5.0)
-        self.clock.advance(1.0)
+        self.harness.advance(1.0)
         failure_of(first, NoWorkerAvailable)
         self.add("a", 1)
         assert result_of(second).worker_id == "a"
@@ -1029,10 +986,10 @@ class TestWaiting(QueueTestCase):
         d = self.wait()
         d.cancel()
         failure_of(d, CancelledError)
-        assert self.queue.stats().waiting == 0
-        assert self.clock.getDelayedCalls() == []
+        assert self.store.stats().waiting == 0
+        assert self.harness.timers() == []
 
-    def test_cancelTakesNoSlot(self) -> None:
+    def test_cancel_takes_no_slot(self) -> None:
         """
         A cancelled call takes no slot freed later; the call behind it does.
         """
@@ -1041,10 +998,10 @@ class TestWaiting(QueueTestCase):
         failure_of(first, CancelledError)
         self.add("a", 2)
         assert result_of(second).worker_id == "a"
-        assert self.queue.stats() == QueueStats(1, 1, 0, 1)
+        assert self.store.stats() == StoreStats(1, 1, 0, 1)
         assert self.free("a") == 1
 
-    def test_cancelAnsweredIsNoop(self) -> None:
+    def test_cancel_answered_is_noop(self) -> None:
         """
         Cancelling an answered call changes nothing.
         """
@@ -1052,40 +1009,40 @@ class TestWaiting(QueueTestCase):
         self.add("a", 1)
         d.cancel()
         assert result_of(d).worker_id == "a"
-        assert self.queue.stats() == QueueStats(1, 0, 0, 1)
+        assert self.store.stats() == StoreStats(1, 0, 0, 1)
 
-    def test_answeredStopsTimer(self) -> None:
+    def test_answered_stops_timer(self) -> None:
         """
         An answered call does not fail later when its timeout would have run
         out.
         """
         d = self.wait(timeout=1.0)
         self.add("a", 1)
-        self.clock.advance(2.0)
+        self.harness.advance(2.0)
         assert result_of(d).worker_id == "a"
 
-    def test_waitingCountedInStats(self) -> None:
+    def test_waiting_counted_in_stats(self) -> None:
         """
         C{stats().waiting} counts the calls waiting in every pool.
         """
         self.wait("x")
         self.wait("x")
         self.wait("y")
-        assert self.queue.stats().waiting == 3
+        assert self.store.stats().waiting == 3
         self.add("a", 1, pool="x")
-        assert self.queue.stats().waiting == 2
+        assert self.store.stats().waiting == 2
 
-    def test_noTimeoutWhileOthersWait(self) -> None:
+    def test_no_timeout_while_others_wait(self) -> None:
         """
         A call without timeout while others wait fails at once and does not
         join the line.
         """
         self.wait()
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker()
-        assert self.queue.stats().waiting == 1
+            self.store.next_worker()
+        assert self.store.stats().waiting == 1
 
-    def test_stopFailsWaiters(self) -> None:
+    def test_stop_fails_waiters(self) -> None:
         """
         C{stop} fails every waiting call with L{NoWorkerAvailable} and leaves
         no timer behind.
@@ -1093,14 +1050,14 @@ class TestWaiting(QueueTestCase):
         first = self.wait("x")
         second = self.wait("y")
         self.add("a", 1, ttl=5.0)
-        self.queue.stop()
+        self.store.stop()
         failure_of(first, NoWorkerAvailable)
         failure_of(second, NoWorkerAvailable)
-        assert self.queue.stats().waiting == 0
-        assert self.clock.getDelayedCalls() == []
+        assert self.store.stats().waiting == 0
+        assert self.harness.timers() == []
 
 
-class TestMaxWaiting(QueueTestCase):
+class MaxWaiting(StoreTests):
     """
     At most C{max_waiting} calls wait at once.
     """
@@ -1115,12 +1072,12 @@ class TestMaxWaiting(QueueTestCase):
         self.wait("x")
         self.wait("y")
         with pytest.raises(Overloaded):
-            self.queue.next_worker("x", 1.0)
+            self.store.next_worker("x", 1.0)
         with pytest.raises(Overloaded):
-            self.queue.next_worker("z", 1.0)
-        assert self.queue.stats().waiting == 2
+            self.store.next_worker("z", 1.0)
+        assert self.store.stats().waiting == 2
 
-    def test_overloadedOnlyWhenWaiting(self) -> None:
+    def test_overloaded_only_when_waiting(self) -> None:
         """
         A call with a free slot is answered even when C{max_waiting} calls
         wait (in another pool); a call without timeout gets
@@ -1129,11 +1086,11 @@ class TestMaxWaiting(QueueTestCase):
         self.wait("x")
         self.wait("x")
         self.add("a", 1, pool="y")
-        assert self.queue.next_worker("y", 1.0) == Worker("a", "host-a", 7000)
+        assert self.store.next_worker("y", 1.0) == Worker("a", "host-a", 7000)
         with pytest.raises(NoWorkerAvailable):
-            self.queue.next_worker("x")
+            self.store.next_worker("x")
 
-    def test_roomAgainAfterAnswer(self) -> None:
+    def test_room_again_after_answer(self) -> None:
         """
         Once a waiting call is answered, another may wait.
         """
@@ -1142,13 +1099,13 @@ class TestMaxWaiting(QueueTestCase):
         self.add("a", 1)
         result_of(first)
         assert_no_result(self.wait())
-        assert self.queue.stats().waiting == 2
+        assert self.store.stats().waiting == 2
 
 
-A, B, C = _Owner("a"), _Owner("b"), _Owner("c")
+A, B, C = "a", "b", "c"
 
 
-class TestWaitingShare(QueueTestCase):
+class WaitingShare(StoreTests):
     """
     At most C{max_waiting_per_owner} calls of one owner wait at once.
     """
@@ -1164,12 +1121,12 @@ class TestWaitingShare(QueueTestCase):
         self.wait("x", owner=A)
         self.wait("y", owner=A)
         with pytest.raises(Overloaded, match="2 calls of this connection"):
-            self.queue.next_worker("x", 1.0, owner=A)
+            self.store.next_worker("x", 1.0, owner=A)
         assert_no_result(self.wait("x", owner=B))
         assert_no_result(self.wait("x"))
-        assert self.queue.stats().waiting == 4
+        assert self.store.stats().waiting == 4
 
-    def test_shareFreedByAnswer(self) -> None:
+    def test_share_freed_by_answer(self) -> None:
         """
         An answered call frees its place in the owner's share.
         """
@@ -1179,18 +1136,18 @@ class TestWaitingShare(QueueTestCase):
         result_of(first)
         assert_no_result(self.wait(owner=A))
 
-    def test_shareFreedByTimeoutAndCancel(self) -> None:
+    def test_share_freed_by_timeout_and_cancel(self) -> None:
         """
         A call that timed out or was cancelled frees its place too.
         """
         self.wait(owner=A, timeout=1.0).addErrback(lambda _: None)
         self.wait(owner=A, timeout=5.0).cancel()
-        self.clock.advance(1.0)
+        self.harness.advance(1.0)
         self.wait(owner=A)
         assert_no_result(self.wait(owner=A))
 
 
-class TestWaitingShareAndTotal(QueueTestCase):
+class WaitingShareAndTotal(StoreTests):
     """
     Shares within a total.
     """
@@ -1198,17 +1155,17 @@ class TestWaitingShareAndTotal(QueueTestCase):
     max_waiting = 3
     max_waiting_per_owner = 2
 
-    def test_totalFirst(self) -> None:
+    def test_total_first(self) -> None:
         """
         The total limit holds whatever the shares.
         """
         for owner in (A, A, B):
             self.wait(owner=owner)
         with pytest.raises(Overloaded, match="3 calls are already waiting"):
-            self.queue.next_worker(None, 1.0, owner=C)
+            self.store.next_worker(None, 1.0, owner=C)
 
 
-class TestStats(QueueTestCase):
+class Counters(StoreTests):
     """
     C{stats}.
     """
@@ -1217,7 +1174,7 @@ class TestStats(QueueTestCase):
         """
         A new queue counts nothing.
         """
-        assert self.queue.stats() == QueueStats(0, 0, 0, 0)
+        assert self.store.stats() == StoreStats(0, 0, 0, 0)
 
     def test_counts(self) -> None:
         """
@@ -1228,18 +1185,18 @@ class TestStats(QueueTestCase):
         self.add("c", 0)
         self.take()
         self.take("x")
-        assert self.queue.stats() == QueueStats(3, 3, 0, 2)
+        assert self.store.stats() == StoreStats(3, 3, 0, 2)
 
-    def test_dispatchedCountsWaitersAnswered(self) -> None:
+    def test_dispatched_counts_waiters_answered(self) -> None:
         """
         Answers to waiting calls count as dispatched.
         """
         self.wait()
         self.wait()
         self.add("a", 5)
-        assert self.queue.stats() == QueueStats(1, 3, 0, 2)
+        assert self.store.stats() == StoreStats(1, 3, 0, 2)
 
-    def test_freeSlotsFollowUpdates(self) -> None:
+    def test_free_slots_follow_updates(self) -> None:
         """
         Free slots follow accepted updates, removals and pool moves.
         """
@@ -1247,17 +1204,17 @@ class TestStats(QueueTestCase):
         self.take()
         self.add("a", 1, pool="x")
         self.add("b", 4)
-        assert self.queue.stats().free_slots == 5
-        self.queue.gone("b")
-        assert self.queue.stats().free_slots == 1
+        assert self.store.stats().free_slots == 5
+        self.store.gone("b")
+        assert self.store.stats().free_slots == 1
 
 
-class TestListWorkers(QueueTestCase):
+class Listing(StoreTests):
     """
     C{list_workers}.
     """
 
-    def test_idOrder(self) -> None:
+    def test_id_order(self) -> None:
         """
         Workers are listed in id order across pools.
         """
@@ -1274,7 +1231,7 @@ class TestListWorkers(QueueTestCase):
         assert self.ids() == []
         assert self.ids("x") == []
 
-    def test_poolFilter(self) -> None:
+    def test_pool_filter(self) -> None:
         """
         Given a pool, only its workers are listed; an unknown pool lists none.
         """
@@ -1303,80 +1260,65 @@ class TestListWorkers(QueueTestCase):
         """
         self.add("a", 3, pool="x", host="h", port=81)
         self.take("x")
-        assert list(self.queue.list_workers()) == [RegisteredWorker("a", "h", 81, "x", 3, 2, -1.0)]
+        assert self.rows() == [RegisteredWorker("a", "h", 81, "x", 3, 2, -1.0)]
 
-    def test_expiresInNothingPending(self) -> None:
+    def test_expires_in_nothing_pending(self) -> None:
         """
         C{expires_in} is -1 when no removal is pending.
         """
-        self.add("a", 1, owner=_Owner("s"))
+        self.add("a", 1, owner="s")
         assert self.info("a").expires_in == -1.0
 
-    def test_expiresInTtl(self) -> None:
+    def test_expires_in_ttl(self) -> None:
         """
         C{expires_in} is the time left of the worker's ttl.
         """
         self.add("a", 1, ttl=10.0)
-        self.clock.advance(2.5)
+        self.harness.advance(2.5)
         assert self.info("a").expires_in == 7.5
 
-    def test_expiresInLease(self) -> None:
+    def test_expires_in_lease(self) -> None:
         """
         C{expires_in} is the time left of the worker's lease grace.
         """
-        owner = _Owner("s")
+        owner = "s"
         self.add("a", 1, owner=owner)
-        self.queue.owner_lost(owner)
-        self.clock.advance(12.0)
+        self.store.owner_lost(owner)
+        self.harness.advance(12.0)
         assert self.info("a").expires_in == 18.0
 
 
-class TestHeapBound(QueueTestCase):
+_SUITE: Tuple[Type[StoreTests], ...] = (
+    Order,
+    Seq,
+    Gone,
+    Lease,
+    NoLeaseGrace,
+    Ttl,
+    Waiting,
+    MaxWaiting,
+    WaitingShare,
+    WaitingShareAndTotal,
+    Counters,
+    Listing,
+)
+
+
+def make_store_tests(name: str, make_harness: MakeHarness) -> Dict[str, type]:
     """
-    Stale heap entries do not pile up.
+    The conformance suite for one store: a test class per behaviour, named
+    C{Test<name><behaviour>}, and the model test; put them in a test
+    module's namespace (C{globals().update(...)}) for pytest to collect.
     """
+    classes: Dict[str, type] = {}
+    for suite in _SUITE:
+        class_name = f"Test{name}{suite.__name__}"
+        classes[class_name] = type(
+            class_name, (suite,), {"make_harness": staticmethod(make_harness)}
+        )
+    model = make_model_tests(make_harness)
+    classes[f"Test{name}Model"] = model
+    return classes
 
-    def bound(self, pool: str) -> int:
-        n = len(self.queue._pools[pool].ids)
-        return 2 * n + 32 + 1
 
-    def test_poolHeapBounded(self) -> None:
-        """
-        Many updates and answers of the same few workers leave the pool's heap
-        within twice its workers plus a constant.
-        """
-        for i in range(5000):
-            self.add(f"w{i % 4}", 1 + i % 3)
-            if i % 3 == 0:
-                self.take()
-            assert len(self.queue._pools["default"].heap) <= self.bound("default")
-
-    def test_poolHeapBoundedAcrossMoves(self) -> None:
-        """
-        Workers moving between pools leave both heaps bounded.
-        """
-        for i in range(3000):
-            self.add(f"w{i % 3}", 2, pool="x" if i % 2 else "y")
-            self.add("stay-x", 1, pool="x")
-            self.add("stay-y", 1, pool="y")
-            for name in ["x", "y"]:
-                assert len(self.queue._pools[name].heap) <= self.bound(name)
-
-    def test_deadlineHeapBounded(self) -> None:
-        """
-        Many ttl renewals of the same few workers, as time goes by, leave the
-        deadline heap within twice the workers plus a constant.
-        """
-        for i in range(5000):
-            self.add(f"w{i % 4}", 1, ttl=5.0)
-            self.clock.advance(0.001)
-            assert len(self.queue._deadlines) <= 2 * 4 + 64 + 1
-
-    def test_deadlineHeapBoundedSameInstant(self) -> None:
-        """
-        Many ttl renewals of the same few workers at one instant (a burst of
-        duplicates, or a coarse clock) leave the deadline heap bounded too.
-        """
-        for i in range(1000):
-            self.add(f"w{i % 4}", 1, seq=1, ttl=5.0)
-        assert len(self.queue._deadlines) <= 2 * 4 + 64 + 1
+__all__ = ["MakeHarness", "StoreTests", "make_store_tests"]

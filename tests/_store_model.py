@@ -1,5 +1,6 @@
 """
-A stateful test of L{WorkerQueue} against a brute-force model.
+A stateful test of a store against a brute-force model, part of the store
+conformance suite (see L{make_model_tests}).
 
 The model keeps plain dicts and lists and follows the protocol text
 literally: the next worker is found by scanning every worker of the pool, and
@@ -8,19 +9,20 @@ time-outs, ttls and lease graces by scanning everything when the clock moves.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from amp_dispatch_commands import NoWorkerAvailable, Overloaded
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from amp_dispatch._records import RegisteredWorker, Worker
-from amp_dispatch.store import _memory as _queue
-from amp_dispatch.store._memory import QueueStats, WorkerQueue
+from amp_dispatch.server._config import DispatcherConfig
+from amp_dispatch.store._interface import StoreStats
+from tests._deferreds import fired
+from tests._stores import StoreHarness
 
 WORKER_IDS = [f"w{i}" for i in range(6)]
 POOLS = ["a", "b"]
@@ -34,17 +36,6 @@ Outcome = Union[Worker, str]
 PENDING = "pending"
 TIMED_OUT = "timed out"
 CANCELLED = "cancelled"
-
-
-class _NullLog:
-    """
-    Drops every log event (keeps the test fast and quiet).
-    """
-
-    def _drop(self, event: str, **fields: Any) -> None:
-        pass
-
-    debug = info = warning = error = _drop
 
 
 class ModelWorker:
@@ -101,21 +92,24 @@ class Call:
             self.actual = result
 
 
-class QueueMachine(RuleBasedStateMachine):
+class StoreMachine(RuleBasedStateMachine):
     """
-    Drives a L{WorkerQueue} and the model with the same steps and compares
-    them after every step.
+    Drives a store and the model with the same steps and compares them after
+    every step.
     """
+
+    make_harness: Callable[[DispatcherConfig], StoreHarness]
 
     def __init__(self) -> None:
         super().__init__()
-        self._real_log = _queue._log
-        _queue._log = _NullLog()
         self.setup(1.5, 3)
 
     def setup(self, lease_grace: float, max_waiting: int) -> None:
-        self.clock = Clock()
-        self.queue = WorkerQueue(self.clock, lease_grace=lease_grace, max_waiting=max_waiting)
+        self.harness = self.make_harness(
+            DispatcherConfig(lease_grace=lease_grace, max_waiting=max_waiting)
+        )
+        self.store = self.harness.store
+        self.resolve = self.harness.resolve
         self.lease_grace = lease_grace
         self.max_waiting = max_waiting
         self.now = 0.0
@@ -124,9 +118,6 @@ class QueueMachine(RuleBasedStateMachine):
         self.workers: Dict[str, ModelWorker] = {}
         self.waiting: Dict[str, List[Call]] = {pool: [] for pool in POOLS}
         self.calls: List[Call] = []
-
-    def teardown(self) -> None:
-        _queue._log = self._real_log
 
     # -- the model ------------------------------------------------------------
 
@@ -242,10 +233,12 @@ class QueueMachine(RuleBasedStateMachine):
         owner: Optional[str],
     ) -> None:
         expected = self.model_update(worker_id, host, port, capacity, pool, seq, ttl, owner)
-        accepted = self.queue.update(
-            worker_id, host, port, capacity, pool=pool, seq=seq, ttl=ttl, owner=owner
+        outcome = self.resolve(
+            self.store.update(
+                worker_id, host, port, capacity, pool=pool, seq=seq, ttl=ttl, owner=owner
+            )
         )
-        assert accepted == expected
+        assert outcome.accepted == expected
 
     @rule(
         index=st.integers(0, 20),
@@ -273,15 +266,17 @@ class QueueMachine(RuleBasedStateMachine):
             owner = worker.owner
         host, port, pool, ttl = worker.host, worker.port, worker.pool, worker.ttl
         expected = self.model_update(worker_id, host, port, capacity, pool, seq, ttl, owner)
-        accepted = self.queue.update(
-            worker_id, host, port, capacity, pool=pool, seq=seq, ttl=ttl, owner=owner
+        outcome = self.resolve(
+            self.store.update(
+                worker_id, host, port, capacity, pool=pool, seq=seq, ttl=ttl, owner=owner
+            )
         )
-        assert accepted == expected
+        assert outcome.accepted == expected
 
     @rule(worker_id=st.sampled_from(WORKER_IDS))
     def gone(self, worker_id: str) -> None:
         expected = self.workers.pop(worker_id, None) is not None
-        assert self.queue.gone(worker_id) == expected
+        assert self.resolve(self.store.gone(worker_id)) == expected
 
     @rule(owner=st.sampled_from(OWNERS))
     def owner_lost(self, owner: str) -> None:
@@ -293,7 +288,7 @@ class QueueMachine(RuleBasedStateMachine):
                 del self.workers[worker_id]
             else:
                 worker.lease_deadline = self.now + self.lease_grace
-        self.queue.owner_lost(owner)
+        self.resolve(self.store.owner_lost(owner))
 
     @rule(
         pool=st.sampled_from(POOLS),
@@ -304,7 +299,7 @@ class QueueMachine(RuleBasedStateMachine):
         for _ in range(times):
             expected = None if self.waiting[pool] else self.take(pool)
             try:
-                answer = self.queue.next_worker(pool, timeout)
+                answer = self.resolve(self.store.next_worker(pool, timeout))
             except NoWorkerAvailable:
                 assert expected is None
             else:
@@ -315,7 +310,9 @@ class QueueMachine(RuleBasedStateMachine):
         expected = None if self.waiting[pool] else self.take(pool)
         overloaded = expected is None and len(self.pending()) >= self.max_waiting
         try:
-            answer = self.queue.next_worker(pool, timeout)
+            answer = self.store.next_worker(pool, timeout)
+            if not isinstance(answer, Deferred) or fired(answer):
+                answer = self.resolve(answer)
         except Overloaded:
             assert overloaded
             return
@@ -350,7 +347,7 @@ class QueueMachine(RuleBasedStateMachine):
                 if call.deadline <= self.now:
                     line.remove(call)
                     call.expected = TIMED_OUT
-        self.clock.advance(step)
+        self.harness.advance(step)
 
     # -- invariants -----------------------------------------------------------
 
@@ -380,7 +377,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     @invariant()
     def stats_agree(self) -> None:
-        assert self.queue.stats() == QueueStats(
+        assert self.resolve(self.store.stats()) == StoreStats(
             workers=len(self.workers),
             free_slots=sum(worker.free for worker in self.workers.values()),
             waiting=len(self.pending()),
@@ -389,11 +386,20 @@ class QueueMachine(RuleBasedStateMachine):
 
     @invariant()
     def workers_agree(self) -> None:
-        assert list(self.queue.list_workers()) == self.infos()
+        assert self.rows() == self.infos()
         for pool in POOLS:
-            assert list(self.queue.list_workers(pool)) == self.infos(pool)
-        assert list(self.queue.list_workers(after="w2")) == self.infos(after="w2")
-        assert list(self.queue.list_workers("b", after="w3")) == self.infos("b", after="w3")
+            assert self.rows(pool) == self.infos(pool)
+        assert self.rows(after="w2") == self.infos(after="w2")
+        assert self.rows("b", after="w3") == self.infos("b", after="w3")
+        assert (
+            self.resolve(self.store.list_workers(None, "w1", 2)).workers
+            == self.infos(after="w1")[:2]
+        )
+
+    def rows(
+        self, pool: Optional[str] = None, after: Optional[str] = None
+    ) -> List[RegisteredWorker]:
+        return list(self.resolve(self.store.list_workers(pool, after, 1 << 30)).workers)
 
     @invariant()
     def calls_agree(self) -> None:
@@ -411,10 +417,17 @@ class QueueMachine(RuleBasedStateMachine):
                 assert self.head(pool) is None
 
     @invariant()
-    def heaps_bounded(self) -> None:
-        for target in self.queue._pools.values():
-            assert len(target.heap) <= 2 * len(target.ids) + 32 + 1
+    def store_consistent(self) -> None:
+        self.harness.check()
 
 
-QueueMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
-TestQueueModel = QueueMachine.TestCase
+def make_model_tests(make_harness: Callable[[DispatcherConfig], StoreHarness]) -> type:
+    """
+    The model test of the store that C{make_harness} makes.
+    """
+    machine: Any = type(
+        "StoreMachine", (StoreMachine,), {"make_harness": staticmethod(make_harness)}
+    )
+    case: Any = machine.TestCase
+    case.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+    return case  # type: ignore[no-any-return]

@@ -1,0 +1,219 @@
+"""
+The schema drives the wire: arguments decoded and boxes encoded by the
+argument objects of C{amp_dispatch_commands}, so a bound changed there
+changes every path that reads or writes it.
+
+L{CommandArguments} parses a command's arguments out of a received box (the
+generic receivers and the fast paths both use it).  L{BoxEncoder} writes a
+box of a command's answer (or of a C{ListWorkers} row) byte for byte as
+L{amp.AmpBox.serialize} would (keys sorted), at a fraction of the cost of
+building an L{amp.AmpBox}; L{answer} and L{error} frame it after its tag.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, cast
+
+from amp_dispatch_commands import InvalidArgument
+from twisted.protocols import amp
+
+from .._records import RegisteredWorker
+from ._framing import END, pack_length
+
+#: Room kept under AMP's 65,535-byte value limit for a ListWorkers page.
+MAX_PAGE_BYTES = 60_000
+
+#: The errors an argument object's C{fromString} raises for a bad value.
+_BAD_VALUE = (ValueError, TypeError, OverflowError)
+
+_ANSWER = pack_length(len(amp.ANSWER)) + amp.ANSWER
+_ERROR = pack_length(len(amp.ERROR)) + amp.ERROR
+_ERROR_CODE = pack_length(len(amp.ERROR_CODE)) + amp.ERROR_CODE
+_ERROR_DESCRIPTION = pack_length(len(amp.ERROR_DESCRIPTION)) + amp.ERROR_DESCRIPTION
+
+
+class _Remembered:
+    """
+    An argument's C{fromString} that remembers the values it parsed, by their
+    bytes (for text that repeats: pool names).  Bounded: any peer may send
+    any text.
+    """
+
+    KEPT = 4096
+
+    def __init__(self, parse: Callable[[bytes], Any]) -> None:
+        self._parse = parse
+        self._seen: Dict[bytes, Any] = {}
+
+    def __call__(self, raw: bytes) -> Any:
+        value = self._seen.get(raw)
+        if value is None:
+            value = self._parse(raw)
+            if len(self._seen) >= self.KEPT:
+                self._seen.clear()
+            self._seen[raw] = value
+        return value
+
+
+class CommandArguments:
+    """
+    Parses the arguments of C{command} out of a box, by the schema's
+    argument objects.
+
+    @param remembered: the names of arguments whose parsed values are kept
+        by their bytes (text that repeats, such as pool names).
+    """
+
+    def __init__(self, command: Type[amp.Command], remembered: Sequence[bytes] = ()) -> None:
+        self.command = command
+        self.names = [wire.decode("ascii") for wire, _ in command.arguments]
+        self._fields: List[Tuple[bytes, str, Callable[[bytes], Any], bool]] = [
+            (
+                wire,
+                wire.decode("ascii"),
+                _Remembered(argument.fromString) if wire in remembered else argument.fromString,
+                argument.optional,
+            )
+            for wire, argument in command.arguments
+        ]
+
+    def parse(self, box: Mapping[bytes, bytes]) -> List[Any]:
+        """
+        The arguments' values in the schema's order (C{None} for an optional
+        one left out).
+
+        @raise InvalidArgument: an argument is missing, does not parse or is
+            out of range; the message names the field and why.
+        """
+        values: List[Any] = []
+        for wire, name, parse, optional in self._fields:
+            raw = box.get(wire)
+            if raw is None:
+                if not optional:
+                    raise InvalidArgument(f"{name}: missing")
+                values.append(None)
+                continue
+            try:
+                values.append(parse(raw))
+            except _BAD_VALUE as e:
+                raise InvalidArgument(f"{name}: {e}") from None
+        return values
+
+
+class BoxEncoder:
+    """
+    Encodes boxes whose keys are C{arguments} (a command's C{response}, or
+    the rows of an L{amp.AmpList}) by their argument objects, keys sorted as
+    L{amp.AmpBox.serialize} writes them; a value C{None} is left out.
+    """
+
+    def __init__(self, arguments: Sequence[Tuple[bytes, amp.Argument]]) -> None:
+        self._fields = [
+            (pack_length(len(wire)) + wire, wire.decode("ascii"), argument.toString)
+            for wire, argument in sorted(arguments, key=lambda pair: pair[0])
+        ]
+
+    def of(self, record: object) -> bytes:
+        """
+        The pairs of the attributes of C{record} named as the keys, and the
+        end of the box.
+        """
+        parts: List[bytes] = []
+        for key, name, encode in self._fields:
+            value = getattr(record, name)
+            if value is not None:
+                data = encode(value)
+                parts += (key, pack_length(len(data)), data)
+        parts.append(END)
+        return b"".join(parts)
+
+    def of_mapping(self, values: Mapping[str, Any]) -> bytes:
+        """
+        As L{of}, from a mapping of names to values.
+        """
+        parts: List[bytes] = []
+        for key, name, encode in self._fields:
+            value = values.get(name)
+            if value is not None:
+                data = encode(value)
+                parts += (key, pack_length(len(data)), data)
+        parts.append(END)
+        return b"".join(parts)
+
+
+def answer(tag: bytes, body: bytes) -> bytes:
+    """
+    The answer box to the call tagged C{tag}: C{_answer}, then C{body} (its
+    other pairs, sorted after C{_answer}, and the end of the box).
+    """
+    return _ANSWER + pack_length(len(tag)) + tag + body
+
+
+def error(tag: bytes, code: bytes, description: str) -> bytes:
+    """
+    The error box to the call tagged C{tag}, as AMP writes a declared error.
+    """
+    text = description.encode("utf-8")
+    return b"".join(
+        (
+            _ERROR,
+            pack_length(len(tag)),
+            tag,
+            _ERROR_CODE,
+            pack_length(len(code)),
+            code,
+            _ERROR_DESCRIPTION,
+            pack_length(len(text)),
+            text,
+            END,
+        )
+    )
+
+
+def response_encoder(command: Type[amp.Command]) -> BoxEncoder:
+    """
+    The encoder of C{command}'s answers (after the C{_answer} tag).
+    """
+    return BoxEncoder(command.response)
+
+
+def list_encoder(command: Type[amp.Command], name: bytes) -> BoxEncoder:
+    """
+    The encoder of one box of the L{amp.AmpList} C{name} of C{command}'s
+    answer.
+    """
+    rows = cast(amp.AmpList, dict(command.response)[name])
+    return BoxEncoder(rows.subargs)
+
+
+def encode_page(
+    rows: BoxEncoder, workers: Sequence[RegisteredWorker], more: bool
+) -> Tuple[bytes, Optional[str]]:
+    """
+    The value of a C{ListWorkers} answer's C{workers} (each worker one box
+    encoded by C{rows}), cut short before it passes L{MAX_PAGE_BYTES}; and
+    the id to continue after when more workers follow (C{more}, or cut).
+    """
+    encoded: List[bytes] = []
+    size = 2
+    last: Optional[str] = None
+    for worker in workers:
+        row = rows.of(worker)
+        size += len(row)
+        if size > MAX_PAGE_BYTES:
+            return b"".join(encoded), last
+        encoded.append(row)
+        last = worker.worker_id
+    return b"".join(encoded), last if more else None
+
+
+__all__ = [
+    "MAX_PAGE_BYTES",
+    "BoxEncoder",
+    "CommandArguments",
+    "answer",
+    "encode_page",
+    "error",
+    "list_encoder",
+    "response_encoder",
+]

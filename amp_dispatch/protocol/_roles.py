@@ -1,0 +1,295 @@
+"""
+The listeners' protocols by role: L{FrontendProtocol} and
+L{SchedulerProtocol}, a L{ListenerProtocol} each, with the fast paths of
+their hot commands in front of the role's receiver.
+
+Fast paths: a C{NextWorker} that finds a free slot (or answers
+C{NO_WORKER_AVAILABLE} at once), a C{WorkerUpdate} whose arguments are valid,
+and C{Stats}.  Arguments are parsed and answers encoded by the schema
+(L{_codecs}); every call that must wait and every bad argument goes to the
+receiver, which answers it as the generic protocol does.  A store answering
+later (a L{Deferred}) is answered later: the answer is written when it comes.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+import structlog
+from amp_dispatch_commands import (
+    DEFAULT_POOL,
+    NO_WORKER_AVAILABLE,
+    PROTOCOL_VERSION,
+    InvalidArgument,
+    NextWorker,
+    Stats,
+    WorkerUpdate,
+)
+from twisted.internet.defer import Deferred
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from .._records import Worker
+from ..store._interface import IWorkerStore, StoreStats, UpdateOutcome
+from ..store._memory import no_free_slot
+from ._codecs import CommandArguments, answer, error, response_encoder
+from ._framing import END
+from ._hooks import ANSWERED, NO_WORKER, CommandHook, ConnectionInfo
+from ._listening import Box, ListenerProtocol
+from ._receivers import FrontendReceiver, SchedulerReceiver, _RoleReceiver
+
+if TYPE_CHECKING:
+    from ..server._listener import ListenerFactory
+
+_log = structlog.get_logger("amp_dispatch.protocol")
+
+_NEXT_WORKER = NextWorker.commandName
+_UPDATE = WorkerUpdate.commandName
+_STATS = Stats.commandName
+
+_NEXT_WORKER_ARGUMENTS = CommandArguments(NextWorker, remembered=[b"pool"])
+_UPDATE_ARGUMENTS = CommandArguments(WorkerUpdate, remembered=[b"pool"])
+_WORKER = response_encoder(NextWorker)
+_STATS_ANSWER = response_encoder(Stats)
+_UPDATE_ANSWERS = {
+    outcome: response_encoder(WorkerUpdate).of_mapping({"accepted": outcome.accepted})
+    for outcome in UpdateOutcome
+}
+
+# The NextWorker boxes without arguments that Twisted clients send (keys
+# sorted: _ask, then _command) or that put _command first.
+_ASK_KEY = b"\x00\x04_ask"
+_COMMAND_END = b"\x00\x08_command\x00\x0aNextWorker" + END
+_COMMAND_ASK_KEY = b"\x00\x08_command\x00\x0aNextWorker\x00\x04_ask"
+# Where the tag starts, after the key and the tag's length.
+_ASK_TAG_AT = len(_ASK_KEY) + 2
+_COMMAND_ASK_TAG_AT = len(_COMMAND_ASK_KEY) + 2
+
+
+class _RoleProtocol(ListenerProtocol):
+    """
+    A listener's protocol over a store: both roles answer C{Stats} on the
+    fast path.
+    """
+
+    def __init__(
+        self,
+        receiver: _RoleReceiver,
+        factory: ListenerFactory,
+        store: IWorkerStore,
+        hook: CommandHook,
+    ) -> None:
+        super().__init__(receiver, factory)
+        self._store = store
+        self._hook = hook
+        self._fast[_STATS] = self._stats
+
+    def _stats(self, box: Box) -> Optional[bytes]:
+        return self._answer(box, self._store.stats(), self._stats_answer)
+
+    def _stats_answer(self, box: Box, stats: StoreStats) -> bytes:
+        self._hook(_STATS, ANSWERED, self._connection, 1)
+        return answer(
+            box[amp.ASK],
+            _STATS_ANSWER.of_mapping(
+                {
+                    "workers": stats.workers,
+                    "free_slots": stats.free_slots,
+                    "waiting": stats.waiting,
+                    "dispatched": stats.dispatched,
+                    "protocol": PROTOCOL_VERSION,
+                }
+            ),
+        )
+
+    def _answer(
+        self, box: Box, result: Any, encode: Callable[[Box, Any], Optional[bytes]]
+    ) -> Optional[bytes]:
+        """
+        C{encode(box, result)} now, or, for a store's answer that comes
+        later, C{b""} now and the encoded answer written when it comes
+        (C{None} from C{encode} hands the box to the receiver then).
+        """
+        if not isinstance(result, Deferred):
+            return encode(box, result)
+        result.addCallback(lambda value: encode(box, value)).addCallbacks(
+            self._write_later, self._failed_later, callbackArgs=(box,), errbackArgs=(box,)
+        )
+        return b""
+
+    def _write_later(self, encoded: Optional[bytes], box: Box) -> None:
+        if self.transport is None:
+            return
+        if encoded is None:
+            self._receiver.ampBoxReceived(amp.AmpBox(box))
+        else:
+            self._flush([encoded])
+
+    def _failed_later(self, failure: Failure, box: Box) -> None:
+        """
+        The store failed a call: answered as AMP answers an error nobody
+        declared, and logged.
+        """
+        _log.error(
+            "store call failed",
+            command=box.get(amp.COMMAND, b"").decode("utf-8", "replace"),
+            error=failure.getErrorMessage(),
+        )
+        if self.transport is not None:
+            self.transport.write(error(box[amp.ASK], amp.UNKNOWN_ERROR_CODE, "Unknown Error"))
+
+
+class EncodedWorkers:
+    """
+    The encoded C{NextWorker} answers (after the tag) of the workers a store
+    answered, by worker record: a store keeps one record per worker and
+    address, so a worker answered again costs a lookup.
+
+    Entries hold their record weakly and are checked by identity; when they
+    outnumber twice those still alive, the dead ones are swept (so what they
+    cost stays within twice the store's live records).
+    """
+
+    def __init__(self) -> None:
+        self.by_id: Dict[int, Tuple[weakref.ref[Worker], bytes]] = {}
+        self._sweep_at = 1024
+
+    def add(self, worker: Worker) -> bytes:
+        body = _WORKER.of(worker)
+        by_id = self.by_id
+        if len(by_id) >= self._sweep_at:
+            for key, (record, _) in list(by_id.items()):
+                if record() is None:
+                    del by_id[key]
+            self._sweep_at = max(1024, 2 * len(by_id))
+        by_id[id(worker)] = (weakref.ref(worker), body)
+        return body
+
+
+class FrontendProtocol(_RoleProtocol):
+    """
+    One front-end connection: C{NextWorker} on the fast path when it finds a
+    free slot or answers C{NO_WORKER_AVAILABLE} at once, and C{Stats};
+    everything else through a L{FrontendReceiver}.
+
+    @param workers: the encoded answers, shared by the listener's
+        connections.
+    """
+
+    def __init__(
+        self,
+        store: IWorkerStore,
+        factory: ListenerFactory,
+        hook: CommandHook,
+        workers: EncodedWorkers,
+    ) -> None:
+        receiver = FrontendReceiver(store, factory.clock, ConnectionInfo("frontend"), hook)
+        super().__init__(receiver, factory, store, hook)
+        self._take = store.take
+        self._workers = workers
+        self._encoded = workers.by_id
+        # NextWorker answers of the current read, told to the hook at once.
+        self._answered = 0
+        self._fast[_NEXT_WORKER] = self._next_worker_box
+
+    has_shortcut = True
+
+    def _shortcut(self, buffer: bytes, start: int, end: int, out: List[bytes]) -> int:
+        if buffer.startswith(_ASK_KEY, start) and start + _ASK_TAG_AT <= end:
+            tag_start = start + _ASK_TAG_AT
+            tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
+            if not buffer.startswith(_COMMAND_END, tag_end):
+                return -1
+            after = tag_end + len(_COMMAND_END)
+        elif buffer.startswith(_COMMAND_ASK_KEY, start) and start + _COMMAND_ASK_TAG_AT <= end:
+            tag_start = start + _COMMAND_ASK_TAG_AT
+            tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
+            if not buffer.startswith(END, tag_end):
+                return -1
+            after = tag_end + len(END)
+        else:
+            return -1
+        # Without a timeout the call never waits: there is always an answer.
+        out.append(self._next_worker(buffer[tag_start:tag_end], DEFAULT_POOL, 0.0, None) or b"")
+        return after
+
+    def _next_worker_box(self, box: Box) -> Optional[bytes]:
+        try:
+            pool, timeout = _NEXT_WORKER_ARGUMENTS.parse(box)
+        except InvalidArgument:
+            return None  # INVALID_ARGUMENT, from the receiver
+        return self._next_worker(box[amp.ASK], pool or DEFAULT_POOL, timeout or 0.0, box)
+
+    def _next_worker(
+        self, tag: bytes, pool: str, timeout: float, box: Optional[Box]
+    ) -> Optional[bytes]:
+        """
+        The answer to a C{NextWorker} (C{box}, or an argument-less one): a
+        worker, C{NO_WORKER_AVAILABLE}, C{None} when the call must wait (the
+        receiver waits), or C{b""} when the store answers later.
+        """
+        worker = self._take(pool)
+        if worker is None:
+            return self._taken(pool, timeout, tag, None)
+        entry = self._encoded.get(id(worker))
+        if entry is not None and entry[0]() is worker:
+            self._answered += 1
+            return answer(tag, entry[1])
+        if isinstance(worker, Deferred):
+            later = {amp.ASK: tag, amp.COMMAND: _NEXT_WORKER} if box is None else box
+            return self._answer(
+                later, worker, lambda box, worker: self._taken(pool, timeout, box[amp.ASK], worker)
+            )
+        return self._taken(pool, timeout, tag, worker)
+
+    def _taken(
+        self, pool: str, timeout: float, tag: bytes, worker: Optional[Worker]
+    ) -> Optional[bytes]:
+        """
+        The answer once the store took C{worker}, or none (see
+        L{_next_worker}).
+        """
+        if worker is None:
+            if timeout:
+                return None
+            self._hook(_NEXT_WORKER, NO_WORKER, self._connection, 1)
+            return error(tag, NO_WORKER_AVAILABLE, str(no_free_slot(pool)))
+        self._answered += 1
+        return answer(tag, self._workers.add(worker))
+
+    def _flush(self, out: List[bytes]) -> None:
+        if self._answered:
+            self._hook(_NEXT_WORKER, ANSWERED, self._connection, self._answered)
+            self._answered = 0
+        super()._flush(out)
+
+
+class SchedulerProtocol(_RoleProtocol):
+    """
+    One scheduler connection: valid C{WorkerUpdate}s and C{Stats} on the fast
+    path, everything else (and any update whose arguments need an error)
+    through a L{SchedulerReceiver}, which owns the connection's workers.
+    """
+
+    def __init__(self, store: IWorkerStore, factory: ListenerFactory, hook: CommandHook) -> None:
+        receiver = SchedulerReceiver(store, factory.clock, ConnectionInfo("scheduler"), hook)
+        super().__init__(receiver, factory, store, hook)
+        self._update = store.update
+        self._owner = receiver.connection.number
+        self._fast[_UPDATE] = self._worker_update
+
+    def _worker_update(self, box: Box) -> Optional[bytes]:
+        try:
+            values = _UPDATE_ARGUMENTS.parse(box)
+        except InvalidArgument:
+            return None  # INVALID_ARGUMENT, from the receiver
+        values.append(self._owner)
+        return self._answer(box, self._update(*values), self._updated)
+
+    def _updated(self, box: Box, outcome: UpdateOutcome) -> bytes:
+        self._hook(_UPDATE, outcome.value, self._connection, 1)
+        return answer(box[amp.ASK], _UPDATE_ANSWERS[outcome])
+
+
+__all__ = ["EncodedWorkers", "FrontendProtocol", "SchedulerProtocol"]

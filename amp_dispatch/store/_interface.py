@@ -1,0 +1,180 @@
+"""
+The store interface: what the listeners' protocols ask of the place the
+workers live, and the values they get back.
+
+A store may answer at once (the in-memory store does, so the fast paths keep
+their speed) or later: every method but L{IWorkerStore.holds} may return a
+L{Deferred} of its result instead, as a store in another process must (see
+L{Result}).  The listeners' protocols take both: an answer that comes later
+is written when it comes.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Callable, Hashable, Optional, Sequence, TypeVar, Union
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+from .._records import RegisteredWorker, Worker
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+#: A store's answer: the value now, or a L{Deferred} of it.
+Result = Union[T, "Deferred[T]"]
+
+
+def then(result: Result[T], use: Callable[[T], U]) -> Result[U]:
+    """
+    C{use(value)} of a store's answer: at once if it came at once, else when
+    it comes.
+    """
+    if isinstance(result, Deferred):
+        return result.addCallback(use)
+    return use(result)
+
+
+#: Who sent a worker's updates: a plain value naming a scheduler connection
+#: (the listeners use an C{int} unique within the process).
+Owner = Hashable
+
+
+class UpdateOutcome(Enum):
+    """
+    What became of a C{WorkerUpdate}.
+    """
+
+    #: Applied: the worker has the update's address and free slots now.
+    ACCEPTED = "accepted"
+    #: Refused: its C{seq} is lower than the last accepted one.
+    STALE = "stale"
+    #: Refused: its C{seq} equals the last accepted one (the lease and ttl
+    #: are renewed, nothing else).
+    DUPLICATE = "duplicate"
+
+    @property
+    def accepted(self) -> bool:
+        """
+        The C{accepted} of the update's answer.
+        """
+        return self is UpdateOutcome.ACCEPTED
+
+
+@frozen
+class StoreStats:
+    """
+    The counters C{Stats} answers.
+
+    @ivar workers: registered workers.
+    @ivar free_slots: their free slots added up.
+    @ivar waiting: C{NextWorker} calls waiting for a slot.
+    @ivar dispatched: C{NextWorker} answers since the store started.
+    """
+
+    workers: int
+    free_slots: int
+    waiting: int
+    dispatched: int
+
+
+@frozen
+class WorkerRows:
+    """
+    One run of registered workers in id order, as C{ListWorkers} pages them.
+
+    @ivar workers: at most the C{limit} asked for.
+    @ivar more: whether workers follow the last of them.
+    """
+
+    workers: Sequence[RegisteredWorker]
+    more: bool
+
+
+class IWorkerStore(Interface):
+    """
+    The workers of a dispatcher by pool, the calls waiting for one, and who
+    holds each worker.
+
+    Workers are ordered in each pool by free slots (capacity minus answers
+    since the last accepted update), then never answered since they entered
+    the pool (earliest entered first), then least recently answered.  A
+    worker with no free slot is never answered.
+    """
+
+    def update(
+        worker_id: str,
+        host: str,
+        port: int,
+        capacity: int,
+        pool: Optional[str] = None,
+        seq: Optional[int] = None,
+        ttl: Optional[float] = None,
+        owner: Optional[Owner] = None,
+    ) -> Result[UpdateOutcome]:
+        """
+        Apply a C{WorkerUpdate} sent by C{owner} (C{pool} C{None}: the
+        default pool); an accepted or duplicate update makes C{owner} the
+        worker's holder and starts its ttl again.  Freed slots go to calls
+        waiting in its pool first.
+        """
+
+    def gone(worker_id: str) -> Result[bool]:
+        """
+        Remove a worker at once; whether it was registered.
+        """
+
+    def take(pool: str) -> Result[Optional[Worker]]:
+        """
+        Take a slot of the head of C{pool}'s queue if one is free and no call
+        waits for one (those go first); C{None} otherwise.  Never waits.
+        """
+
+    def next_worker(
+        pool: Optional[str] = None,
+        timeout: Optional[float] = None,
+        owner: Optional[Owner] = None,
+    ) -> Result[Worker]:
+        """
+        Take a slot of the head of C{pool}'s queue, waiting up to C{timeout}
+        seconds for one (first come first served) when none is free.
+
+        A L{Deferred} result that waits gives up its place in line when
+        cancelled.  Fails with C{NoWorkerAvailable} when no slot came (at
+        once without a C{timeout}), with C{Overloaded} when the store's
+        limit of waiting calls, in all or of C{owner}, is reached.
+        """
+
+    def list_workers(pool: Optional[str], after: Optional[str], limit: int) -> Result[WorkerRows]:
+        """
+        Up to C{limit} registered workers of C{pool} (of every pool when
+        C{None}) with ids greater than C{after}, in id order.
+        """
+
+    def stats() -> Result[StoreStats]:
+        """
+        The store's counters.
+        """
+
+    def owner_lost(owner: Owner) -> Result[None]:
+        """
+        C{owner}'s connection closed: its workers go after the lease grace,
+        unless an update for them comes first.
+        """
+
+    def holds(owner: Owner) -> bool:
+        """
+        Whether workers belong to C{owner}, answered at once (from what this
+        process knows).
+        """
+
+    def stop() -> Result[None]:
+        """
+        The dispatcher is stopping: stop the store's timers, and fail every
+        waiting call with C{NoWorkerAvailable}.
+        """
+
+
+__all__ = ["IWorkerStore", "Owner", "Result", "StoreStats", "UpdateOutcome", "WorkerRows", "then"]
