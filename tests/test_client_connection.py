@@ -17,8 +17,11 @@ from amp_dispatch_commands import (
     Stats,
 )
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.protocols import amp
 from twisted.test.iosim import IOPump
+from zope.interface import implementer
 
 from amp_dispatch.client import (
     CallTimedOut,
@@ -421,3 +424,71 @@ def pump_of(network: Network) -> IOPump:
     """
     [pump] = network.pumps
     return pump
+
+
+@implementer(IStreamClientEndpoint)
+class NamedEndpoint:
+    """
+    An endpoint object that connects through another and counts its
+    connection attempts.
+    """
+
+    def __init__(self, wrapped: IStreamClientEndpoint) -> None:
+        self._wrapped = wrapped
+        self.attempts = 0
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+        self.attempts += 1
+        return self._wrapped.connect(factory)
+
+    def __str__(self) -> str:
+        return "named:frontend"
+
+
+def endpoint_object(network: Network) -> NamedEndpoint:
+    """
+    A L{NamedEndpoint} to the network's front-end port.
+    """
+    return NamedEndpoint(TCP4ClientEndpoint(network.reactor, "127.0.0.1", FRONTEND_PORT))
+
+
+def test_endpoint_object_connects() -> None:
+    """
+    A client given an object providing L{IStreamClientEndpoint} connects
+    with it, and its calls are answered.
+    """
+    frontend = Frontend()
+    endpoint = endpoint_object(frontend.network)
+    client = FrontendClient(frontend.reactor, endpoint)
+    client.start()
+    frontend.network.complete()
+    frontend.script.auto[Stats.commandName] = STATS
+    d = client.stats()
+    frontend.network.flush()
+    assert success(d) == DispatcherStats(**STATS)
+    assert endpoint.attempts == 1
+
+
+def test_endpoint_object_described_by_str() -> None:
+    """
+    The C{endpoint} of a client given an endpoint object is the object's
+    C{str()}, and its errors name it so.
+    """
+    network = Network()
+    client = FrontendClient(network.reactor, endpoint_object(network), call_timeout=5.0)
+    client.start()
+    d = client.stats()
+    network.reactor.advance(5.0)
+    assert client.endpoint == "named:frontend"
+    assert str(failure(d, DispatcherUnavailable).value) == (
+        "no connection to named:frontend within 5.0 s"
+    )
+
+
+def test_endpoint_neither_string_nor_endpoint_refused() -> None:
+    """
+    An C{endpoint} that is neither a string nor an endpoint object is
+    refused at once with C{TypeError}.
+    """
+    with pytest.raises(TypeError, match="IStreamClientEndpoint"):
+        FrontendClient(Network().reactor, 8750)  # type: ignore[arg-type]

@@ -3,10 +3,10 @@ Client libraries of amp-dispatch: L{FrontendClient} for front ends (which
 worker takes my next job?) and L{SchedulerClient} for the scheduler (worker
 updates, removals, listing).
 
-Both are built from the reactor and a Twisted client endpoint string, keep one
-connection up with L{ClientService} and backoff once started, and return
-Deferreds (awaitable in C{async def} code run by C{Deferred.fromCoroutine} or
-C{ensureDeferred})::
+Both are built from the reactor and a Twisted client endpoint string (or an
+object providing L{IStreamClientEndpoint}), keep one connection up with
+L{ClientService} and backoff once started, and return Deferreds (awaitable
+in C{async def} code run by C{Deferred.fromCoroutine} or C{ensureDeferred})::
 
     client = FrontendClient(reactor, "tcp:127.0.0.1:8750")
     client.start()

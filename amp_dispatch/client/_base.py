@@ -11,7 +11,7 @@ from amp_dispatch_commands import Stats
 from twisted.internet.defer import Deferred
 from twisted.protocols import amp
 
-from ._connection import DispatcherConnection
+from ._connection import DispatcherConnection, Endpoint
 from ._defaults import CLIENT_CALL_TIMEOUT, CLIENT_KEEPALIVE, CLIENT_MAX_BOX_BYTES
 from ._records import DispatcherStats
 
@@ -30,7 +30,7 @@ class DispatcherClient:
     def __init__(
         self,
         reactor: Any,
-        endpoint: str,
+        endpoint: Endpoint,
         *,
         call_timeout: float = CLIENT_CALL_TIMEOUT,
         fail_after_failures: Optional[int] = None,
@@ -54,7 +54,8 @@ class DispatcherClient:
     @property
     def endpoint(self) -> str:
         """
-        The client endpoint string this client connects to.
+        Where this client connects: its endpoint string, or its endpoint
+        object's C{str()}.
         """
         return self._connection.endpoint
 

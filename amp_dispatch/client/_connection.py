@@ -18,7 +18,7 @@ connection instead, when there is one.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NoReturn, Optional, Type, TypeVar, cast
+from typing import Any, Callable, NoReturn, Optional, Tuple, Type, TypeVar, Union, cast
 
 import structlog
 from amp_dispatch_commands import InvalidArgument
@@ -27,7 +27,7 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectionClosed
-from twisted.internet.interfaces import IAddress, IProtocol, IReactorTime
+from twisted.internet.interfaces import IAddress, IProtocol, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -41,6 +41,29 @@ from ._errors import CallErrors, ClientError
 _log = structlog.get_logger("amp_dispatch.client")
 
 T = TypeVar("T")
+
+#: Where a client connects: a Twisted client endpoint string, or an object
+#: providing L{IStreamClientEndpoint}.
+Endpoint = Union[str, IStreamClientEndpoint]
+
+
+def connector(reactor: Any, endpoint: Endpoint) -> Tuple[IStreamClientEndpoint, str]:
+    """
+    The endpoint to connect with, and its printable description: the string
+    itself, or an endpoint object's C{str()}.
+
+    @raise TypeError: C{endpoint} is neither.
+    @raise ValueError: the string is not one Twisted can parse (or
+        C{KeyError}, for some).
+    """
+    if isinstance(endpoint, str):
+        return clientFromString(reactor, endpoint), endpoint
+    if not IStreamClientEndpoint.providedBy(endpoint):
+        raise TypeError(
+            f"endpoint must be a client endpoint string or provide"
+            f" IStreamClientEndpoint, not {endpoint!r}"
+        )
+    return endpoint, str(endpoint)
 
 
 def _peer(protocol: object) -> str:
@@ -93,7 +116,8 @@ class DispatcherConnection:
     @param reactor: the reactor (connects, and is the clock of backoff and
         call timeouts).
     @param endpoint: a Twisted client endpoint string, e.g.
-        C{"tcp:127.0.0.1:8750"}.
+        C{"tcp:127.0.0.1:8750"}, or an object providing
+        L{IStreamClientEndpoint}.
     @param role: C{"frontend"} or C{"scheduler"}, for logs.
     @param call_timeout: seconds each call may take, waiting for a connection
         included.
@@ -109,6 +133,8 @@ class DispatcherConnection:
     @param keepalive: seconds without a call after which a C{Stats} goes
         out (0: never), below the dispatcher's idle timeout.
 
+    @ivar endpoint: the endpoint string, or the endpoint object's C{str()}:
+        messages and logs name it.
     @ivar clock: the reactor, as the clock of deadlines and the keep-alive.
     @ivar errors: the errors of the calls to this listener.
     """
@@ -116,7 +142,7 @@ class DispatcherConnection:
     def __init__(
         self,
         reactor: Any,
-        endpoint: str,
+        endpoint: Endpoint,
         *,
         role: str,
         call_timeout: float = CLIENT_CALL_TIMEOUT,
@@ -127,9 +153,9 @@ class DispatcherConnection:
         keepalive: float = CLIENT_KEEPALIVE,
     ) -> None:
         self.clock: IReactorTime = reactor
-        self.endpoint = endpoint
+        connect_with, self.endpoint = connector(reactor, endpoint)
         self.role = role
-        self.errors = CallErrors(role, endpoint)
+        self.errors = CallErrors(role, self.endpoint)
         self.max_box_bytes = max_box_bytes
         self.keepalive = keepalive
         self.call_timeout = call_timeout
@@ -138,7 +164,7 @@ class DispatcherConnection:
         # The connection fast calls go out on, once prepared.
         self._live: Optional[ClientProtocol] = None
         self._service = ClientService(
-            clientFromString(reactor, endpoint),
+            connect_with,
             _ClientFactory(self),
             retryPolicy=backoffPolicy() if retry_policy is None else retry_policy,
             clock=reactor,
@@ -301,4 +327,4 @@ class DispatcherConnection:
         return protocol.fast_call(command, body, self.call_timeout + (wait or 0.0))
 
 
-__all__ = ["DispatcherConnection"]
+__all__ = ["DispatcherConnection", "Endpoint", "connector"]

@@ -35,8 +35,9 @@ class FrontendClient(DispatcherClient):
     L{CallTimedOut} when the answer does not come within it.
 
     @param reactor: the reactor to connect with and time calls by.
-    @param endpoint: the front-end listener as a Twisted client endpoint
-        string, e.g. C{"tcp:127.0.0.1:8750"}.
+    @param endpoint: the front-end listener: a Twisted client endpoint
+        string, e.g. C{"tcp:127.0.0.1:8750"}, or an object providing
+        L{IStreamClientEndpoint} (messages name it by its C{str()}).
     @param call_timeout: seconds a call may take, connecting included.
     @param fail_after_failures: if given, a call fails as soon as that many
         connection attempts in a row failed while it waited (for one-shot

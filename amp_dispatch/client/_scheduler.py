@@ -24,6 +24,7 @@ from .._records import RegisteredWorker
 from ._arguments import Answer, Arguments
 from ._base import DispatcherClient
 from ._calls import call_remote
+from ._connection import Endpoint
 from ._records import WorkerPage
 
 _log = structlog.get_logger("amp_dispatch.client")
@@ -56,8 +57,9 @@ class SchedulerClient(DispatcherClient):
 
     @param reactor: the reactor to connect with and time calls by; its
         C{seconds()} numbers updates.
-    @param endpoint: the scheduler listener as a Twisted client endpoint
-        string, e.g. C{"tcp:127.0.0.1:8751"}.
+    @param endpoint: the scheduler listener: a Twisted client endpoint
+        string, e.g. C{"tcp:127.0.0.1:8751"}, or an object providing
+        L{IStreamClientEndpoint} (messages name it by its C{str()}).
     @param call_timeout: seconds a call may take, connecting included.
     @param fail_after_failures: if given, a call fails as soon as that many
         connection attempts in a row failed while it waited.
@@ -72,7 +74,7 @@ class SchedulerClient(DispatcherClient):
 
     _role = "scheduler"
 
-    def __init__(self, reactor: Any, endpoint: str, **options: Any) -> None:
+    def __init__(self, reactor: Any, endpoint: Endpoint, **options: Any) -> None:
         super().__init__(reactor, endpoint, **options)
         self._sent: Dict[str, Arguments] = {}
 
