@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import Any, List
 
-from amp_dispatch_commands import SCHEDULER_COMMANDS, InvalidArgument, WorkerGone, WorkerUpdate
+from amp_dispatch_commands import (
+    MAX_PAGE,
+    SCHEDULER_COMMANDS,
+    InvalidArgument,
+    WorkerGone,
+    WorkerUpdate,
+)
 
 from amp_dispatch.client import (
     DispatcherUnavailable,
@@ -36,14 +42,14 @@ class Scheduler:
     updates and removals are answered at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         self.network = Network()
         self.reactor = self.network.reactor
         self.script = Script(SCHEDULER_COMMANDS)
         self.script.auto[UPDATE] = {"accepted": True}
         self.script.auto[WorkerGone.commandName] = {"known": True}
         self.network.listen(SCHEDULER_PORT, self.script.factory())
-        self.client = SchedulerClient(self.reactor, SCHEDULER, retry_policy=fixed_retry)
+        self.client = SchedulerClient(self.reactor, SCHEDULER, retry_policy=fixed_retry, **options)
 
     def connected(self) -> Scheduler:
         self.client.start()
@@ -109,6 +115,30 @@ def test_caller_seq_sent_as_given_and_followed() -> None:
     scheduler.client.update("w1", "h", 1, 1)
     scheduler.network.flush()
     assert scheduler.seqs() == [10**16, 10**16 + 1]
+
+
+def test_unnumbered_update_sent_without_seq() -> None:
+    """
+    With C{number_updates=False}, an update without C{seq} goes out without
+    one.
+    """
+    scheduler = Scheduler(number_updates=False).connected()
+    scheduler.reactor.advance(3.0)
+    scheduler.client.update("w1", "h", 1, 1)
+    scheduler.network.flush()
+    assert "seq" not in scheduler.script.sent(UPDATE)[0]
+
+
+def test_unnumbered_update_keeps_given_seq() -> None:
+    """
+    With C{number_updates=False}, a C{seq} the caller passes is sent as
+    given.
+    """
+    scheduler = Scheduler(number_updates=False).connected()
+    scheduler.reactor.advance(3.0)
+    scheduler.client.update("w1", "h", 1, 1, seq=7)
+    scheduler.network.flush()
+    assert scheduler.seqs() == [7]
 
 
 def test_seq_given_when_sent() -> None:
@@ -332,6 +362,28 @@ def test_all_workers_follows_pages() -> None:
     d = deployment.scheduler.all_workers(pool="p")
     deployment.network.flush()
     assert [w.worker_id for w in success(d)] == ids
+
+
+def test_all_workers_after() -> None:
+    """
+    C{all_workers(after=...)} collects the workers with ids after it.
+    """
+    deployment = ready()
+    for worker_id in ("a", "b", "c"):
+        deployment.store.update(worker_id, "h", 1, 1)
+    d = deployment.scheduler.all_workers(after="a", limit=1)
+    deployment.network.flush()
+    assert [w.worker_id for w in success(d)] == ["b", "c"]
+
+
+def test_all_workers_limit_is_page_size() -> None:
+    """
+    C{all_workers(limit=...)} asks for pages of that many workers: a limit
+    the schema refuses fails the call.
+    """
+    deployment = ready()
+    d = deployment.scheduler.all_workers(limit=MAX_PAGE + 1)
+    assert str(failure(d, InvalidArgument).value) == f"limit: must be within 1..{MAX_PAGE}"
 
 
 def test_resync_refills_restarted_dispatcher() -> None:

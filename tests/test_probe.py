@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any, AsyncIterator, Callable, Coroutine, Dict, List, TypeVar, cast
+from typing import Any, AsyncIterator, Callable, Coroutine, List, TypeVar, cast
 
 import pytest
 import pytest_twisted
 import structlog
-from amp_dispatch_commands import NoWorkerAvailable, WorkerUpdate
+from amp_dispatch_commands import NoWorkerAvailable, Stats
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactorClock
 from twisted.protocols import amp
 from twisted.python import usage
 
 from amp_dispatch.cli._probe import (
+    ProbeFailed,
     ProbeOptions,
     describe_error,
     render_gone,
@@ -33,14 +35,23 @@ from amp_dispatch.cli._probe import (
     render_workers,
     run_probe,
 )
-from amp_dispatch.client import CallTimedOut, DispatcherUnavailable
-from amp_dispatch.client._arguments import check_arguments
+from amp_dispatch.cli._probe import probe as make_probe
+from amp_dispatch.client import (
+    CallTimedOut,
+    DispatcherStats,
+    DispatcherUnavailable,
+    RegisteredWorker,
+    Worker,
+    WorkerPage,
+)
 from amp_dispatch.client._defaults import (
     CLIENT_CALL_TIMEOUT,
     CONNECT_FRONTEND,
     CONNECT_SCHEDULER,
 )
 from amp_dispatch.server._service import DispatcherService
+from amp_dispatch.store._interface import UpdateOutcome
+from tests._deferreds import failure_of
 from tests._memory import registered
 from tests.integration._process import probe_process
 
@@ -71,19 +82,11 @@ def row(
     capacity: int = 2,
     free: int = 2,
     expires_in: float = -1.0,
-) -> Dict[str, Any]:
+) -> RegisteredWorker:
     """
     One C{ListWorkers} row.
     """
-    return {
-        "worker_id": worker_id,
-        "host": host,
-        "port": port,
-        "pool": pool,
-        "capacity": capacity,
-        "free": free,
-        "expires_in": expires_in,
-    }
+    return RegisteredWorker(worker_id, host, port, pool, capacity, free, expires_in)
 
 
 def free_port() -> int:
@@ -124,34 +127,13 @@ def test_defaults() -> None:
 
 def test_update_positional_arguments() -> None:
     """
-    C{update WORKER_ID HOST PORT CAPACITY} becomes a C{WorkerUpdate} with
-    integer port and capacity.
+    C{update WORKER_ID HOST PORT CAPACITY} takes the worker's id and host,
+    and its port and capacity as integers.
     """
-    command, arguments = parse("update", "w1", "10.0.0.1", "9000", "2").subOptions.request()
-    assert command is WorkerUpdate
-    assert (arguments["worker_id"], arguments["host"], arguments["port"]) == (
-        "w1",
-        "10.0.0.1",
-        9000,
-    )
-    assert arguments["capacity"] == 2
-
-
-def test_update_sends_no_seq_unless_given() -> None:
-    """
-    An update without C{--seq} sends no seq at all (a person's probe leaves
-    none behind on the dispatcher).
-    """
-    command, arguments = parse("update", "w1", "h", "9000", "2").subOptions.request()
-    assert "seq" not in check_arguments(command, arguments)
-
-
-def test_update_sends_given_seq() -> None:
-    """
-    C{--seq N} is sent as the update's seq.
-    """
-    command, arguments = parse("update", "w1", "h", "9000", "2", "--seq", "7").subOptions.request()
-    assert check_arguments(command, arguments)["seq"] == 7
+    update = parse("update", "w1", "10.0.0.1", "9000", "2").subOptions
+    names = ("worker_id", "host", "port", "capacity")
+    assert [update[name] for name in names] == ["w1", "10.0.0.1", 9000, 2]
+    assert (type(update["port"]), type(update["capacity"])) == (int, int)
 
 
 def test_options_after_positional_arguments() -> None:
@@ -243,26 +225,27 @@ def test_render_worker() -> None:
     """
     A NextWorker answer reads C{worker_id host:port}.
     """
-    answer = {"worker_id": "w1", "host": "10.0.0.1", "port": 9000}
-    assert render_worker(answer, as_json=False) == "w1 10.0.0.1:9000"
+    worker = Worker("w1", "10.0.0.1", 9000)
+    assert render_worker(worker, as_json=False) == "w1 10.0.0.1:9000"
 
 
 def test_render_worker_ipv6() -> None:
     """
     An IPv6 host is shown in brackets.
     """
-    answer = {"worker_id": "w1", "host": "::1", "port": 9000}
-    assert render_worker(answer, as_json=False) == "w1 [::1]:9000"
+    worker = Worker("w1", "::1", 9000)
+    assert render_worker(worker, as_json=False) == "w1 [::1]:9000"
 
 
 def test_render_worker_json() -> None:
     """
-    As JSON, a NextWorker answer is one object with its three fields.
+    As JSON, a NextWorker answer is one object with its three fields, in
+    the schema's order.
     """
-    answer = {"worker_id": "w1", "host": "10.0.0.1", "port": 9000}
-    rendered = render_worker(answer, as_json=True)
-    assert "\n" not in rendered
-    assert json.loads(rendered) == answer
+    worker = Worker("w1", "10.0.0.1", 9000)
+    assert render_worker(worker, as_json=True) == (
+        '{"worker_id": "w1", "host": "10.0.0.1", "port": 9000}'
+    )
 
 
 @pytest.mark.parametrize(
@@ -273,14 +256,14 @@ def test_render_update(accepted: bool, text: str) -> None:
     """
     A WorkerUpdate answer says whether the update was accepted.
     """
-    assert render_update({"accepted": accepted}, as_json=False) == text
+    assert render_update(accepted, as_json=False) == text
 
 
 def test_render_update_json() -> None:
     """
     As JSON: C{{"accepted": ...}}.
     """
-    assert json.loads(render_update({"accepted": False}, as_json=True)) == {"accepted": False}
+    assert render_update(False, as_json=True) == '{"accepted": false}'
 
 
 @pytest.mark.parametrize(("known", "text"), [(True, "removed"), (False, "not registered")])
@@ -288,31 +271,40 @@ def test_render_gone(known: bool, text: str) -> None:
     """
     A WorkerGone answer says whether the worker was registered.
     """
-    assert render_gone({"known": known}, as_json=False) == text
+    assert render_gone(known, as_json=False) == text
 
 
 def test_render_gone_json() -> None:
     """
     As JSON: C{{"known": ...}}.
     """
-    assert json.loads(render_gone({"known": True}, as_json=True)) == {"known": True}
+    assert render_gone(True, as_json=True) == '{"known": true}'
 
 
 def test_render_stats() -> None:
     """
-    Stats are C{name: value} lines in the schema's order.
+    Stats are C{name: value} lines.
     """
-    shuffled = dict(reversed(list(STATS.items())))
-    assert render_stats(shuffled, as_json=False) == (
+    assert render_stats(DispatcherStats(**STATS), as_json=False) == (
         "workers: 2\nfree_slots: 5\nwaiting: 0\ndispatched: 7\nprotocol: 1"
     )
 
 
+def test_render_stats_in_schema_order() -> None:
+    """
+    The stats lines come in the order of the schema's C{Stats} answer.
+    """
+    rendered = render_stats(DispatcherStats(**STATS), as_json=False)
+    names = [line.split(":")[0] for line in rendered.split("\n")]
+    assert names == [name.decode("ascii") for name, _ in Stats.response]
+
+
 def test_render_stats_json() -> None:
     """
-    As JSON, stats are the answer's dict.
+    As JSON, stats are one object of the counters, in the schema's order.
     """
-    assert json.loads(render_stats(STATS, as_json=True)) == STATS
+    rendered = render_stats(DispatcherStats(**STATS), as_json=True)
+    assert rendered == json.dumps(STATS)
 
 
 def test_render_workers_table() -> None:
@@ -324,7 +316,7 @@ def test_render_workers_table() -> None:
         row("w1", expires_in=12.345),
         row("worker-22", pool="gpu", host="::1", port=80, capacity=10, free=3),
     ]
-    assert render_workers(rows, None, as_json=False).split("\n") == [
+    assert render_workers(WorkerPage(rows, None), as_json=False).split("\n") == [
         "worker_id  pool     address        capacity  free  expires_in",
         "w1         default  10.0.0.1:9000         2     2       12.3s",
         "worker-22  gpu      [::1]:80             10     3           -",
@@ -335,7 +327,7 @@ def test_render_workers_next_line() -> None:
     """
     When more workers follow, a last line says how to ask for them.
     """
-    rendered = render_workers([row("w1")], "w1", as_json=False)
+    rendered = render_workers(WorkerPage([row("w1")], "w1"), as_json=False)
     assert rendered.split("\n")[-1] == "next: --after w1"
 
 
@@ -343,15 +335,20 @@ def test_render_no_workers() -> None:
     """
     An empty page reads C{no workers}.
     """
-    assert render_workers([], None, as_json=False) == "no workers"
+    assert render_workers(WorkerPage([], None), as_json=False) == "no workers"
 
 
 def test_render_workers_json() -> None:
     """
-    As JSON: C{{"workers": [...], "next_after": ...}} with the rows as sent.
+    As JSON: C{{"workers": [...], "next_after": ...}} with the rows as sent,
+    their fields in the schema's order.
     """
-    rendered = render_workers([row("w1")], "w1", as_json=True)
-    assert json.loads(rendered) == {"workers": [row("w1")], "next_after": "w1"}
+    rendered = render_workers(WorkerPage([row("w1")], "w1"), as_json=True)
+    assert rendered == (
+        '{"workers": [{"worker_id": "w1", "host": "10.0.0.1", "port": 9000,'
+        ' "pool": "default", "capacity": 2, "free": 2, "expires_in": -1.0}],'
+        ' "next_after": "w1"}'
+    )
 
 
 def test_describe_dispatch_error() -> None:
@@ -593,6 +590,18 @@ async def test_update_leaves_no_seq(
 
 
 @twisted_test
+async def test_update_sends_given_seq(
+    reactor: Any, service: DispatcherService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    C{update --seq N} sends seq N: the same seq again is a duplicate.
+    """
+    argv = ["update", "w1", "h", "1", "1", "--seq", "7"]
+    assert await probe(reactor, *endpoints(service), *argv) == 0
+    assert service.store.update("w1", "h", 1, 1, seq=7) is UpdateOutcome.DUPLICATE
+
+
+@twisted_test
 async def test_update_duplicate_seq(
     reactor: Any, service: DispatcherService, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -631,6 +640,18 @@ async def test_invalid_argument_checked_before_connecting(
         "",
         "amp-dispatch probe: INVALID_ARGUMENT: port: must be within 1..65535\n",
     )
+
+
+def test_invalid_argument_makes_no_connection_attempt() -> None:
+    """
+    A value the schema refuses fails the probe before any connection
+    attempt.
+    """
+    reactor = MemoryReactorClock()
+    options = parse("update", "w1", "h", "70000", "1")
+    failed = failure_of(Deferred.fromCoroutine(make_probe(reactor, options)), ProbeFailed)
+    assert str(failed.value) == "INVALID_ARGUMENT: port: must be within 1..65535"
+    assert reactor.tcpClients == []
 
 
 @twisted_test

@@ -9,9 +9,11 @@ C{NO_WORKER_AVAILABLE} or C{INVALID_ARGUMENT}), 2 for a usage error (bad
 options or arguments, a bad endpoint string).  On failure stdout stays empty
 and stderr gets exactly one line, C{amp-dispatch probe: <why>}.
 
-Updates go out as they are given: the probe numbers nothing (a C{seq} is sent
-only with C{--seq}), so a person's probe leaves no sequence number behind that
-would make the scheduler's own updates look stale.
+The calls are made with the public clients (L{FrontendClient},
+L{SchedulerClient}), a refused connection failing them at once.  Updates go
+out as they are given: the probe numbers nothing (a C{seq} is sent only with
+C{--seq}), so a person's probe leaves no sequence number behind that would
+make the scheduler's own updates look stale.
 """
 
 from __future__ import annotations
@@ -22,32 +24,35 @@ import logging
 import math
 import shlex
 import sys
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Generic, List, Optional, Sequence, TypeVar
 
 import structlog
-from amp_dispatch_commands import (
-    ERROR_CODES,
-    MAX_PAGE,
-    DispatchError,
-    ListWorkers,
-    NextWorker,
-    Stats,
-    WorkerGone,
-    WorkerUpdate,
-)
+from amp_dispatch_commands import ERROR_CODES, DispatchError
+from attrs import asdict
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError
 from twisted.protocols import amp
 from twisted.python import usage
 
-from ..client._arguments import Answer, Arguments, check_arguments
-from ..client._connection import DispatcherConnection
+from ..client import (
+    ClientError,
+    DispatcherStats,
+    DispatcherUnavailable,
+    FrontendClient,
+    SchedulerClient,
+    Worker,
+    WorkerPage,
+)
+from ..client._base import DispatcherClient
 from ..client._defaults import CLIENT_CALL_TIMEOUT, CONNECT_FRONTEND, CONNECT_SCHEDULER
-from ..client._errors import ClientError, DispatcherUnavailable
 
 PROG = "amp-dispatch probe"
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+C = TypeVar("C", bound=DispatcherClient)
+R = TypeVar("R")
 
 
 class ProbeFailed(Exception):
@@ -116,46 +121,41 @@ def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def render_worker(answer: Answer, as_json: bool) -> str:
+def render_worker(worker: Worker, as_json: bool) -> str:
     """
     A C{NextWorker} answer: C{w1 10.0.0.1:9000}.
     """
-    worker = {name: answer[name] for name in ("worker_id", "host", "port")}
     if as_json:
-        return to_json(worker)
-    return f"{worker['worker_id']} {address(worker['host'], worker['port'])}"
+        return to_json(asdict(worker))
+    return f"{worker.worker_id} {address(worker.host, worker.port)}"
 
 
-def render_update(answer: Answer, as_json: bool) -> str:
+def render_update(accepted: bool, as_json: bool) -> str:
     """
     A C{WorkerUpdate} answer.
     """
-    accepted = bool(answer["accepted"])
     if as_json:
         return to_json({"accepted": accepted})
     return "accepted" if accepted else "not accepted (stale or duplicate seq)"
 
 
-def render_gone(answer: Answer, as_json: bool) -> str:
+def render_gone(known: bool, as_json: bool) -> str:
     """
     A C{WorkerGone} answer.
     """
-    known = bool(answer["known"])
     if as_json:
         return to_json({"known": known})
     return "removed" if known else "not registered"
 
 
-def render_stats(answer: Answer, as_json: bool) -> str:
+def render_stats(stats: DispatcherStats, as_json: bool) -> str:
     """
     A C{Stats} answer: C{name: value} lines in the schema's order.
     """
-    names = [name.decode("ascii") for name, _ in Stats.response]
-    ordered = {name: answer[name] for name in names if name in answer}
-    ordered.update((name, value) for name, value in answer.items() if name not in ordered)
+    counters = asdict(stats)
     if as_json:
-        return to_json(ordered)
-    return "\n".join(f"{name}: {value}" for name, value in ordered.items())
+        return to_json(counters)
+    return "\n".join(f"{name}: {value}" for name, value in counters.items())
 
 
 def _expires(seconds: float) -> str:
@@ -166,27 +166,27 @@ _COLUMNS = ("worker_id", "pool", "address", "capacity", "free", "expires_in")
 _RIGHT = frozenset({"capacity", "free", "expires_in"})
 
 
-def render_workers(workers: Sequence[Answer], next_after: Optional[str], as_json: bool) -> str:
+def render_workers(page: WorkerPage, as_json: bool) -> str:
     """
     C{ListWorkers} rows: an aligned table (C{expires_in} C{-} when no removal
     is pending) and, when more workers follow, a last line
     C{next: --after ID}.
     """
     if as_json:
-        return to_json({"workers": [dict(row) for row in workers], "next_after": next_after})
-    if not workers:
+        return to_json(asdict(page))
+    if not page.workers:
         lines = ["no workers"]
     else:
         rows = [list(_COLUMNS)] + [
             [
-                str(row["worker_id"]),
-                str(row["pool"]),
-                address(row["host"], row["port"]),
-                str(row["capacity"]),
-                str(row["free"]),
-                _expires(row["expires_in"]),
+                worker.worker_id,
+                worker.pool,
+                address(worker.host, worker.port),
+                str(worker.capacity),
+                str(worker.free),
+                _expires(worker.expires_in),
             ]
-            for row in workers
+            for worker in page.workers
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
         lines = [
@@ -196,8 +196,8 @@ def render_workers(workers: Sequence[Answer], next_after: Optional[str], as_json
             ).rstrip()
             for row in rows
         ]
-    if next_after is not None:
-        lines.append(f"next: --after {shlex.quote(next_after)}")
+    if page.next_after is not None:
+        lines.append(f"next: --after {shlex.quote(page.next_after)}")
     return "\n".join(lines)
 
 
@@ -230,13 +230,38 @@ def describe_error(error: BaseException, endpoint: str, listener: str) -> str:
     return " ".join(message.split("\n")).strip()
 
 
+# -- the clients ---------------------------------------------------------------
+
+
+def frontend_client(reactor: Any, endpoint: str, call_timeout: float) -> FrontendClient:
+    """
+    The probe's client of the front-end listener: a refused connection
+    fails the call at once.
+    """
+    return FrontendClient(reactor, endpoint, call_timeout=call_timeout, fail_after_failures=1)
+
+
+def scheduler_client(reactor: Any, endpoint: str, call_timeout: float) -> SchedulerClient:
+    """
+    The probe's client of the scheduler listener: as L{frontend_client}'s,
+    and it sends updates as given (the probe numbers nothing).
+    """
+    return SchedulerClient(
+        reactor,
+        endpoint,
+        call_timeout=call_timeout,
+        fail_after_failures=1,
+        number_updates=False,
+    )
+
+
 # -- the subcommands -----------------------------------------------------------
 
 
-class _Subcommand(usage.Options):
+class _Subcommand(usage.Options, Generic[C, R]):
     """
-    What every subcommand has: the listener it talks to, its call, how its
-    answer is shown.
+    What every subcommand has: the listener it talks to, its client, its
+    calls, how their result is shown.
     """
 
     synopsis = ""
@@ -277,24 +302,34 @@ class _Subcommand(usage.Options):
         """
         return "scheduler"
 
-    def request(self) -> Tuple[Type[amp.Command], Arguments]:
+    def client(self, reactor: Any, endpoint: str, call_timeout: float) -> C:
         """
-        The (first) command to send and its arguments.
+        A client of the listener at C{endpoint}, not started.
+
+        @raise ValueError: (or C{TypeError}, C{KeyError}) a bad endpoint.
         """
         raise NotImplementedError()
 
-    async def ask(self, connection: DispatcherConnection) -> Any:
+    async def ask(self, client: C) -> R:
         """
-        Send the command and return what L{render} shows.
+        Make the subcommand's calls; what they give is what L{render} shows.
         """
-        command, arguments = self.request()
-        return await connection.call(command, arguments)
+        raise NotImplementedError()
 
-    def render(self, result: Any, as_json: bool) -> str:
+    def render(self, result: R, as_json: bool) -> str:
         raise NotImplementedError()
 
 
-class NextOptions(_Subcommand):
+class _SchedulerSubcommand(_Subcommand[SchedulerClient, R]):
+    """
+    A subcommand of the scheduler listener.
+    """
+
+    def client(self, reactor: Any, endpoint: str, call_timeout: float) -> SchedulerClient:
+        return scheduler_client(reactor, endpoint, call_timeout)
+
+
+class NextOptions(_Subcommand[FrontendClient, Worker]):
     """
     C{probe next}: C{NextWorker} on the front end (it takes a slot).
     """
@@ -314,18 +349,17 @@ class NextOptions(_Subcommand):
     def listener(self) -> str:
         return "frontend"
 
-    def request(self) -> Tuple[Type[amp.Command], Arguments]:
-        return NextWorker, {"pool": self["pool"], "timeout": self["wait"]}
+    def client(self, reactor: Any, endpoint: str, call_timeout: float) -> FrontendClient:
+        return frontend_client(reactor, endpoint, call_timeout)
 
-    async def ask(self, connection: DispatcherConnection) -> Any:
-        command, arguments = self.request()
-        return await connection.call(command, arguments, wait=self["wait"])
+    async def ask(self, client: FrontendClient) -> Worker:
+        return await client.next_worker(pool=self["pool"], timeout=self["wait"])
 
-    def render(self, result: Any, as_json: bool) -> str:
+    def render(self, result: Worker, as_json: bool) -> str:
         return render_worker(result, as_json)
 
 
-class UpdateOptions(_Subcommand):
+class UpdateOptions(_SchedulerSubcommand[bool]):
     """
     C{probe update}: C{WorkerUpdate} on the scheduler listener.
     """
@@ -357,15 +391,22 @@ class UpdateOptions(_Subcommand):
         self["port"] = _positional_integer("PORT", port)
         self["capacity"] = _positional_integer("CAPACITY", capacity)
 
-    def request(self) -> Tuple[Type[amp.Command], Arguments]:
-        names = ("worker_id", "host", "port", "capacity", "pool", "seq", "ttl")
-        return WorkerUpdate, {name: self[name] for name in names}
+    async def ask(self, client: SchedulerClient) -> bool:
+        return await client.update(
+            self["worker_id"],
+            self["host"],
+            self["port"],
+            self["capacity"],
+            pool=self["pool"],
+            seq=self["seq"],
+            ttl=self["ttl"],
+        )
 
-    def render(self, result: Any, as_json: bool) -> str:
+    def render(self, result: bool, as_json: bool) -> str:
         return render_update(result, as_json)
 
 
-class GoneOptions(_Subcommand):
+class GoneOptions(_SchedulerSubcommand[bool]):
     """
     C{probe gone}: C{WorkerGone} on the scheduler listener.
     """
@@ -375,14 +416,14 @@ class GoneOptions(_Subcommand):
     def parseArgs(self, worker_id: str) -> None:  # type: ignore[override]
         self["worker_id"] = worker_id
 
-    def request(self) -> Tuple[Type[amp.Command], Arguments]:
-        return WorkerGone, {"worker_id": self["worker_id"]}
+    async def ask(self, client: SchedulerClient) -> bool:
+        return await client.gone(self["worker_id"])
 
-    def render(self, result: Any, as_json: bool) -> str:
+    def render(self, result: bool, as_json: bool) -> str:
         return render_gone(result, as_json)
 
 
-class StatsOptions(_Subcommand):
+class StatsOptions(_Subcommand[DispatcherClient, DispatcherStats]):
     """
     C{probe stats}: C{Stats} on the front end, or the scheduler listener.
     """
@@ -393,14 +434,18 @@ class StatsOptions(_Subcommand):
     def listener(self) -> str:
         return "scheduler" if self["scheduler"] else "frontend"
 
-    def request(self) -> Tuple[Type[amp.Command], Arguments]:
-        return Stats, {}
+    def client(self, reactor: Any, endpoint: str, call_timeout: float) -> DispatcherClient:
+        make = scheduler_client if self["scheduler"] else frontend_client
+        return make(reactor, endpoint, call_timeout)
 
-    def render(self, result: Any, as_json: bool) -> str:
+    async def ask(self, client: DispatcherClient) -> DispatcherStats:
+        return await client.stats()
+
+    def render(self, result: DispatcherStats, as_json: bool) -> str:
         return render_stats(result, as_json)
 
 
-class ListOptions(_Subcommand):
+class ListOptions(_SchedulerSubcommand[WorkerPage]):
     """
     C{probe list}: C{ListWorkers} on the scheduler listener, one page or all.
     """
@@ -419,25 +464,14 @@ class ListOptions(_Subcommand):
     ]
     optFlags = [["all", None, "Follow the pages to the last (each page is one call)."]]
 
-    def request(self) -> Tuple[Type[amp.Command], Arguments]:
-        return ListWorkers, {"pool": self["pool"], "after": self["after"], "limit": self["limit"]}
+    async def ask(self, client: SchedulerClient) -> WorkerPage:
+        pool, after, limit = self["pool"], self["after"], self["limit"]
+        if self["all"]:
+            return WorkerPage(await client.all_workers(pool, after, limit), None)
+        return await client.list_workers(pool, after, limit)
 
-    async def ask(self, connection: DispatcherConnection) -> Any:
-        command, arguments = self.request()
-        if self["all"] and arguments["limit"] is None:
-            arguments["limit"] = MAX_PAGE
-        workers: List[Answer] = []
-        while True:
-            answer = await connection.call(command, arguments)
-            workers.extend(answer["workers"])
-            next_after: Optional[str] = answer.get("next_after")
-            if next_after is None or not self["all"]:
-                return workers, next_after
-            arguments["after"] = next_after
-
-    def render(self, result: Any, as_json: bool) -> str:
-        workers, next_after = result
-        return render_workers(workers, next_after, as_json)
+    def render(self, result: WorkerPage, as_json: bool) -> str:
+        return render_workers(result, as_json)
 
 
 class ProbeOptions(usage.Options):
@@ -509,36 +543,28 @@ def quiet_logging() -> None:
 
 async def probe(reactor: Any, options: ProbeOptions) -> str:
     """
-    Send the probe's command and return the text to print.
+    Make the probe's calls and return the text to print.
 
-    @raise ProbeFailed: the call failed, or the endpoint string is bad.
+    @raise ProbeFailed: a call failed, or the endpoint string is bad.
     """
-    subcommand: _Subcommand = options.subOptions
+    subcommand: _Subcommand[Any, Any] = options.subOptions
     listener = subcommand.listener()
     endpoint: str = options[listener]
-    command, arguments = subcommand.request()
     try:
-        # Refuse what the schema refuses before connecting at all.
-        check_arguments(command, arguments)
-    except DispatchError as e:
-        raise ProbeFailed(describe_error(e, endpoint, listener)) from None
-    try:
-        connection = DispatcherConnection(
-            reactor,
-            endpoint,
-            role=listener,
-            call_timeout=options["timeout"],
-            fail_after_failures=1,
-        )
+        client = subcommand.client(reactor, endpoint, options["timeout"])
     except (ValueError, TypeError, KeyError) as e:
         raise ProbeFailed(f"bad {listener} endpoint {endpoint!r}: {e}", EXIT_USAGE) from None
-    connection.start()
+    # Asked before the client starts: a value the schema refuses fails the
+    # call at once, and then nothing connects at all.
+    answered = Deferred.fromCoroutine(subcommand.ask(client))
+    if not answered.called:
+        client.start()
     try:
-        result = await subcommand.ask(connection)
+        result = await answered
     except Exception as e:
         raise ProbeFailed(describe_error(e, endpoint, listener)) from None
     finally:
-        await connection.stop()
+        await client.stop()
     return subcommand.render(result, options.as_json)
 
 

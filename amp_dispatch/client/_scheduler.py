@@ -44,7 +44,11 @@ class SchedulerClient(DispatcherClient):
     above those of an earlier run of the scheduler (as long as the clock does
     not step back), so a restarted scheduler's updates are not taken as stale
     by a dispatcher that kept its state.  A caller that passes C{seq} numbers
-    that worker's updates itself and should keep them growing.
+    that worker's updates itself and should keep them growing.  With
+    C{number_updates=False} the client numbers nothing: an update goes out
+    with the C{seq} given, or none (always accepted, and the dispatcher
+    forgets the worker's seq), so a one-off tool leaves no seq behind that
+    would make the scheduler's own updates look stale.
 
     B{Resync.}  The client remembers the last update it sent for each worker
     (L{gone} forgets it).  On every new connection it first sends all of them
@@ -70,12 +74,17 @@ class SchedulerClient(DispatcherClient):
     @param keepalive: seconds without a call after which a C{Stats} goes out,
         so the dispatcher's idle timeout keeps the connection (0: never);
         default 60.
+    @param number_updates: number updates sent without C{seq} (the
+        default), or send them as given.
     """
 
     _role = "scheduler"
 
-    def __init__(self, reactor: Any, endpoint: Endpoint, **options: Any) -> None:
+    def __init__(
+        self, reactor: Any, endpoint: Endpoint, *, number_updates: bool = True, **options: Any
+    ) -> None:
         super().__init__(reactor, endpoint, **options)
+        self._number_updates = number_updates
         self._sent: Dict[str, Arguments] = {}
 
     def update(
@@ -93,7 +102,8 @@ class SchedulerClient(DispatcherClient):
 
         @param capacity: free job slots the worker has now (0: alive, full).
         @param pool: its pool (the dispatcher's default pool if C{None}).
-        @param seq: this update's number; numbered by the client if C{None}.
+        @param seq: this update's number; if C{None}, numbered by the
+            client (unless made with C{number_updates=False}).
         @param ttl: if > 0, the dispatcher removes the worker that many seconds
             after its last update.
         @return: fires with whether the dispatcher accepted the update
@@ -135,19 +145,25 @@ class SchedulerClient(DispatcherClient):
         )
         return answered.addCallback(_page)
 
-    def all_workers(self, pool: Optional[str] = None) -> Deferred[List[RegisteredWorker]]:
+    def all_workers(
+        self, pool: Optional[str] = None, after: Optional[str] = None, limit: Optional[int] = None
+    ) -> Deferred[List[RegisteredWorker]]:
         """
-        Every registered worker (of C{pool}, or of all pools), following
-        C{next_after} from page to page (each page is a call of its own, of
-        up to 500 workers).
+        Every registered worker (of C{pool}, or of all pools) with an id
+        after C{after} (if given), following C{next_after} from page to page:
+        each page is a call of its own, of up to C{limit} workers (default
+        and most 500).
         """
-        return Deferred.fromCoroutine(self._all_workers(pool))
+        return Deferred.fromCoroutine(
+            self._all_workers(pool, after, MAX_PAGE if limit is None else limit)
+        )
 
-    async def _all_workers(self, pool: Optional[str]) -> List[RegisteredWorker]:
+    async def _all_workers(
+        self, pool: Optional[str], after: Optional[str], limit: int
+    ) -> List[RegisteredWorker]:
         workers: List[RegisteredWorker] = []
-        after: Optional[str] = None
         while True:
-            page = await self.list_workers(pool=pool, after=after, limit=MAX_PAGE)
+            page = await self.list_workers(pool=pool, after=after, limit=limit)
             workers.extend(page.workers)
             if page.next_after is None:
                 return workers
@@ -158,7 +174,7 @@ class SchedulerClient(DispatcherClient):
         Number an update that goes out now, and remember it.
         """
         worker_id = arguments["worker_id"]
-        if "seq" not in arguments:
+        if "seq" not in arguments and self._number_updates:
             last = self._sent.get(worker_id, {}).get("seq", -1)
             arguments["seq"] = max(last + 1, int(self._reactor.seconds() * 1_000_000))
         self._sent[worker_id] = arguments
