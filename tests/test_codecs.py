@@ -198,7 +198,7 @@ def test_remembered_values_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.setattr(_codecs._Remembered, "KEPT", 8)
     parser = CommandArguments(NextWorker, remembered=[b"pool"])
-    remembered = parser._fields[0][2]
+    remembered = parser.parsers()[0]
     assert isinstance(remembered, _codecs._Remembered)
     sizes = []
     for i in range(30):
@@ -215,5 +215,5 @@ def test_remembered_refused_not_kept() -> None:
     for _ in range(2):
         with pytest.raises(InvalidArgument, match=r"^pool: "):
             parser.parse({b"pool": b"bad\x00pool"})
-    remembered: Optional[Any] = parser._fields[0][2]
+    remembered: Optional[Any] = parser.parsers()[0]
     assert remembered._seen == {}  # type: ignore[union-attr]

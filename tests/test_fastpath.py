@@ -16,9 +16,11 @@ from typing import Any, Dict, Iterable, List, Tuple, cast
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.protocols import amp
 
-from amp_dispatch.protocol._roles import FrontendProtocol
+from amp_dispatch.protocol._roles import EncodedWorkers, FrontendProtocol
+from amp_dispatch.server._stores import open_store
 from tests._memory import (
     COMPARISON_SETTINGS,
     TAGS,
@@ -303,3 +305,30 @@ def test_front_end_kinds() -> None:
     fast, generic = both()
     assert isinstance(fast.protocol, FrontendProtocol)
     assert isinstance(generic.protocol, amp.BinaryBoxProtocol)
+
+
+# -- the encoded answers kept -------------------------------------------------
+
+
+def test_encoded_answers_bounded_by_live_workers() -> None:
+    """
+    The answers kept for workers that left never outnumber the bound, and
+    those of live workers stay within twice their number.
+    """
+    clock = Clock()
+    store = open_store(clock)
+    workers = EncodedWorkers(store)
+    for i in range(5 * EncodedWorkers.KEPT):
+        store.update(f"gone-{i}", "10.0.0.1", 9000, 1)
+        taken = store.take("default")
+        assert taken is not None
+        workers.add(taken)
+        store.gone(f"gone-{i}")
+        assert len(workers.by_id) <= EncodedWorkers.KEPT
+    live = 3 * EncodedWorkers.KEPT
+    for i in range(live):
+        store.update(f"live-{i}", "10.0.0.1", 9000, 1)
+        taken = store.take("default")
+        assert taken is not None
+        workers.add(taken)
+        assert len(workers.by_id) <= 2 * live

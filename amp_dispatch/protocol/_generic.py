@@ -6,16 +6,14 @@ answers, same bytes), and a reference for what they add.
 
 from __future__ import annotations
 
-from typing import Optional, Type
+from typing import Callable, Optional
 
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import ServerFactory
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from ..store._interface import IWorkerStore
 from ._framing import KeyTooLong
-from ._hooks import CommandHook, ConnectionInfo
 from ._receivers import _RoleReceiver
 
 
@@ -44,27 +42,17 @@ class GenericFactory(ServerFactory):
     """
     Builds each connection of one listener on Twisted's generic AMP protocol
     with a fresh receiver of its role (for the tests: no caps, no limits).
+
+    @param receiver: makes the receiver of a new connection.
     """
 
     noisy = False
 
-    def __init__(
-        self,
-        receiver: Type[_RoleReceiver],
-        store: IWorkerStore,
-        clock: IReactorTime,
-        hook: CommandHook,
-    ) -> None:
-        self.receiver = receiver
-        self.store = store
-        self.clock = clock
-        self.hook = hook
+    def __init__(self, receiver: Callable[[], _RoleReceiver]) -> None:
+        self._receiver = receiver
 
     def buildProtocol(self, addr: Optional[IAddress]) -> GenericProtocol:
-        receiver = self.receiver(
-            self.store, self.clock, ConnectionInfo(self.receiver.role), self.hook
-        )
-        protocol = GenericProtocol(receiver)
+        protocol = GenericProtocol(self._receiver())
         protocol.factory = self
         return protocol
 

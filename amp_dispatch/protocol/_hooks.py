@@ -23,7 +23,7 @@ OVERLOADED = "overloaded"
 TIMED_OUT = "timed out"
 #: The connection closed while the call waited.
 CANCELLED = "cancelled"
-# WorkerUpdate: the values of UpdateOutcome (accepted, stale, duplicate).
+# WorkerUpdate: the names of UpdateOutcome (accepted, stale, duplicate).
 # WorkerGone:
 KNOWN = "known"
 UNKNOWN = "unknown"

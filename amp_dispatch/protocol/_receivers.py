@@ -134,6 +134,8 @@ class _RoleReceiver(amp.BoxDispatcher):
         }
         #: When a call of the connection last ended (see L{busy}).
         self.last_active = 0.0
+        # The connection's calls waiting for an answer.
+        self._waiting: Set[Deferred[Any]] = set()
         # What the peer makes us log, limited per connection.
         self._warnings = Warnings(clock, _log, {"role": self.role, "peer": connection.peer})
 
@@ -195,7 +197,7 @@ class _RoleReceiver(amp.BoxDispatcher):
         Whether the connection has calls waiting for an answer (it is not
         idle, even if its peer sends nothing).
         """
-        return False
+        return bool(self._waiting)
 
     def holds_workers(self) -> bool:
         """
@@ -303,19 +305,6 @@ class FrontendReceiver(_RoleReceiver):
     # Front ends are many and come and go: their connections are not news.
     connection_level = logging.DEBUG
 
-    def __init__(
-        self,
-        store: IWorkerStore,
-        clock: IReactorTime,
-        connection: ConnectionInfo,
-        hook: CommandHook,
-    ) -> None:
-        super().__init__(store, clock, connection, hook)
-        self._waiting: Set[Deferred[Worker]] = set()
-
-    def busy(self) -> bool:
-        return bool(self._waiting)
-
     def next_worker(self, pool: Optional[str], timeout: Optional[float]) -> Any:
         answer = self.store.next_worker(pool, timeout, owner=self.connection.number)
         if not isinstance(answer, Deferred):
@@ -377,7 +366,7 @@ class SchedulerReceiver(_RoleReceiver):
         return then(updated, self._updated)
 
     def _updated(self, outcome: UpdateOutcome) -> _Result:
-        self.handled(WorkerUpdate.commandName, outcome.value)
+        self.handled(WorkerUpdate.commandName, outcome.name)
         return {"accepted": outcome.accepted}
 
     def holds_workers(self) -> bool:

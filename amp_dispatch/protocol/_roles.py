@@ -13,7 +13,6 @@ later (a L{Deferred}) is answered later: the answer is written when it comes.
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import structlog
@@ -33,8 +32,8 @@ from twisted.python.failure import Failure
 from .._records import Worker
 from ..store._interface import IWorkerStore, StoreStats, UpdateOutcome
 from ..store._memory import no_free_slot
-from ._codecs import CommandArguments, answer, error, response_encoder
-from ._framing import END
+from ._codecs import ANSWER_KEY, CommandArguments, answer, error, response_encoder
+from ._framing import END, pack_length
 from ._hooks import ANSWERED, NO_WORKER, CommandHook, ConnectionInfo
 from ._listening import Box, ListenerProtocol
 from ._receivers import FrontendReceiver, SchedulerReceiver, _RoleReceiver
@@ -52,10 +51,9 @@ _NEXT_WORKER_ARGUMENTS = CommandArguments(NextWorker, remembered=[b"pool"])
 _UPDATE_ARGUMENTS = CommandArguments(WorkerUpdate, remembered=[b"pool"])
 _WORKER = response_encoder(NextWorker)
 _STATS_ANSWER = response_encoder(Stats)
-_UPDATE_ANSWERS = {
-    outcome: response_encoder(WorkerUpdate).of_mapping({"accepted": outcome.accepted})
-    for outcome in UpdateOutcome
-}
+_ACCEPTED = response_encoder(WorkerUpdate).of_mapping({"accepted": True})
+_NOT_ACCEPTED = response_encoder(WorkerUpdate).of_mapping({"accepted": False})
+
 
 # The NextWorker boxes without arguments that Twisted clients send (keys
 # sorted: _ask, then _command) or that put _command first.
@@ -143,27 +141,31 @@ class _RoleProtocol(ListenerProtocol):
 class EncodedWorkers:
     """
     The encoded C{NextWorker} answers (after the tag) of the workers a store
-    answered, by worker record: a store keeps one record per worker and
-    address, so a worker answered again costs a lookup.
+    answered, by worker id, each with the record it encodes: a store keeps
+    one record per worker and address, so a worker answered again costs a
+    lookup and an identity check.
 
-    Entries hold their record weakly and are checked by identity; when they
-    outnumber twice those still alive, the dead ones are swept (so what they
-    cost stays within twice the store's live records).
+    Records of workers that left stay until the entries reach twice the
+    store's workers (and at least L{KEPT}); then all are dropped, so what
+    they cost stays within twice the store's live workers.
     """
 
-    def __init__(self) -> None:
-        self.by_id: Dict[int, Tuple[weakref.ref[Worker], bytes]] = {}
-        self._sweep_at = 1024
+    KEPT = 1024
+
+    def __init__(self, store: IWorkerStore) -> None:
+        self.by_id: Dict[str, Tuple[Worker, bytes]] = {}
+        self._store = store
+        self._limit = self.KEPT
 
     def add(self, worker: Worker) -> bytes:
         body = _WORKER.of(worker)
         by_id = self.by_id
-        if len(by_id) >= self._sweep_at:
-            for key, (record, _) in list(by_id.items()):
-                if record() is None:
-                    del by_id[key]
-            self._sweep_at = max(1024, 2 * len(by_id))
-        by_id[id(worker)] = (weakref.ref(worker), body)
+        if len(by_id) >= self._limit:
+            stats = self._store.stats()
+            live = len(by_id) if isinstance(stats, Deferred) else stats.workers
+            by_id.clear()
+            self._limit = max(self.KEPT, 2 * live)
+        by_id[worker.worker_id] = (worker, body)
         return body
 
 
@@ -196,23 +198,30 @@ class FrontendProtocol(_RoleProtocol):
     has_shortcut = True
 
     def _shortcut(self, buffer: bytes, start: int, end: int, out: List[bytes]) -> int:
-        if buffer.startswith(_ASK_KEY, start) and start + _ASK_TAG_AT <= end:
+        if buffer.startswith(_ASK_KEY, start):
             tag_start = start + _ASK_TAG_AT
-            tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
-            if not buffer.startswith(_COMMAND_END, tag_end):
-                return -1
-            after = tag_end + len(_COMMAND_END)
-        elif buffer.startswith(_COMMAND_ASK_KEY, start) and start + _COMMAND_ASK_TAG_AT <= end:
+            rest = _COMMAND_END
+        elif buffer.startswith(_COMMAND_ASK_KEY, start):
             tag_start = start + _COMMAND_ASK_TAG_AT
-            tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
-            if not buffer.startswith(END, tag_end):
-                return -1
-            after = tag_end + len(END)
+            rest = END
         else:
             return -1
+        if tag_start > end:
+            return -1
+        tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
+        if not buffer.startswith(rest, tag_end):
+            return -1
+        tag = buffer[tag_start:tag_end]
+        worker = self._take(DEFAULT_POOL)
+        if worker.__class__ is Worker:
+            entry = self._encoded.get(worker.worker_id)
+            if entry is not None and entry[0] is worker:
+                self._answered += 1
+                out.append(ANSWER_KEY + pack_length(len(tag)) + tag + entry[1])
+                return tag_end + len(rest)
         # Without a timeout the call never waits: there is always an answer.
-        out.append(self._next_worker(buffer[tag_start:tag_end], DEFAULT_POOL, 0.0, None) or b"")
-        return after
+        out.append(self._answer_taken(tag, DEFAULT_POOL, 0.0, None, worker) or b"")
+        return tag_end + len(rest)
 
     def _next_worker_box(self, box: Box) -> Optional[bytes]:
         try:
@@ -230,12 +239,21 @@ class FrontendProtocol(_RoleProtocol):
         receiver waits), or C{b""} when the store answers later.
         """
         worker = self._take(pool)
-        if worker is None:
-            return self._taken(pool, timeout, tag, None)
-        entry = self._encoded.get(id(worker))
-        if entry is not None and entry[0]() is worker:
-            self._answered += 1
-            return answer(tag, entry[1])
+        if worker.__class__ is Worker:
+            entry = self._encoded.get(worker.worker_id)
+            if entry is not None and entry[0] is worker:
+                self._answered += 1
+                return ANSWER_KEY + pack_length(len(tag)) + tag + entry[1]
+        return self._answer_taken(tag, pool, timeout, box, worker)
+
+    def _answer_taken(
+        self, tag: bytes, pool: str, timeout: float, box: Optional[Box], worker: Any
+    ) -> Optional[bytes]:
+        """
+        L{_next_worker} for what the store's C{take} gave but an answer
+        encoded already: none, a worker answered for the first time, or a
+        L{Deferred}.
+        """
         if isinstance(worker, Deferred):
             later = {amp.ASK: tag, amp.COMMAND: _NEXT_WORKER} if box is None else box
             return self._answer(
@@ -276,20 +294,30 @@ class SchedulerProtocol(_RoleProtocol):
         receiver = SchedulerReceiver(store, factory.clock, ConnectionInfo("scheduler"), hook)
         super().__init__(receiver, factory, store, hook)
         self._update = store.update
+        self._parse = _UPDATE_ARGUMENTS.parse
         self._owner = receiver.connection.number
         self._fast[_UPDATE] = self._worker_update
 
     def _worker_update(self, box: Box) -> Optional[bytes]:
         try:
-            values = _UPDATE_ARGUMENTS.parse(box)
+            values = self._parse(box)
         except InvalidArgument:
             return None  # INVALID_ARGUMENT, from the receiver
         values.append(self._owner)
-        return self._answer(box, self._update(*values), self._updated)
+        outcome = self._update(*values)
+        if outcome.__class__ is not UpdateOutcome:
+            return self._answer(box, outcome, self._updated)
+        return self._updated(box, outcome)
 
     def _updated(self, box: Box, outcome: UpdateOutcome) -> bytes:
-        self._hook(_UPDATE, outcome.value, self._connection, 1)
-        return answer(box[amp.ASK], _UPDATE_ANSWERS[outcome])
+        self._hook(_UPDATE, outcome.name, self._connection, 1)
+        tag = box[amp.ASK]
+        return (
+            ANSWER_KEY
+            + pack_length(len(tag))
+            + tag
+            + (_ACCEPTED if outcome.accepted else _NOT_ACCEPTED)
+        )
 
 
 __all__ = ["EncodedWorkers", "FrontendProtocol", "SchedulerProtocol"]

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import ServerFactory
 
 from ..protocol._generic import GenericFactory
-from ..protocol._hooks import CommandHook, no_hook
+from ..protocol._hooks import CommandHook, ConnectionInfo, no_hook
 from ..protocol._receivers import FrontendReceiver, SchedulerReceiver
 from ..protocol._roles import EncodedWorkers, FrontendProtocol, SchedulerProtocol
 from ..store._interface import IWorkerStore
@@ -84,12 +84,16 @@ def build_listeners(
             Listener(
                 "frontend",
                 config.frontend,
-                GenericFactory(FrontendReceiver, store, clock, hook),
+                GenericFactory(
+                    lambda: FrontendReceiver(store, clock, ConnectionInfo("frontend"), hook)
+                ),
             ),
             Listener(
                 "scheduler",
                 config.scheduler,
-                GenericFactory(SchedulerReceiver, store, clock, hook),
+                GenericFactory(
+                    lambda: SchedulerReceiver(store, clock, ConnectionInfo("scheduler"), hook)
+                ),
             ),
         )
     frontend = ListenerSettings(
@@ -106,7 +110,7 @@ def build_listeners(
         # scheduler: when full, the listener closes one to make room.
         evict=True,
     )
-    workers = EncodedWorkers()
+    workers = EncodedWorkers(store)
     return Listeners(
         Listener(
             "frontend",

@@ -11,8 +11,7 @@ is written when it comes.
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Callable, Hashable, Optional, Sequence, TypeVar, Union
+from typing import Callable, ClassVar, Hashable, Optional, Sequence, TypeVar, Union
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
@@ -42,25 +41,30 @@ def then(result: Result[T], use: Callable[[T], U]) -> Result[U]:
 Owner = Hashable
 
 
-class UpdateOutcome(Enum):
+@frozen
+class UpdateOutcome:
     """
-    What became of a C{WorkerUpdate}.
+    What became of a C{WorkerUpdate}: L{ACCEPTED} (applied: the worker has
+    the update's address and free slots now), L{STALE} (refused: its C{seq}
+    is lower than the last accepted one) or L{DUPLICATE} (refused: its
+    C{seq} equals the last accepted one; the lease and ttl are renewed,
+    nothing else).  Compare by identity: there are only these three.
+
+    @ivar name: the outcome's name, for hooks and logs.
+    @ivar accepted: the C{accepted} of the update's answer.
     """
 
-    #: Applied: the worker has the update's address and free slots now.
-    ACCEPTED = "accepted"
-    #: Refused: its C{seq} is lower than the last accepted one.
-    STALE = "stale"
-    #: Refused: its C{seq} equals the last accepted one (the lease and ttl
-    #: are renewed, nothing else).
-    DUPLICATE = "duplicate"
+    name: str
+    accepted: bool
 
-    @property
-    def accepted(self) -> bool:
-        """
-        The C{accepted} of the update's answer.
-        """
-        return self is UpdateOutcome.ACCEPTED
+    ACCEPTED: ClassVar[UpdateOutcome]
+    STALE: ClassVar[UpdateOutcome]
+    DUPLICATE: ClassVar[UpdateOutcome]
+
+
+UpdateOutcome.ACCEPTED = UpdateOutcome("accepted", True)
+UpdateOutcome.STALE = UpdateOutcome("stale", False)
+UpdateOutcome.DUPLICATE = UpdateOutcome("duplicate", False)
 
 
 @frozen

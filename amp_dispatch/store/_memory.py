@@ -282,8 +282,7 @@ class MemoryStore:
         target = self._pools.get(pool)
         if target is None or target.waiters:
             return None
-        worker = self._take(target)
-        return None if worker is None else worker.record
+        return self._take(target)
 
     # -- reading --------------------------------------------------------------
 
@@ -433,7 +432,7 @@ class MemoryStore:
             heap[:] = target.queued
             heapq.heapify(heap)
 
-    def _take(self, target: _Pool) -> Optional[_Worker]:
+    def _take(self, target: _Pool) -> Optional[Worker]:
         heap = target.heap
         queued = target.queued
         while heap:
@@ -453,7 +452,7 @@ class MemoryStore:
             else:
                 worker.key = None
                 heapq.heappop(heap)
-            return worker
+            return worker.record
         return None
 
     def _leave_pool(self, worker: _Worker) -> None:
@@ -519,7 +518,7 @@ class MemoryStore:
                 return
             waiter = next(iter(waiters))
             self._end_wait(target, waiter)
-            waiter.deferred.callback(worker.record)
+            waiter.deferred.callback(worker)
 
 
 __all__ = ["MemoryStore", "no_free_slot"]
