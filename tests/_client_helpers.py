@@ -1,12 +1,13 @@
 """
-Helpers of the client tests: an in-memory dispatcher (the real server
-protocol, or a scripted one) on a L{MemoryReactorClock}, whose connections the
-test completes, refuses and drops by hand, and Deferred result helpers.
+Helpers of the client tests that need more than
+L{amp_dispatch.testing.MemoryDispatcher}: a scripted dispatcher stand-in, and
+an in-memory network on a L{MemoryReactorClock} whose connections the test
+completes, refuses and drops by hand.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
@@ -16,14 +17,6 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter, IOPump
-
-from amp_dispatch.client import FrontendClient, SchedulerClient
-from amp_dispatch.server._config import DispatcherConfig
-from amp_dispatch.server._listeners import build_listeners
-from amp_dispatch.server._stores import open_store
-from amp_dispatch.store._memory import MemoryStore
-
-T = TypeVar("T")
 
 FRONTEND_PORT = 8750
 SCHEDULER_PORT = 8751
@@ -39,46 +32,6 @@ def fixed_retry(attempt: int) -> float:
     A retry policy without backoff or jitter.
     """
     return RETRY_DELAY
-
-
-def success(d: Deferred[T]) -> T:
-    """
-    The result a Deferred has already fired with.
-    """
-    results: List[Any] = []
-    d.addBoth(results.append)
-    assert results, "the Deferred has not fired"
-    result = results[0]
-    if isinstance(result, Failure):
-        result.raiseException()
-    return result  # type: ignore[no-any-return]
-
-
-def failure(d: Deferred[Any], *expected: Type[BaseException]) -> Failure:
-    """
-    The failure a Deferred has already failed with, of one of C{expected}.
-    """
-    results: List[Any] = []
-    d.addBoth(results.append)
-    assert results, "the Deferred has not fired"
-    result = results[0]
-    assert isinstance(result, Failure), f"the Deferred succeeded with {result!r}"
-    assert result.check(*expected), f"unexpected failure {result.value!r}"
-    return result
-
-
-def fired(d: Deferred[Any]) -> bool:
-    """
-    Whether a Deferred has a result yet (without consuming it).
-    """
-    seen: List[object] = []
-
-    def look(result: object) -> object:
-        seen.append(result)
-        return result
-
-    d.addBoth(look)
-    return bool(seen)
 
 
 class ScriptedServer(amp.AMP):
@@ -208,38 +161,3 @@ class Network:
         """
         pump.serverIO.loseConnection()
         pump.flush()
-
-
-class Deployment:
-    """
-    The real dispatcher (queue and listener factories) in a L{Network}, with a
-    front-end and a scheduler client made for it (not started).
-    """
-
-    def __init__(self, *, lease_grace: float = 30.0, max_waiting: int = 10_000) -> None:
-        self.network = Network()
-        self.reactor = self.network.reactor
-        self.lease_grace = lease_grace
-        self.max_waiting = max_waiting
-        self.store = self.restart()
-        self.frontend = FrontendClient(self.reactor, FRONTEND, retry_policy=fixed_retry)
-        self.scheduler = SchedulerClient(self.reactor, SCHEDULER, retry_policy=fixed_retry)
-
-    def restart(self) -> MemoryStore:
-        """
-        A new dispatcher with an empty store takes over both ports (old
-        connections stay until dropped).
-        """
-        config = DispatcherConfig(lease_grace=self.lease_grace, max_waiting=self.max_waiting)
-        self.store = open_store(self.reactor, config)
-        served = build_listeners(self.store, self.reactor, config)
-        self.network.listen(FRONTEND_PORT, served.frontend.factory)
-        self.network.listen(SCHEDULER_PORT, served.scheduler.factory)
-        return self.store
-
-    def connect(self, client: FrontendClient | SchedulerClient) -> IOPump:
-        """
-        Start C{client} and let its connection through.
-        """
-        client.start()
-        return self.network.complete()

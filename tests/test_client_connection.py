@@ -37,11 +37,9 @@ from tests._client_helpers import (
     SCHEDULER_PORT,
     Network,
     Script,
-    failure,
-    fired,
     fixed_retry,
-    success,
 )
+from tests._deferreds import failure_of, fired, result_of
 
 STATS = {"workers": 1, "free_slots": 2, "waiting": 0, "dispatched": 3, "protocol": 1}
 
@@ -83,7 +81,7 @@ def test_call_fails_unavailable_without_connection_in_time() -> None:
     frontend.reactor.advance(4.9)
     assert not fired(d)
     frontend.reactor.advance(0.1)
-    error = failure(d, DispatcherUnavailable).value
+    error = failure_of(d, DispatcherUnavailable).value
     assert str(error) == f"no connection to {FRONTEND} within 5.0 s"
 
 
@@ -98,7 +96,7 @@ def test_waiting_next_worker_gets_its_timeout_added() -> None:
     frontend.reactor.advance(14.9)
     assert not fired(d)
     frontend.reactor.advance(0.1)
-    assert "within 15.0 s" in str(failure(d, DispatcherUnavailable).value)
+    assert "within 15.0 s" in str(failure_of(d, DispatcherUnavailable).value)
 
 
 def test_call_sent_when_connection_comes_later() -> None:
@@ -114,7 +112,7 @@ def test_call_sent_when_connection_comes_later() -> None:
     frontend.script.auto[Stats.commandName] = STATS
     frontend.network.complete()
     frontend.network.flush()
-    assert success(d) == DispatcherStats(**STATS)
+    assert result_of(d) == DispatcherStats(**STATS)
 
 
 def test_unanswered_call_times_out() -> None:
@@ -127,7 +125,7 @@ def test_unanswered_call_times_out() -> None:
     frontend.network.flush()
     assert len(frontend.script.pending) == 1
     frontend.reactor.advance(5.0)
-    assert str(failure(d, CallTimedOut).value) == (
+    assert str(failure_of(d, CallTimedOut).value) == (
         f"no answer to Stats from {FRONTEND} within 5.0 s"
     )
 
@@ -141,14 +139,14 @@ def test_late_answer_is_ignored_and_connection_kept() -> None:
     d = frontend.client.stats()
     frontend.network.flush()
     frontend.reactor.advance(5.0)
-    failure(d, CallTimedOut)
+    failure_of(d, CallTimedOut)
     frontend.script.pending[0].callback(STATS)
     frontend.network.flush()
     assert not frontend.pump.clientIO.disconnecting
     frontend.script.auto[Stats.commandName] = STATS
     again = frontend.client.stats()
     frontend.network.flush()
-    assert success(again) == DispatcherStats(**STATS)
+    assert result_of(again) == DispatcherStats(**STATS)
 
 
 def test_connection_lost_mid_call_fails_unavailable() -> None:
@@ -160,7 +158,7 @@ def test_connection_lost_mid_call_fails_unavailable() -> None:
     d = frontend.client.stats()
     frontend.network.flush()
     frontend.network.drop(frontend.pump)
-    error = failure(d, DispatcherUnavailable).value
+    error = failure_of(d, DispatcherUnavailable).value
     assert str(error).startswith(f"connection to {FRONTEND} lost before Stats was answered")
 
 
@@ -174,7 +172,7 @@ def test_fail_after_failures_fails_call_on_refused_connection() -> None:
     d = frontend.client.stats()
     frontend.network.refuse()
     frontend.reactor.advance(0)
-    error = failure(d, DispatcherUnavailable).value
+    error = failure_of(d, DispatcherUnavailable).value
     assert str(error).startswith(f"cannot connect to {FRONTEND}: ")
     assert "Connection refused" in str(error)
 
@@ -191,7 +189,7 @@ def test_client_can_be_stopped_from_connection_failure() -> None:
     d.addErrback(lambda _: stopped.append(frontend.client.stop()))
     frontend.network.refuse()
     frontend.reactor.advance(0)
-    assert success(stopped[0]) is None
+    assert result_of(stopped[0]) is None
 
 
 def test_call_made_as_connection_is_lost_waits_for_next_one() -> None:
@@ -209,7 +207,7 @@ def test_call_made_as_connection_is_lost_waits_for_next_one() -> None:
     frontend.script.auto[Stats.commandName] = STATS
     frontend.network.complete()
     frontend.network.flush()
-    assert success(retried[0]) == DispatcherStats(**STATS)
+    assert result_of(retried[0]) == DispatcherStats(**STATS)
 
 
 def test_refused_connection_retried_without_fail_after_failures() -> None:
@@ -225,7 +223,7 @@ def test_refused_connection_retried_without_fail_after_failures() -> None:
     frontend.script.auto[Stats.commandName] = STATS
     frontend.network.complete()
     frontend.network.flush()
-    assert success(d) == DispatcherStats(**STATS)
+    assert result_of(d) == DispatcherStats(**STATS)
 
 
 def test_stop_fails_calls_waiting_for_connection() -> None:
@@ -239,7 +237,7 @@ def test_stop_fails_calls_waiting_for_connection() -> None:
     d = frontend.client.stats()
     frontend.client.stop()
     frontend.reactor.advance(0)
-    assert "stopped" in str(failure(d, DispatcherUnavailable).value)
+    assert "stopped" in str(failure_of(d, DispatcherUnavailable).value)
 
 
 def test_call_after_stop_fails_unavailable() -> None:
@@ -250,10 +248,10 @@ def test_call_after_stop_fails_unavailable() -> None:
     frontend = Frontend().connected()
     stopped = frontend.client.stop()
     frontend.network.flush()
-    success(stopped)
+    result_of(stopped)
     d = frontend.client.stats()
     frontend.reactor.advance(0)
-    failure(d, DispatcherUnavailable)
+    failure_of(d, DispatcherUnavailable)
 
 
 def test_stop_closes_connection() -> None:
@@ -265,7 +263,7 @@ def test_stop_closes_connection() -> None:
     assert not fired(stopped)
     frontend.network.flush()
     assert frontend.pump.serverIO.disconnected
-    assert success(stopped) is None
+    assert result_of(stopped) is None
 
 
 def test_stopped_client_does_not_reconnect() -> None:
@@ -293,7 +291,7 @@ def test_client_reconnects_after_connection_lost() -> None:
     frontend.script.auto[Stats.commandName] = STATS
     d = frontend.client.stats()
     frontend.network.flush()
-    assert success(d) == DispatcherStats(**STATS)
+    assert result_of(d) == DispatcherStats(**STATS)
 
 
 @pytest.mark.parametrize(
@@ -317,7 +315,7 @@ def test_out_of_range_argument_fails_deferred(
     """
     frontend = Frontend()
     d = frontend.client.next_worker(pool=pool, timeout=timeout)  # type: ignore[arg-type]
-    assert str(failure(d, InvalidArgument).value) == message
+    assert str(failure_of(d, InvalidArgument).value) == message
     assert frontend.network.attempts() == 0
 
 
@@ -326,7 +324,7 @@ def test_out_of_range_argument_is_not_sent() -> None:
     A call refused by the argument check sends nothing on a live connection.
     """
     frontend = Frontend().connected()
-    failure(frontend.client.next_worker(pool=""), InvalidArgument)
+    failure_of(frontend.client.next_worker(pool=""), InvalidArgument)
     frontend.network.flush()
     assert frontend.script.received == []
 
@@ -338,7 +336,7 @@ def test_missing_required_argument_fails_deferred() -> None:
     """
     scheduler = SchedulerClient(Network().reactor, SCHEDULER)
     d = scheduler.gone(None)  # type: ignore[arg-type]
-    assert str(failure(d, InvalidArgument).value) == "worker_id: missing"
+    assert str(failure_of(d, InvalidArgument).value) == "worker_id: missing"
 
 
 def test_dispatcher_error_reaches_caller() -> None:
@@ -351,7 +349,7 @@ def test_dispatcher_error_reaches_caller() -> None:
     frontend.network.flush()
     frontend.script.pending[0].errback(InvalidArgument("pool: unknown to this test"))
     frontend.network.flush()
-    assert str(failure(d, InvalidArgument).value) == "pool: unknown to this test"
+    assert str(failure_of(d, InvalidArgument).value) == "pool: unknown to this test"
     assert not frontend.pump.clientIO.disconnecting
 
 
@@ -367,7 +365,7 @@ def test_unhandled_command_keeps_connection() -> None:
     pump = network.complete()
     d = scheduler.stats()
     network.flush()
-    failure(d, amp.UnhandledCommand)
+    failure_of(d, amp.UnhandledCommand)
     assert not pump.clientIO.disconnecting
 
 
@@ -415,7 +413,7 @@ def test_async_context_manager_starts_and_stops(
     assert not pump_of(network).serverIO.disconnected
     network.flush()
     assert pump_of(network).serverIO.disconnected
-    assert success(d) == DispatcherStats(**STATS)
+    assert result_of(d) == DispatcherStats(**STATS)
 
 
 def pump_of(network: Network) -> IOPump:
@@ -465,7 +463,7 @@ def test_endpoint_object_connects() -> None:
     frontend.script.auto[Stats.commandName] = STATS
     d = client.stats()
     frontend.network.flush()
-    assert success(d) == DispatcherStats(**STATS)
+    assert result_of(d) == DispatcherStats(**STATS)
     assert endpoint.attempts == 1
 
 
@@ -480,7 +478,7 @@ def test_endpoint_object_described_by_str() -> None:
     d = client.stats()
     network.reactor.advance(5.0)
     assert client.endpoint == "named:frontend"
-    assert str(failure(d, DispatcherUnavailable).value) == (
+    assert str(failure_of(d, DispatcherUnavailable).value) == (
         "no connection to named:frontend within 5.0 s"
     )
 

@@ -42,11 +42,9 @@ from tests._client_helpers import (
     FRONTEND,
     FRONTEND_PORT,
     Network,
-    failure,
-    fired,
     fixed_retry,
-    success,
 )
+from tests._deferreds import failure_of, fired, result_of
 
 STATS = {"workers": 1, "free_slots": 2, "waiting": 0, "dispatched": 3, "protocol": 1}
 
@@ -236,7 +234,7 @@ def test_answer_fires_worker() -> None:
     [tag] = wire.tags()
     assert not fired(d)
     wire.send(answer(tag, "wörker", "h.example", 65535))
-    assert success(d) == Worker("wörker", "h.example", 65535)
+    assert result_of(d) == Worker("wörker", "h.example", 65535)
     assert wire.protocol._fast == {}
 
 
@@ -278,9 +276,9 @@ def test_declared_errors_are_the_schemas() -> None:
         error(tags[1], OVERLOADED, b"full"),
         error(tags[2], INVALID_ARGUMENT, b"pool: bad"),
     )
-    assert str(failure(calls[0], NoWorkerAvailable).value) == "none"
-    assert str(failure(calls[1], Overloaded).value) == "full"
-    assert str(failure(calls[2], InvalidArgument).value) == "pool: bad"
+    assert str(failure_of(calls[0], NoWorkerAvailable).value) == "none"
+    assert str(failure_of(calls[1], Overloaded).value) == "full"
+    assert str(failure_of(calls[2], InvalidArgument).value) == "pool: bad"
 
 
 @pytest.mark.parametrize(
@@ -328,9 +326,9 @@ def test_interleaved_with_generic_calls() -> None:
     wire.send(
         answer(tags[2], "w2") + stats_answer.serialize() + answer(tags[0], "w0"),
     )
-    assert success(first).worker_id == "w0"
-    assert success(second).worker_id == "w2"
-    assert success(stats) == DispatcherStats(**STATS)
+    assert result_of(first).worker_id == "w0"
+    assert result_of(second).worker_id == "w2"
+    assert result_of(stats) == DispatcherStats(**STATS)
 
 
 def test_answer_split_across_reads() -> None:
@@ -348,10 +346,10 @@ def test_answer_split_across_reads() -> None:
         wire.send(data[at : at + 1])
         assert not fired(first)
     wire.send(data[whole - 1 : whole + 3])
-    assert success(first).worker_id == "w0"
+    assert result_of(first).worker_id == "w0"
     assert not fired(second)
     wire.send(data[whole + 3 :])
-    assert success(second).worker_id == "w1"
+    assert result_of(second).worker_id == "w1"
 
 
 def test_many_answers_in_one_read_and_calls_made_meanwhile_batched() -> None:
@@ -380,7 +378,7 @@ def test_many_answers_in_one_read_and_calls_made_meanwhile_batched() -> None:
 
     transport.write = counted
     wire.send(b"".join(answer(tag, f"w{i}") for i, tag in enumerate(tags)))
-    assert [success(d).worker_id for d in calls] == [f"w{i}" for i in range(100)]
+    assert [result_of(d).worker_id for d in calls] == [f"w{i}" for i in range(100)]
     assert len(again) == 100
     assert len(writes) == 1
     assert [box[amp.COMMAND] for box in amp.parseString(writes[0])] == [b"NextWorker"] * 100
@@ -438,12 +436,12 @@ def test_late_answer_ignored_and_connection_kept() -> None:
     d = wire.client.next_worker()
     [tag] = wire.tags()
     wire.reactor.advance(5.0)
-    failure(d, CallTimedOut)
+    failure_of(d, CallTimedOut)
     wire.send(answer(tag))
     assert not wire.pump.clientIO.disconnecting
     again = wire.client.next_worker()
     wire.send(answer(wire.tags()[-1], "w2"))
-    assert success(again).worker_id == "w2"
+    assert result_of(again).worker_id == "w2"
 
 
 def test_one_timer_for_many_calls_and_each_deadline_kept() -> None:
@@ -465,16 +463,16 @@ def test_one_timer_for_many_calls_and_each_deadline_kept() -> None:
     wire.reactor.advance(3.9)
     assert not any(fired(d) for d in quick[25:])
     wire.reactor.advance(0.1)
-    assert all(isinstance(success(d), Worker) for d in quick[:25])
+    assert all(isinstance(result_of(d), Worker) for d in quick[:25])
     for d in quick[25:]:
-        failure(d, CallTimedOut)
+        failure_of(d, CallTimedOut)
     assert not fired(later)
     wire.reactor.advance(1.0)
-    failure(later, CallTimedOut)
+    failure_of(later, CallTimedOut)
     wire.reactor.advance(7.9)
     assert not fired(waiting)
     wire.reactor.advance(0.1)
-    assert "within 15.0 s" in str(failure(waiting, CallTimedOut).value)
+    assert "within 15.0 s" in str(failure_of(waiting, CallTimedOut).value)
     assert len(wire.reactor.getDelayedCalls()) == before
 
 
@@ -490,7 +488,7 @@ def test_call_made_in_timeout_errback_gets_its_deadline() -> None:
     wire.reactor.advance(4.9)
     assert not fired(retried[0])
     wire.reactor.advance(0.1)
-    failure(retried[0], CallTimedOut)
+    failure_of(retried[0], CallTimedOut)
 
 
 def test_connection_lost_fails_fast_calls_as_generic() -> None:
@@ -501,7 +499,7 @@ def test_connection_lost_fails_fast_calls_as_generic() -> None:
     wire = Wire(call_timeout=5.0)
     timed_out = wire.client.next_worker()
     wire.reactor.advance(5.0)
-    failure(timed_out, CallTimedOut)
+    failure_of(timed_out, CallTimedOut)
     fast = [wire.client.next_worker() for _ in range(3)]
     generic = wire.generic_next_worker()
     wire.network.drop(wire.pump)
@@ -530,7 +528,7 @@ def test_call_made_as_connection_is_lost_waits_for_next_one() -> None:
     wire.network.flush()
     [tag] = wire.tags()
     wire.send(answer(tag, "again"))
-    assert success(retried[0]).worker_id == "again"
+    assert result_of(retried[0]).worker_id == "again"
 
 
 def test_key_too_long_drops_connection_as_generic() -> None:
@@ -545,7 +543,7 @@ def test_key_too_long_drops_connection_as_generic() -> None:
     generic = wire.generic_next_worker()
     tags = wire.tags()
     wire.send(answer(tags[0]) + b"\x01\x00" + b"k" * 256)
-    assert isinstance(success(answered), Worker)
+    assert isinstance(result_of(answered), Worker)
     too_long = outcome(generic)
     assert too_long[1][0] is DispatcherUnavailable
     assert outcome(fast) == too_long
@@ -581,7 +579,7 @@ def test_after_stop_goes_the_generic_way() -> None:
     d = wire.client.next_worker()
     wire.network.flush()
     wire.reactor.advance(0)
-    failure(d, DispatcherUnavailable)
+    failure_of(d, DispatcherUnavailable)
     assert wire.received() == b""
 
 
@@ -592,7 +590,7 @@ def test_invalid_arguments_refused_at_once_while_connected() -> None:
     """
     wire = Wire()
     for pool, timeout in [("", None), (None, True), (None, float("nan")), (b"p", None)]:
-        failure(wire.client.next_worker(pool=pool, timeout=timeout), InvalidArgument)  # type: ignore[arg-type]
+        failure_of(wire.client.next_worker(pool=pool, timeout=timeout), InvalidArgument)  # type: ignore[arg-type]
     assert wire.received() == b""
 
 

@@ -10,10 +10,11 @@ from typing import Any, List, MutableMapping
 
 from twisted.protocols import amp
 
-from amp_dispatch.client import DispatcherUnavailable, FrontendClient, Worker
+from amp_dispatch.client import DispatcherUnavailable, Worker
 from amp_dispatch.client._defaults import CLIENT_KEEPALIVE
 from amp_dispatch.server._config import DEFAULT_CONFIG
-from tests._client_helpers import FRONTEND, Deployment, failure, fixed_retry, success
+from amp_dispatch.testing import MemoryDispatcher
+from tests._deferreds import failure_of, fired, result_of
 from tests.test_client_fastpath import Wire, answer, error
 
 Logs = List[MutableMapping[str, Any]]
@@ -27,7 +28,7 @@ def test_box_over_limit_drops_connection(logs: Logs) -> None:
     wire = Wire(max_box_bytes=4_096)
     call = wire.client.next_worker()
     wire.send(b"\x00\x01k" + (5_000).to_bytes(2, "big"))
-    failure(call, DispatcherUnavailable)
+    failure_of(call, DispatcherUnavailable)
     [warning] = [log for log in logs if log["event"] == "dispatcher connection dropped"]
     assert (warning["reason"], warning["log_level"]) == ("box over 4096 bytes", "warning")
 
@@ -43,7 +44,7 @@ def test_default_limit_takes_largest_page() -> None:
     box = amp.AmpBox(amp.parseString(answer(tag))[0])
     box[b"padding"] = b"x" * 65_535
     wire.send(bytes(box.serialize()))
-    assert success(call) == Worker("w1", "10.0.0.1", 9000)
+    assert result_of(call) == Worker("w1", "10.0.0.1", 9000)
 
 
 def test_answer_one_byte_per_read() -> None:
@@ -55,7 +56,7 @@ def test_answer_one_byte_per_read() -> None:
     [tag] = wire.tags()
     data = answer(tag)
     wire.send(*(data[i : i + 1] for i in range(len(data))))
-    assert success(call) == Worker("w1", "10.0.0.1", 9000)
+    assert result_of(call) == Worker("w1", "10.0.0.1", 9000)
 
 
 def stats_sent(wire: Wire) -> int:
@@ -111,7 +112,7 @@ def test_answer_to_no_call_ignored(logs: Logs) -> None:
     call = wire.client.next_worker()
     [tag] = wire.tags()
     wire.send(answer(b"999"), error(b"998", b"X"), b"\x00\x00", answer(tag))
-    assert success(call) == Worker("w1", "10.0.0.1", 9000)
+    assert result_of(call) == Worker("w1", "10.0.0.1", 9000)
     warnings = [log for log in logs if log["event"] == "dispatcher box ignored"]
     assert [log["reason"] for log in warnings] == [
         "an answer to no call",
@@ -140,18 +141,18 @@ def test_keepalive_under_idle_timeout() -> None:
 
 def idle_for(seconds: float, keepalive: float) -> bool:
     """
-    Whether a front-end client connected to the real listener is still
-    connected after C{seconds} without a call.
+    Whether a front-end client of the real listener (in memory) still has
+    its connection after C{seconds} without a call: a call then is answered
+    at once (a client that lost it would wait for its next one).
     """
-    deployment = Deployment()
-    client = FrontendClient(
-        deployment.reactor, FRONTEND, retry_policy=fixed_retry, keepalive=keepalive
-    )
-    pump = deployment.connect(client)
+    dispatcher = MemoryDispatcher()
+    client = dispatcher.frontend_client(keepalive=keepalive, retry_policy=lambda attempt: 3_600.0)
     for _ in range(int(seconds)):
-        deployment.reactor.advance(1)
-        deployment.network.flush()
-    return not pump.clientIO.disconnected
+        dispatcher.clock.advance(1)
+        dispatcher.flush()
+    answered = client.stats()
+    dispatcher.flush()
+    return fired(answered)
 
 
 def test_dispatcher_keeps_quiet_client() -> None:

@@ -5,7 +5,7 @@ and its calls against the real dispatcher protocol (in memory).
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, List, TypeVar
 
 from amp_dispatch_commands import (
     MAX_PAGE,
@@ -14,6 +14,7 @@ from amp_dispatch_commands import (
     WorkerGone,
     WorkerUpdate,
 )
+from twisted.internet.defer import Deferred
 
 from amp_dispatch.client import (
     DispatcherUnavailable,
@@ -21,17 +22,19 @@ from amp_dispatch.client import (
     SchedulerClient,
     WorkerPage,
 )
+from amp_dispatch.server._config import DispatcherConfig
+from amp_dispatch.testing import MemoryDispatcher
 from tests._client_helpers import (
+    RETRY_DELAY,
     SCHEDULER,
     SCHEDULER_PORT,
-    Deployment,
     Network,
     Script,
-    failure,
     fixed_retry,
-    success,
 )
-from tests._memory import registered
+from tests._deferreds import failure_of, result_of
+
+T = TypeVar("T")
 
 UPDATE = WorkerUpdate.commandName
 
@@ -232,7 +235,7 @@ def test_update_never_sent_is_not_remembered() -> None:
     scheduler.client.start()
     d = scheduler.client.update("w1", "h", 1, 1)
     scheduler.reactor.advance(5.0)
-    failure(d, DispatcherUnavailable)
+    failure_of(d, DispatcherUnavailable)
     scheduler.network.complete()
     scheduler.network.flush()
     assert scheduler.script.sent(UPDATE) == []
@@ -245,7 +248,7 @@ def test_update_out_of_range_fails_and_is_not_remembered() -> None:
     """
     scheduler = Scheduler().connected()
     d = scheduler.client.update("w1", "h", 0, 1)
-    assert str(failure(d, InvalidArgument).value) == "port: must be within 1..65535"
+    assert str(failure_of(d, InvalidArgument).value) == "port: must be within 1..65535"
     scheduler.network.flush()
     scheduler.reconnect()
     assert scheduler.script.sent(UPDATE) == []
@@ -266,64 +269,61 @@ def test_resent_update_refused_is_forgotten() -> None:
     assert len(scheduler.script.sent(UPDATE)) == 2
 
 
-# -- against the real dispatcher protocol --------------------------------------
+# -- against the real dispatcher, in memory -----------------------------------
 
 
-def ready(lease_grace: float = 30.0) -> Deployment:
+class Served:
     """
-    A dispatcher with its scheduler client connected.
+    A L{MemoryDispatcher} and a scheduler client of it that reconnects after
+    the fixed retry delay.
     """
-    deployment = Deployment(lease_grace=lease_grace)
-    deployment.connect(deployment.scheduler)
-    return deployment
 
+    def __init__(self, lease_grace: float = 30.0) -> None:
+        self.dispatcher = MemoryDispatcher(DispatcherConfig(lease_grace=lease_grace))
+        self.scheduler = self.dispatcher.scheduler_client(retry_policy=fixed_retry)
 
-def reconnect(deployment: Deployment) -> None:
-    """
-    Drop the scheduler client's connection and let its next one through.
-    """
-    [pump] = deployment.network.pumps
-    deployment.network.drop(pump)
-    deployment.network.pumps.remove(pump)
-    deployment.reactor.advance(1.0)
-    deployment.network.complete()
-    deployment.network.flush()
+    def run(self, d: Deferred[T]) -> T:
+        """
+        Flush the dispatcher and return what C{d} fired with.
+        """
+        self.dispatcher.flush()
+        return result_of(d)
 
-
-def run(deployment: Deployment, d: Any) -> Any:
-    """
-    Flush the network and return what C{d} fired with.
-    """
-    deployment.network.flush()
-    return success(d)
+    def reconnect(self) -> None:
+        """
+        Drop the connections and let the client's next one through.
+        """
+        self.dispatcher.drop_connections()
+        self.dispatcher.clock.advance(RETRY_DELAY)
+        self.dispatcher.flush()
 
 
 def test_update_accepted() -> None:
     """
     A first update is accepted, and the dispatcher registers the worker.
     """
-    deployment = ready()
-    assert run(deployment, deployment.scheduler.update("w1", "h", 1, 2)) is True
-    assert deployment.store.stats().workers == 1
+    served = Served()
+    assert served.run(served.scheduler.update("w1", "h", 1, 2)) is True
+    assert served.dispatcher.stats().workers == 1
 
 
 def test_update_with_repeated_seq_not_accepted() -> None:
     """
     An update repeating the last accepted seq is answered C{False}.
     """
-    deployment = ready()
-    run(deployment, deployment.scheduler.update("w1", "h", 1, 2, seq=5))
-    assert run(deployment, deployment.scheduler.update("w1", "h", 1, 9, seq=5)) is False
+    served = Served()
+    served.run(served.scheduler.update("w1", "h", 1, 2, seq=5))
+    assert served.run(served.scheduler.update("w1", "h", 1, 9, seq=5)) is False
 
 
 def test_gone_known_and_unknown() -> None:
     """
     C{gone} fires with whether the dispatcher knew the worker.
     """
-    deployment = ready()
-    run(deployment, deployment.scheduler.update("w1", "h", 1, 2))
-    assert run(deployment, deployment.scheduler.gone("w1")) is True
-    assert run(deployment, deployment.scheduler.gone("w1")) is False
+    served = Served()
+    served.run(served.scheduler.update("w1", "h", 1, 2))
+    assert served.run(served.scheduler.gone("w1")) is True
+    assert served.run(served.scheduler.gone("w1")) is False
 
 
 def test_list_workers_page() -> None:
@@ -331,10 +331,10 @@ def test_list_workers_page() -> None:
     C{list_workers} fires with a L{WorkerPage} of L{RegisteredWorker}s and
     the C{next_after} to continue from.
     """
-    deployment = ready()
-    deployment.store.update("b", "hb", 2, 3, pool="p")
-    deployment.store.update("a", "ha", 1, 1)
-    page = run(deployment, deployment.scheduler.list_workers(limit=1))
+    served = Served()
+    served.scheduler.update("b", "hb", 2, 3, pool="p")
+    served.scheduler.update("a", "ha", 1, 1)
+    page = served.run(served.scheduler.list_workers(limit=1))
     assert page == WorkerPage([RegisteredWorker("a", "ha", 1, "default", 1, 1, -1.0)], "a")
 
 
@@ -342,10 +342,10 @@ def test_list_workers_last_page_has_no_next_after() -> None:
     """
     The last page's C{next_after} is C{None}.
     """
-    deployment = ready()
-    deployment.store.update("a", "h", 1, 1)
-    deployment.store.update("b", "h", 1, 1)
-    page = run(deployment, deployment.scheduler.list_workers(after="a"))
+    served = Served()
+    served.scheduler.update("a", "h", 1, 1)
+    served.scheduler.update("b", "h", 1, 1)
+    page = served.run(served.scheduler.list_workers(after="a"))
     assert [w.worker_id for w in page.workers] == ["b"]
     assert page.next_after is None
 
@@ -354,26 +354,24 @@ def test_all_workers_follows_pages() -> None:
     """
     C{all_workers} collects every worker over as many pages as it takes.
     """
-    deployment = ready()
+    served = Served()
     ids = [f"w{i:04d}" for i in range(1234)]
     for worker_id in ids:
-        deployment.store.update(worker_id, "h", 1, 1, pool="p")
-    deployment.store.update("other", "h", 1, 1)
-    d = deployment.scheduler.all_workers(pool="p")
-    deployment.network.flush()
-    assert [w.worker_id for w in success(d)] == ids
+        served.scheduler.update(worker_id, "h", 1, 1, pool="p")
+    served.scheduler.update("other", "h", 1, 1)
+    workers = served.run(served.scheduler.all_workers(pool="p"))
+    assert [w.worker_id for w in workers] == ids
 
 
 def test_all_workers_after() -> None:
     """
     C{all_workers(after=...)} collects the workers with ids after it.
     """
-    deployment = ready()
+    served = Served()
     for worker_id in ("a", "b", "c"):
-        deployment.store.update(worker_id, "h", 1, 1)
-    d = deployment.scheduler.all_workers(after="a", limit=1)
-    deployment.network.flush()
-    assert [w.worker_id for w in success(d)] == ["b", "c"]
+        served.scheduler.update(worker_id, "h", 1, 1)
+    workers = served.run(served.scheduler.all_workers(after="a", limit=1))
+    assert [w.worker_id for w in workers] == ["b", "c"]
 
 
 def test_all_workers_limit_is_page_size() -> None:
@@ -381,9 +379,9 @@ def test_all_workers_limit_is_page_size() -> None:
     C{all_workers(limit=...)} asks for pages of that many workers: a limit
     the schema refuses fails the call.
     """
-    deployment = ready()
-    d = deployment.scheduler.all_workers(limit=MAX_PAGE + 1)
-    assert str(failure(d, InvalidArgument).value) == f"limit: must be within 1..{MAX_PAGE}"
+    served = Served()
+    d = served.scheduler.all_workers(limit=MAX_PAGE + 1)
+    assert str(failure_of(d, InvalidArgument).value) == f"limit: must be within 1..{MAX_PAGE}"
 
 
 def test_resync_refills_restarted_dispatcher() -> None:
@@ -391,13 +389,17 @@ def test_resync_refills_restarted_dispatcher() -> None:
     After the dispatcher restarts empty, the reconnected client registers its
     workers again.
     """
-    deployment = ready()
-    run(deployment, deployment.scheduler.update("w1", "h", 1, 2))
-    run(deployment, deployment.scheduler.update("w2", "h", 1, 3, pool="p"))
-    fresh = deployment.restart()
-    reconnect(deployment)
-    rows = {(w.worker_id, w.pool, w.capacity) for w in registered(fresh)}
-    assert rows == {("w1", "default", 2), ("w2", "p", 3)}
+    served = Served()
+    served.scheduler.update("w1", "h", 1, 2)
+    served.scheduler.update("w2", "h", 1, 3, pool="p")
+    served.dispatcher.flush()
+    served.dispatcher.restart()
+    served.dispatcher.clock.advance(RETRY_DELAY)
+    workers = served.run(served.scheduler.all_workers())
+    assert {(w.worker_id, w.pool, w.capacity) for w in workers} == {
+        ("w1", "default", 2),
+        ("w2", "p", 3),
+    }
 
 
 def test_resync_does_not_reset_dispatcher_that_kept_state() -> None:
@@ -405,11 +407,12 @@ def test_resync_does_not_reset_dispatcher_that_kept_state() -> None:
     Resent updates reaching a dispatcher that kept its state are duplicates:
     slots taken since are not given back.
     """
-    deployment = ready()
-    run(deployment, deployment.scheduler.update("w1", "h", 1, 2))
-    deployment.store.next_worker()
-    reconnect(deployment)
-    assert [w.free for w in registered(deployment.store)] == [1]
+    served = Served()
+    served.scheduler.update("w1", "h", 1, 2)
+    served.run(served.dispatcher.frontend_client().next_worker())
+    served.reconnect()
+    page = served.run(served.scheduler.list_workers())
+    assert [w.free for w in page.workers] == [1]
 
 
 def test_resync_renews_lease_on_new_connection() -> None:
@@ -417,18 +420,18 @@ def test_resync_renews_lease_on_new_connection() -> None:
     The reconnected client's resent updates hold its workers: they outlive
     the lost connection's lease grace.
     """
-    deployment = ready(lease_grace=10.0)
-    run(deployment, deployment.scheduler.update("w1", "h", 1, 2))
-    reconnect(deployment)
-    deployment.reactor.advance(60.0)
-    assert deployment.store.stats().workers == 1
+    served = Served(lease_grace=10.0)
+    served.run(served.scheduler.update("w1", "h", 1, 2))
+    served.reconnect()
+    served.dispatcher.clock.advance(60.0)
+    assert served.dispatcher.stats().workers == 1
 
 
 def test_stats_on_scheduler_listener() -> None:
     """
     The scheduler client's C{stats} works on the scheduler listener.
     """
-    deployment = ready()
-    run(deployment, deployment.scheduler.update("w1", "h", 1, 2))
-    stats = run(deployment, deployment.scheduler.stats())
+    served = Served()
+    served.scheduler.update("w1", "h", 1, 2)
+    stats = served.run(served.scheduler.stats())
     assert (stats.workers, stats.free_slots, stats.protocol) == (1, 2, 1)
