@@ -60,7 +60,7 @@ def connector(reactor: Any, endpoint: Endpoint) -> Tuple[IStreamClientEndpoint, 
         return clientFromString(reactor, endpoint), endpoint
     if not IStreamClientEndpoint.providedBy(endpoint):
         raise TypeError(
-            f"endpoint must be a client endpoint string or provide"
+            "endpoint must be a client endpoint string or provide"
             f" IStreamClientEndpoint, not {endpoint!r}"
         )
     return endpoint, str(endpoint)
