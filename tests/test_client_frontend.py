@@ -10,6 +10,7 @@ import pytest
 from amp_dispatch_commands import NoWorkerAvailable, Overloaded
 
 from amp_dispatch.client import DispatcherStats, Worker
+from amp_dispatch.store._interface import WorkerReport
 from tests._client_helpers import Deployment, failure, fired, success
 
 
@@ -28,7 +29,7 @@ def test_next_worker_answers_worker() -> None:
     C{next_worker} fires with the L{Worker} the dispatcher answers.
     """
     deployment = ready()
-    deployment.store.update("w1", "10.0.0.1", 9000, 1)
+    deployment.store.update(WorkerReport("w1", "10.0.0.1", 9000, 1))
     d = deployment.frontend.next_worker()
     deployment.network.flush()
     assert success(d) == Worker("w1", "10.0.0.1", 9000)
@@ -39,8 +40,8 @@ def test_next_worker_asks_the_named_pool() -> None:
     C{next_worker(pool=...)} is answered from that pool only.
     """
     deployment = ready()
-    deployment.store.update("cpu", "h", 1, 5)
-    deployment.store.update("gpu", "h", 2, 1, pool="gpu")
+    deployment.store.update(WorkerReport("cpu", "h", 1, 5))
+    deployment.store.update(WorkerReport("gpu", "h", 2, 1, pool="gpu"))
     d = deployment.frontend.next_worker(pool="gpu")
     deployment.network.flush()
     assert success(d).worker_id == "gpu"
@@ -99,7 +100,7 @@ def test_stats() -> None:
     C{stats} fires with the dispatcher's counters as L{DispatcherStats}.
     """
     deployment = ready()
-    deployment.store.update("w1", "h", 1, 3)
+    deployment.store.update(WorkerReport("w1", "h", 1, 3))
     deployment.frontend.next_worker()
     deployment.network.flush()
     d = deployment.frontend.stats()

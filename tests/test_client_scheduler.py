@@ -15,6 +15,7 @@ from amp_dispatch.client import (
     SchedulerClient,
     WorkerPage,
 )
+from amp_dispatch.store._interface import WorkerReport
 from tests._client_helpers import (
     SCHEDULER,
     SCHEDULER_PORT,
@@ -302,8 +303,8 @@ def test_list_workers_page() -> None:
     the C{next_after} to continue from.
     """
     deployment = ready()
-    deployment.store.update("b", "hb", 2, 3, pool="p")
-    deployment.store.update("a", "ha", 1, 1)
+    deployment.store.update(WorkerReport("b", "hb", 2, 3, pool="p"))
+    deployment.store.update(WorkerReport("a", "ha", 1, 1))
     page = run(deployment, deployment.scheduler.list_workers(limit=1))
     assert page == WorkerPage([RegisteredWorker("a", "ha", 1, "default", 1, 1, -1.0)], "a")
 
@@ -313,8 +314,8 @@ def test_list_workers_last_page_has_no_next_after() -> None:
     The last page's C{next_after} is C{None}.
     """
     deployment = ready()
-    deployment.store.update("a", "h", 1, 1)
-    deployment.store.update("b", "h", 1, 1)
+    deployment.store.update(WorkerReport("a", "h", 1, 1))
+    deployment.store.update(WorkerReport("b", "h", 1, 1))
     page = run(deployment, deployment.scheduler.list_workers(after="a"))
     assert [w.worker_id for w in page.workers] == ["b"]
     assert page.next_after is None
@@ -327,8 +328,8 @@ def test_all_workers_follows_pages() -> None:
     deployment = ready()
     ids = [f"w{i:04d}" for i in range(1234)]
     for worker_id in ids:
-        deployment.store.update(worker_id, "h", 1, 1, pool="p")
-    deployment.store.update("other", "h", 1, 1)
+        deployment.store.update(WorkerReport(worker_id, "h", 1, 1, pool="p"))
+    deployment.store.update(WorkerReport("other", "h", 1, 1))
     d = deployment.scheduler.all_workers(pool="p")
     deployment.network.flush()
     assert [w.worker_id for w in success(d)] == ids

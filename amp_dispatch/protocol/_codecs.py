@@ -67,16 +67,23 @@ class CommandArguments:
 
     @param remembered: the names of arguments whose parsed values are kept
         by their bytes (text that repeats, such as pool names).
+    @param record: if given, the values are given to it, in order, and
+        L{parse} returns what it returns instead of a list.
     """
 
-    def __init__(self, command: Type[amp.Command], remembered: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self,
+        command: Type[amp.Command],
+        remembered: Sequence[bytes] = (),
+        record: Optional[Callable[..., Any]] = None,
+    ) -> None:
         self.command = command
         self.names = [wire.decode("ascii") for wire, _ in command.arguments]
         parsers = [
             _Remembered(argument.fromString) if wire in remembered else argument.fromString
             for wire, argument in command.arguments
         ]
-        self.parse: Callable[[Mapping[bytes, bytes]], List[Any]] = _parser(command, parsers)
+        self.parse: Callable[[Mapping[bytes, bytes]], Any] = _parser(command, parsers, record)
         self.parse.__doc__ = _PARSE_DOC
 
     def parsers(self) -> List[Callable[[bytes], Any]]:
@@ -96,11 +103,13 @@ left out).
 
 
 def _parser(
-    command: Type[amp.Command], parsers: Sequence[Callable[[bytes], Any]]
-) -> Callable[[Mapping[bytes, bytes]], List[Any]]:
+    command: Type[amp.Command],
+    parsers: Sequence[Callable[[bytes], Any]],
+    record: Optional[Callable[..., Any]],
+) -> Callable[[Mapping[bytes, bytes]], Any]:
     """
     The function that parses C{command}'s arguments out of a box, the
-    argument at index I{i} by C{parsers[i]}.
+    argument at index I{i} by C{parsers[i]}, into a list or a C{record}.
     """
     names = [f"parse{i}" for i in range(len(parsers))]
     lines = [
@@ -131,11 +140,23 @@ def _parser(
             f"{indent}except BAD_VALUE as e:",
             f"{indent}    raise InvalidArgument({field + ': '!r} + str(e)) from None",
         ]
-    lines.append(f"    return [{', '.join(f'v{i}' for i in range(len(parsers)))}]")
-    namespace: Dict[str, Any] = {"InvalidArgument": InvalidArgument, "BAD_VALUE": _BAD_VALUE}
+    values = ", ".join(f"v{i}" for i in range(len(parsers)))
+    if record is None:
+        lines.append(f"    return [{values}]")
+    elif isinstance(record, type) and issubclass(record, tuple):
+        # A named tuple: made as its _make makes it, without its __new__'s call.
+        lines.append(f"    return new(record, ({values},))")
+    else:
+        lines.append(f"    return record({values})")
+    namespace: Dict[str, Any] = {
+        "InvalidArgument": InvalidArgument,
+        "BAD_VALUE": _BAD_VALUE,
+        "record": record,
+        "new": tuple.__new__,
+    }
     namespace.update(zip(names, parsers))
     exec("\n".join(lines), namespace)
-    parse: Callable[[Mapping[bytes, bytes]], List[Any]] = namespace["parse"]
+    parse: Callable[[Mapping[bytes, bytes]], Any] = namespace["parse"]
     return parse
 
 

@@ -38,7 +38,14 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from .._records import Worker
-from ..store._interface import IWorkerStore, StoreStats, UpdateOutcome, WorkerRows, then
+from ..store._interface import (
+    IWorkerStore,
+    StoreStats,
+    UpdateOutcome,
+    WorkerReport,
+    WorkerRows,
+    then,
+)
 from ._addresses import describe
 from ._codecs import CommandArguments, encode_page, list_encoder
 from ._hooks import (
@@ -351,18 +358,8 @@ class SchedulerReceiver(_RoleReceiver):
     role = "scheduler"
     commands = SCHEDULER_COMMANDS
 
-    def worker_update(
-        self,
-        worker_id: str,
-        host: str,
-        port: int,
-        capacity: int,
-        pool: Optional[str],
-        seq: Optional[int],
-        ttl: Optional[float],
-    ) -> Any:
-        owner = self.connection.number
-        updated = self.store.update(worker_id, host, port, capacity, pool, seq, ttl, owner)
+    def worker_update(self, *arguments: Any) -> Any:
+        updated = self.store.update(WorkerReport(*arguments), self.connection.number)
         return then(updated, self._updated)
 
     def _updated(self, outcome: UpdateOutcome) -> _Result:

@@ -30,7 +30,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from .._records import Worker
-from ..store._interface import IWorkerStore, StoreStats, UpdateOutcome
+from ..store._interface import IWorkerStore, StoreStats, UpdateOutcome, WorkerReport
 from ..store._memory import no_free_slot
 from ._codecs import ANSWER_KEY, CommandArguments, answer, error, response_encoder
 from ._framing import END, pack_length
@@ -48,7 +48,7 @@ _UPDATE = WorkerUpdate.commandName
 _STATS = Stats.commandName
 
 _NEXT_WORKER_ARGUMENTS = CommandArguments(NextWorker, remembered=[b"pool"])
-_UPDATE_ARGUMENTS = CommandArguments(WorkerUpdate, remembered=[b"pool"])
+_UPDATE_ARGUMENTS = CommandArguments(WorkerUpdate, remembered=[b"pool"], record=WorkerReport)
 _WORKER = response_encoder(NextWorker)
 _STATS_ANSWER = response_encoder(Stats)
 _ACCEPTED = response_encoder(WorkerUpdate).of_mapping({"accepted": True})
@@ -300,11 +300,10 @@ class SchedulerProtocol(_RoleProtocol):
 
     def _worker_update(self, box: Box) -> Optional[bytes]:
         try:
-            values = self._parse(box)
+            report = self._parse(box)
         except InvalidArgument:
             return None  # INVALID_ARGUMENT, from the receiver
-        values.append(self._owner)
-        outcome = self._update(*values)
+        outcome = self._update(report, self._owner)
         if outcome.__class__ is not UpdateOutcome:
             return self._answer(box, outcome, self._updated)
         return self._updated(box, outcome)

@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from .._records import RegisteredWorker, Worker
 from ._deadlines import DeadlineHeap
-from ._interface import IWorkerStore, Owner, StoreStats, UpdateOutcome, WorkerRows
+from ._interface import IWorkerStore, Owner, StoreStats, UpdateOutcome, WorkerReport, WorkerRows
 
 _log = structlog.get_logger("amp_dispatch.store")
 
@@ -145,20 +145,11 @@ class MemoryStore:
 
     # -- the scheduler's side -------------------------------------------------
 
-    def update(
-        self,
-        worker_id: str,
-        host: str,
-        port: int,
-        capacity: int,
-        pool: Optional[str] = None,
-        seq: Optional[int] = None,
-        ttl: Optional[float] = None,
-        owner: Optional[Owner] = None,
-    ) -> UpdateOutcome:
+    def update(self, report: WorkerReport, owner: Optional[Owner] = None) -> UpdateOutcome:
         """
         Apply a C{WorkerUpdate} sent by C{owner} (see L{IWorkerStore.update}).
         """
+        worker_id, host, port, capacity, pool, seq, ttl = report
         pool_name = pool or DEFAULT_POOL
         worker = self._workers.get(worker_id)
         if worker is not None and seq is not None and worker.seq is not None:
