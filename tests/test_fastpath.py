@@ -318,7 +318,7 @@ def test_encoded_answers_bounded_by_live_workers() -> None:
     """
     clock = Clock()
     store = open_store(clock)
-    workers = EncodedWorkers(store)
+    workers = EncodedWorkers()
     for i in range(5 * EncodedWorkers.KEPT):
         store.update(WorkerReport(f"gone-{i}", "10.0.0.1", 9000, 1))
         taken = store.take("default")
