@@ -68,12 +68,10 @@ class _Worker:
     owner: Optional[Owner] = None
     # The worker's live key in its pool's heap (None: not queued, no free slot).
     key: Optional[int] = None
-    # What a NextWorker answers for it: made anew when its address changes, so
-    # that callers may keep what they derive from it (encoded answers).
-    record: Worker = field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.record = Worker(self.worker_id, self.host, self.port)
+    # What a NextWorker answers for it, made when first answered and anew
+    # after its address changes (so that callers may keep what they derive
+    # from one: encoded answers).
+    record: Optional[Worker] = None
 
     @property
     def free(self) -> int:
@@ -185,7 +183,7 @@ class MemoryStore:
             if host != worker.host or port != worker.port:
                 worker.host = host
                 worker.port = port
-                worker.record = Worker(worker_id, host, port)
+                worker.record = None
             worker.capacity = capacity
             worker.assigned = 0
             self._free_slots += capacity
@@ -443,7 +441,10 @@ class MemoryStore:
             else:
                 worker.key = None
                 heapq.heappop(heap)
-            return worker.record
+            record = worker.record
+            if record is None:
+                record = worker.record = Worker(worker.worker_id, worker.host, worker.port)
+            return record
         return None
 
     def _leave_pool(self, worker: _Worker) -> None:
