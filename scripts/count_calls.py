@@ -34,6 +34,7 @@ from amp_bench import wire
 from amp_dispatch.cli._logging import configure
 from amp_dispatch.server._listeners import build_listeners
 from amp_dispatch.server._stores import open_store
+from amp_dispatch.store._interface import WorkerReport
 
 
 class _NullTransport(StringTransport):
@@ -51,7 +52,7 @@ def next_workers(calls: int) -> None:
     clock = Clock()
     store = open_store(clock)
     for i in range(1000):
-        store.update(f"w{i}", "10.0.0.1", 9000, 10**9)
+        store.update(WorkerReport(f"w{i}", "10.0.0.1", 9000, 10**9))
     protocol = _connect(build_listeners(store, clock).frontend.factory)
     boxes, _ = wire.next_worker_requests()
     chunks: List[bytes] = [

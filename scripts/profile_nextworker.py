@@ -19,6 +19,7 @@ from twisted.internet.testing import StringTransport
 
 from amp_dispatch.server._listeners import build_listeners
 from amp_dispatch.server._stores import open_store
+from amp_dispatch.store._interface import WorkerReport
 
 
 class _NullTransport(StringTransport):
@@ -40,7 +41,9 @@ def measure(fast_path: bool, workers: int, calls: int, batch: int) -> float:
     clock = Clock()
     store = open_store(clock)
     for i in range(workers):
-        store.update(f"worker-{i}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 9000, 10**9)
+        store.update(
+            WorkerReport(f"worker-{i}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 9000, 10**9)
+        )
     served = build_listeners(store, clock, fast_path=fast_path)
     protocol: Any = served.frontend.factory.buildProtocol(None)
     protocol.makeConnection(_NullTransport())

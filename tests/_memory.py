@@ -51,7 +51,7 @@ from amp_dispatch.protocol._hooks import ConnectionInfo
 from amp_dispatch.server._config import MAX_BOX_BYTES, DispatcherConfig
 from amp_dispatch.server._listeners import build_listeners
 from amp_dispatch.server._stores import open_store
-from amp_dispatch.store._interface import IWorkerStore
+from amp_dispatch.store._interface import IWorkerStore, WorkerReport
 from amp_dispatch.store._memory import MemoryStore
 from tests._stores import LaterStore
 
@@ -469,7 +469,7 @@ class ListenerSide:
         self.store = open_store(self.clock, config)
         with capture_logs():
             for registration in workers:
-                self.store.update(**registration)
+                self.store.update(WorkerReport(**registration))
         self.handled = HandledCommands()
         served = build_listeners(
             self.store, self.clock, config, hook=self.handled, fast_path=fast_path

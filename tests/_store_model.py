@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from amp_dispatch._records import RegisteredWorker, Worker
 from amp_dispatch.server._config import DispatcherConfig
-from amp_dispatch.store._interface import StoreStats
+from amp_dispatch.store._interface import StoreStats, WorkerReport
 from tests._deferreds import fired
 from tests._stores import StoreHarness
 
@@ -235,7 +235,7 @@ class StoreMachine(RuleBasedStateMachine):
         expected = self.model_update(worker_id, host, port, capacity, pool, seq, ttl, owner)
         outcome = self.resolve(
             self.store.update(
-                worker_id, host, port, capacity, pool=pool, seq=seq, ttl=ttl, owner=owner
+                WorkerReport(worker_id, host, port, capacity, pool=pool, seq=seq, ttl=ttl), owner
             )
         )
         assert outcome.accepted == expected
@@ -268,7 +268,7 @@ class StoreMachine(RuleBasedStateMachine):
         expected = self.model_update(worker_id, host, port, capacity, pool, seq, ttl, owner)
         outcome = self.resolve(
             self.store.update(
-                worker_id, host, port, capacity, pool=pool, seq=seq, ttl=ttl, owner=owner
+                WorkerReport(worker_id, host, port, capacity, pool=pool, seq=seq, ttl=ttl), owner
             )
         )
         assert outcome.accepted == expected

@@ -16,7 +16,7 @@ from twisted.internet.defer import CancelledError, Deferred
 
 from amp_dispatch._records import RegisteredWorker, Worker
 from amp_dispatch.server._config import DispatcherConfig
-from amp_dispatch.store._interface import StoreStats
+from amp_dispatch.store._interface import StoreStats, WorkerReport
 from tests._deferreds import assert_no_result, failure_of, result_of
 from tests._store_model import make_model_tests
 from tests._stores import StoreHarness
@@ -81,14 +81,16 @@ class StoreTests:
         Send a C{WorkerUpdate}; whether it was accepted.
         """
         outcome = self.store.update(
-            worker_id,
-            host if host is not None else f"host-{worker_id}",
-            port,
-            capacity,
-            pool=pool,
-            seq=seq,
-            ttl=ttl,
-            owner=owner,
+            WorkerReport(
+                worker_id,
+                host if host is not None else f"host-{worker_id}",
+                port,
+                capacity,
+                pool=pool,
+                seq=seq,
+                ttl=ttl,
+            ),
+            owner,
         )
         return bool(outcome.accepted)
 

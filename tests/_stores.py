@@ -22,6 +22,7 @@ from amp_dispatch.store._interface import (
     Owner,
     StoreStats,
     UpdateOutcome,
+    WorkerReport,
     WorkerRows,
 )
 from amp_dispatch.store._memory import MemoryStore
@@ -125,19 +126,9 @@ class LaterStore:
         return result if isinstance(result, Deferred) else succeed(result)
 
     def update(
-        self,
-        worker_id: str,
-        host: str,
-        port: int,
-        capacity: int,
-        pool: Optional[str] = None,
-        seq: Optional[int] = None,
-        ttl: Optional[float] = None,
-        owner: Optional[Owner] = None,
+        self, report: WorkerReport, owner: Optional[Owner] = None
     ) -> Deferred[UpdateOutcome]:
-        return self._later(
-            self._store.update, worker_id, host, port, capacity, pool, seq, ttl, owner
-        )
+        return self._later(self._store.update, report, owner)
 
     def gone(self, worker_id: str) -> Deferred[bool]:
         return self._later(self._store.gone, worker_id)

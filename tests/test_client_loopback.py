@@ -26,6 +26,7 @@ from amp_dispatch.client import (
 )
 from amp_dispatch.server._listeners import build_listeners
 from amp_dispatch.server._stores import open_store
+from amp_dispatch.store._interface import WorkerReport
 from amp_dispatch.store._memory import MemoryStore
 
 
@@ -170,8 +171,8 @@ async def test_many_next_worker_calls_in_flight(reactor: Any) -> None:
     a C{stats} call among them is answered too.
     """
     queue, frontend, scheduler, frontend_endpoint, _ = await dispatcher(reactor)
-    queue.update("a", "127.0.0.1", 9001, 150)
-    queue.update("b", "127.0.0.1", 9002, 150)
+    queue.update(WorkerReport("a", "127.0.0.1", 9001, 150))
+    queue.update(WorkerReport("b", "127.0.0.1", 9002, 150))
     try:
         async with FrontendClient(reactor, frontend_endpoint) as front:
             await front.next_worker()

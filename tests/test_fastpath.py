@@ -21,6 +21,7 @@ from twisted.protocols import amp
 
 from amp_dispatch.protocol._roles import EncodedWorkers, FrontendProtocol
 from amp_dispatch.server._stores import open_store
+from amp_dispatch.store._interface import WorkerReport
 from tests._memory import (
     COMPARISON_SETTINGS,
     TAGS,
@@ -57,7 +58,7 @@ class Side(ListenerSide):
         Apply a C{WorkerUpdate} to the queue, as the scheduler listener would.
         """
         with self._watch():
-            self.store.update(**registration)
+            self.store.update(WorkerReport(**registration))
 
     @property
     def written_closing(self) -> List[bytes]:
@@ -317,9 +318,9 @@ def test_encoded_answers_bounded_by_live_workers() -> None:
     """
     clock = Clock()
     store = open_store(clock)
-    workers = EncodedWorkers(store)
+    workers = EncodedWorkers()
     for i in range(5 * EncodedWorkers.KEPT):
-        store.update(f"gone-{i}", "10.0.0.1", 9000, 1)
+        store.update(WorkerReport(f"gone-{i}", "10.0.0.1", 9000, 1))
         taken = store.take("default")
         assert taken is not None
         workers.add(taken)
@@ -327,7 +328,7 @@ def test_encoded_answers_bounded_by_live_workers() -> None:
         assert len(workers.by_id) <= EncodedWorkers.KEPT
     live = 3 * EncodedWorkers.KEPT
     for i in range(live):
-        store.update(f"live-{i}", "10.0.0.1", 9000, 1)
+        store.update(WorkerReport(f"live-{i}", "10.0.0.1", 9000, 1))
         taken = store.take("default")
         assert taken is not None
         workers.add(taken)

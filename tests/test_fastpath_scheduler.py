@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import provider
 
 from amp_dispatch.protocol._roles import SchedulerProtocol
+from amp_dispatch.store._interface import WorkerReport
 from tests._memory import (
     COMPARISON_SETTINGS,
     TAGS,
@@ -98,7 +99,7 @@ class Side(ListenerSide):
         A C{WorkerUpdate} from another scheduler connection.
         """
         with self._watch():
-            self.store.update(**registration, owner=OTHER_SCHEDULER)
+            self.store.update(WorkerReport(**registration), OTHER_SCHEDULER)
 
     def gone(self, worker_id: str) -> None:
         """

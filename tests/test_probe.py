@@ -50,7 +50,7 @@ from amp_dispatch.client._defaults import (
     CONNECT_SCHEDULER,
 )
 from amp_dispatch.server._service import DispatcherService
-from amp_dispatch.store._interface import UpdateOutcome
+from amp_dispatch.store._interface import UpdateOutcome, WorkerReport
 from tests._deferreds import failure_of
 from tests._memory import registered
 from tests.integration._process import probe_process
@@ -485,7 +485,7 @@ def register(service: DispatcherService, worker_id: str, capacity: int = 2, **ex
     """
     Register a worker straight in the queue (held by no connection).
     """
-    service.store.update(worker_id, "10.0.0.1", 9000, capacity, **extra)
+    service.store.update(WorkerReport(worker_id, "10.0.0.1", 9000, capacity, **extra))
 
 
 def registered_ids(service: DispatcherService) -> List[str]:
@@ -586,7 +586,7 @@ async def test_update_leaves_no_seq(
     still accepted: the probe left no seq behind.
     """
     assert await probe(reactor, *endpoints(service), "update", "w1", "h", "1", "1") == 0
-    assert service.store.update("w1", "h", 1, 1, seq=0).accepted
+    assert service.store.update(WorkerReport("w1", "h", 1, 1, seq=0)).accepted
 
 
 @twisted_test
@@ -598,7 +598,7 @@ async def test_update_sends_given_seq(
     """
     argv = ["update", "w1", "h", "1", "1", "--seq", "7"]
     assert await probe(reactor, *endpoints(service), *argv) == 0
-    assert service.store.update("w1", "h", 1, 1, seq=7) is UpdateOutcome.DUPLICATE
+    assert service.store.update(WorkerReport("w1", "h", 1, 1, seq=7)) is UpdateOutcome.DUPLICATE
 
 
 @twisted_test

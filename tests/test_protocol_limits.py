@@ -32,6 +32,7 @@ from amp_dispatch.server._config import DispatcherConfig
 from amp_dispatch.server._listener import ListenerFactory
 from amp_dispatch.server._listeners import build_listeners
 from amp_dispatch.server._stores import open_store
+from amp_dispatch.store._interface import WorkerReport
 from tests._memory import RawDispatcher, encode, lax, update
 
 Logs = List[MutableMapping[str, Any]]
@@ -67,7 +68,7 @@ class Listeners:
     def __init__(self, config: DispatcherConfig = CONFIG) -> None:
         self.clock = TurnClock()
         self.store = open_store(self.clock, config)
-        self.store.update("w1", "10.0.0.1", 9000, 10**9)
+        self.store.update(WorkerReport("w1", "10.0.0.1", 9000, 10**9))
         self.listeners = build_listeners(self.store, self.clock, config)
 
     def connect(self, role: str = "frontend", transport: Optional[StringTransport] = None) -> Wire:
@@ -405,7 +406,7 @@ def test_idle_counts_from_end_of_wait() -> None:
     not from its last byte.
     """
     memory = Listeners()
-    memory.store.update("w1", "10.0.0.1", 9000, 0)
+    memory.store.update(WorkerReport("w1", "10.0.0.1", 9000, 0))
     wire = memory.connect()
     wire.receive(encode([(b"_ask", b"1"), (b"_command", b"NextWorker"), (b"timeout", b"15")]))
     memory.clock.advance(15)
@@ -422,7 +423,7 @@ def test_waiting_call_keeps_open() -> None:
     is over, it is.
     """
     memory = Listeners()
-    memory.store.update("w1", "10.0.0.1", 9000, 0)
+    memory.store.update(WorkerReport("w1", "10.0.0.1", 9000, 0))
     wire = memory.connect()
     wire.receive(encode([(b"_ask", b"1"), (b"_command", b"NextWorker"), (b"timeout", b"30")]))
     memory.clock.advance(20)
@@ -695,7 +696,7 @@ def test_waiting_refusals_rate_limited(logs: Logs) -> None:
     second, with the connection's peer.
     """
     listeners = Listeners(DispatcherConfig(max_waiting_per_connection=1))
-    listeners.store.update("w1", "10.0.0.1", 9000, 0)
+    listeners.store.update(WorkerReport("w1", "10.0.0.1", 9000, 0))
     wire = listeners.connect()
     call = [(b"_command", b"NextWorker"), (b"timeout", b"30")]
     wire.receive(b"".join(encode([(b"_ask", b"%d" % n), *call]) for n in range(12)))

@@ -12,6 +12,7 @@ building an L{amp.AmpBox}; L{answer} and L{error} frame it after its tag.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, cast
 
 from amp_dispatch_commands import InvalidArgument
@@ -33,27 +34,9 @@ _ERROR_CODE = pack_length(len(amp.ERROR_CODE)) + amp.ERROR_CODE
 _ERROR_DESCRIPTION = pack_length(len(amp.ERROR_DESCRIPTION)) + amp.ERROR_DESCRIPTION
 
 
-class _Remembered:
-    """
-    An argument's C{fromString} that remembers the values it parsed, by their
-    bytes (for text that repeats: pool names).  Bounded: any peer may send
-    any text.
-    """
-
-    KEPT = 4096
-
-    def __init__(self, parse: Callable[[bytes], Any]) -> None:
-        self._parse = parse
-        self._seen: Dict[bytes, Any] = {}
-
-    def __call__(self, raw: bytes) -> Any:
-        value = self._seen.get(raw)
-        if value is None:
-            value = self._parse(raw)
-            if len(self._seen) >= self.KEPT:
-                self._seen.clear()
-            self._seen[raw] = value
-        return value
+#: The most values one remembered argument keeps (any peer may send any
+#: text): past it, they are all forgotten.
+REMEMBERED = 4096
 
 
 class CommandArguments:
@@ -63,27 +46,27 @@ class CommandArguments:
 
     The parser is a function written for the command's arguments when this
     is made, as attrs writes its classes' methods: a loop over the
-    arguments costs twice as much per box, and C{WorkerUpdate} is hot.
+    arguments costs twice as much per box, and C{WorkerUpdate} is hot.  Make
+    one per command and keep it (see L{arguments_of}).
 
     @param remembered: the names of arguments whose parsed values are kept
-        by their bytes (text that repeats, such as pool names).
+        by their bytes (text that repeats, such as pool names), at most
+        L{REMEMBERED} of each.
+    @param record: if given, the values are given to it, in order, and
+        L{parse} returns what it returns instead of a list.
     """
 
-    def __init__(self, command: Type[amp.Command], remembered: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self,
+        command: Type[amp.Command],
+        remembered: Sequence[bytes] = (),
+        record: Optional[Callable[..., Any]] = None,
+    ) -> None:
         self.command = command
-        self.names = [wire.decode("ascii") for wire, _ in command.arguments]
-        parsers = [
-            _Remembered(argument.fromString) if wire in remembered else argument.fromString
-            for wire, argument in command.arguments
-        ]
-        self.parse: Callable[[Mapping[bytes, bytes]], List[Any]] = _parser(command, parsers)
+        #: The values remembered, by argument name.
+        self.seen: Dict[bytes, Dict[bytes, Any]] = {wire: {} for wire in remembered}
+        self.parse: Callable[[Mapping[bytes, bytes]], Any] = _parser(command, self.seen, record)
         self.parse.__doc__ = _PARSE_DOC
-
-    def parsers(self) -> List[Callable[[bytes], Any]]:
-        """
-        Each argument's parser, in the schema's order.
-        """
-        return list(self.parse.__defaults__ or ())
 
 
 _PARSE_DOC = """
@@ -95,28 +78,38 @@ left out).
 """
 
 
+@cache
+def arguments_of(command: Type[amp.Command]) -> CommandArguments:
+    """
+    The parser of C{command}'s arguments, made once (into a list, nothing
+    remembered).
+    """
+    return CommandArguments(command)
+
+
 def _parser(
-    command: Type[amp.Command], parsers: Sequence[Callable[[bytes], Any]]
-) -> Callable[[Mapping[bytes, bytes]], List[Any]]:
+    command: Type[amp.Command],
+    seen: Mapping[bytes, Dict[bytes, Any]],
+    record: Optional[Callable[..., Any]],
+) -> Callable[[Mapping[bytes, bytes]], Any]:
     """
-    The function that parses C{command}'s arguments out of a box, the
-    argument at index I{i} by C{parsers[i]}.
+    The function that parses C{command}'s arguments out of a box by their
+    C{fromString}, keeping the values of the arguments in C{seen} there, into
+    a list or a C{record}.
     """
-    names = [f"parse{i}" for i in range(len(parsers))]
-    lines = [
-        f"def parse(box, {', '.join(f'{name}={name}' for name in names)}):",
-        "    get = box.get",
-    ]
+    lines = ["def parse(box):", "    get = box.get"]
+    namespace: Dict[str, Any] = {
+        "InvalidArgument": InvalidArgument,
+        "BAD_VALUE": _BAD_VALUE,
+        "REMEMBERED": REMEMBERED,
+        "record": record,
+        "new": tuple.__new__,
+    }
     for i, (wire, argument) in enumerate(command.arguments):
         field = wire.decode("ascii")
+        namespace[f"parse{i}"] = argument.fromString
         if argument.optional:
-            lines += [
-                f"    raw = get({wire!r})",
-                "    if raw is None:",
-                f"        v{i} = None",
-                "    else:",
-            ]
-            indent = "        "
+            lines += [f"    raw = get({wire!r})", "    if raw is None:", f"        v{i} = None"]
         else:
             lines += [
                 "    try:",
@@ -124,19 +117,37 @@ def _parser(
                 "    except KeyError:",
                 f"        raise InvalidArgument({field + ': missing'!r}) from None",
             ]
-            indent = "    "
-        lines += [
-            f"{indent}try:",
-            f"{indent}    v{i} = parse{i}(raw)",
-            f"{indent}except BAD_VALUE as e:",
-            f"{indent}    raise InvalidArgument({field + ': '!r} + str(e)) from None",
+        parse = [
+            "try:",
+            f"    v{i} = parse{i}(raw)",
+            "except BAD_VALUE as e:",
+            f"    raise InvalidArgument({field + ': '!r} + str(e)) from None",
         ]
-    lines.append(f"    return [{', '.join(f'v{i}' for i in range(len(parsers)))}]")
-    namespace: Dict[str, Any] = {"InvalidArgument": InvalidArgument, "BAD_VALUE": _BAD_VALUE}
-    namespace.update(zip(names, parsers))
+        if wire in seen:
+            namespace[f"seen{i}"] = seen[wire]
+            parse = [
+                f"v{i} = seen{i}.get(raw)",
+                f"if v{i} is None:",
+                *("    " + line for line in parse),
+                f"    if len(seen{i}) >= REMEMBERED:",
+                f"        seen{i}.clear()",
+                f"    seen{i}[raw] = v{i}",
+            ]
+        if argument.optional:
+            lines += ["    else:", *("        " + line for line in parse)]
+        else:
+            lines += ["    " + line for line in parse]
+    values = ", ".join(f"v{i}" for i in range(len(command.arguments)))
+    if record is None:
+        lines.append(f"    return [{values}]")
+    elif isinstance(record, type) and issubclass(record, tuple):
+        # A named tuple: made as its _make makes it, without its __new__'s call.
+        lines.append(f"    return new(record, ({values},))")
+    else:
+        lines.append(f"    return record({values})")
     exec("\n".join(lines), namespace)
-    parse: Callable[[Mapping[bytes, bytes]], List[Any]] = namespace["parse"]
-    return parse
+    parse_box: Callable[[Mapping[bytes, bytes]], Any] = namespace["parse"]
+    return parse_box
 
 
 class BoxEncoder:
@@ -249,9 +260,11 @@ def encode_page(
 __all__ = [
     "ANSWER_KEY",
     "MAX_PAGE_BYTES",
+    "REMEMBERED",
     "BoxEncoder",
     "CommandArguments",
     "answer",
+    "arguments_of",
     "encode_page",
     "error",
     "list_encoder",

@@ -117,13 +117,23 @@ class Warnings:
         Log C{event} at warning with C{fields}, unless the source has
         logged it too often this second.
         """
+        if self._allow(event):
+            self._logger.warning(event, **self.context, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        """
+        As L{warn}, at error.
+        """
+        if self._allow(event):
+            self._logger.error(event, **self.context, **fields)
+
+    def _allow(self, event: str) -> bool:
         limiter = self._limiters.get(event)
         if limiter is None:
             limiter = self._limiters[event] = LogLimiter(
                 self._clock, partial(self._held_back, event)
             )
-        if limiter.allow():
-            self._logger.warning(event, **self.context, **fields)
+        return limiter.allow()
 
     def stop(self) -> None:
         """

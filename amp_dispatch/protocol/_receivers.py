@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Callable, ClassVar, Dict, Optional, Set, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, Optional, Set, Tuple, Type, cast
 
 import structlog
 from amp_dispatch_commands import (
@@ -38,9 +38,16 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from .._records import Worker
-from ..store._interface import IWorkerStore, StoreStats, UpdateOutcome, WorkerRows, then
+from ..store._interface import (
+    IWorkerStore,
+    StoreStats,
+    UpdateOutcome,
+    WorkerReport,
+    WorkerRows,
+    then,
+)
 from ._addresses import describe
-from ._codecs import CommandArguments, encode_page, list_encoder
+from ._codecs import arguments_of, encode_page, list_encoder
 from ._hooks import (
     ANSWERED,
     CANCELLED,
@@ -134,8 +141,10 @@ class _RoleReceiver(amp.BoxDispatcher):
         }
         #: When a call of the connection last ended (see L{busy}).
         self.last_active = 0.0
-        # The connection's calls waiting for an answer.
-        self._waiting: Set[Deferred[Any]] = set()
+        #: The connection's calls waiting for an answer (cancelled when it
+        #: closes): calls that wait for a slot, and, with a store answering
+        #: later, calls waiting for the store.
+        self.waiting: Set[Deferred[Any]] = set()
         # What the peer makes us log, limited per connection.
         self._warnings = Warnings(clock, _log, {"role": self.role, "peer": connection.peer})
 
@@ -188,6 +197,8 @@ class _RoleReceiver(amp.BoxDispatcher):
         _log.log(self.connection_level, "connection opened", role=self.role, peer=self.peer)
 
     def stopReceivingBoxes(self, reason: Failure) -> None:
+        for waiting in list(self.waiting):
+            waiting.cancel()
         super().stopReceivingBoxes(reason)
         self._warnings.stop()
         _log.log(self.connection_level, "connection closed", role=self.role, peer=self.peer)
@@ -197,7 +208,7 @@ class _RoleReceiver(amp.BoxDispatcher):
         Whether the connection has calls waiting for an answer (it is not
         idle, even if its peer sends nothing).
         """
-        return bool(self._waiting)
+        return bool(self.waiting)
 
     def holds_workers(self) -> bool:
         """
@@ -241,15 +252,18 @@ class _RoleReceiver(amp.BoxDispatcher):
         # Set by amp's Command metaclass: errors and fatalErrors together.
         errors: Dict[Type[Exception], bytes] = command.allErrors  # type: ignore[attr-defined]
         name = command.commandName
-        arguments = CommandArguments(command)
+        parse = arguments_of(command).parse
 
         def declared(failure: Failure) -> Failure:
-            error = failure.trap(*errors)
-            return Failure(amp.RemoteAmpError(errors[error], str(failure.value), local=failure))
+            matched = failure.check(*errors)
+            if matched is None:
+                return self.store_failed(name, failure)
+            code = errors[cast(Type[Exception], matched)]
+            return Failure(amp.RemoteAmpError(code, str(failure.value), local=failure))
 
         def respond(box: amp.AmpBox) -> Any:
             try:
-                result = handler(*arguments.parse(box))
+                result = handler(*parse(box))
             except InvalidArgument as e:
                 self._rejected(name, str(e))
                 self.handled(name, INVALID)
@@ -268,18 +282,38 @@ class _RoleReceiver(amp.BoxDispatcher):
 
         return respond
 
+    def store_failed(self, command: bytes, failure: Failure) -> Failure:
+        """
+        The store failed a call of C{command} with an error no command
+        declares: logged at error (within the connection's limit of lines
+        per second), and answered as AMP answers an undeclared error.
+        """
+        if failure.check(CancelledError):
+            return failure  # the connection closed: nobody reads an answer
+        self._warnings.error(
+            "store call failed", command=command.decode("ascii"), error=failure.getErrorMessage()
+        )
+        return Failure(amp.RemoteAmpError(amp.UNKNOWN_ERROR_CODE, "Unknown Error"))
+
     def stats(self) -> Any:
         return then(self.store.stats(), self._stats)
 
     def _stats(self, stats: StoreStats) -> _Result:
         self.handled(Stats.commandName, ANSWERED)
-        return {
-            "workers": stats.workers,
-            "free_slots": stats.free_slots,
-            "waiting": stats.waiting,
-            "dispatched": stats.dispatched,
-            "protocol": PROTOCOL_VERSION,
-        }
+        return stats_answer(stats)
+
+
+def stats_answer(stats: StoreStats) -> _Result:
+    """
+    The values of a C{Stats} answer.
+    """
+    return {
+        "workers": stats.workers,
+        "free_slots": stats.free_slots,
+        "waiting": stats.waiting,
+        "dispatched": stats.dispatched,
+        "protocol": PROTOCOL_VERSION,
+    }
 
 
 def _response(
@@ -311,10 +345,10 @@ class FrontendReceiver(_RoleReceiver):
             self.handled(NextWorker.commandName, ANSWERED)
             return _assignment(answer)
         waiting = answer
-        self._waiting.add(waiting)
+        self.waiting.add(waiting)
 
         def done(result: Any) -> Any:
-            self._waiting.discard(waiting)
+            self.waiting.discard(waiting)
             self.last_active = self.clock.seconds()
             if not isinstance(result, Failure):
                 self.handled(NextWorker.commandName, ANSWERED)
@@ -326,15 +360,11 @@ class FrontendReceiver(_RoleReceiver):
             if result.check(NoWorkerAvailable):
                 self.handled(NextWorker.commandName, TIMED_OUT if timeout else NO_WORKER)
             elif result.check(Overloaded):
+                self._warnings.warn("waiting call refused", reason=str(result.value))
                 self.handled(NextWorker.commandName, OVERLOADED)
             return result
 
         return waiting.addBoth(done).addCallback(_assignment)
-
-    def stopReceivingBoxes(self, reason: Failure) -> None:
-        for waiting in list(self._waiting):
-            waiting.cancel()
-        super().stopReceivingBoxes(reason)
 
 
 def _assignment(answer: Worker) -> _Result:
@@ -351,18 +381,8 @@ class SchedulerReceiver(_RoleReceiver):
     role = "scheduler"
     commands = SCHEDULER_COMMANDS
 
-    def worker_update(
-        self,
-        worker_id: str,
-        host: str,
-        port: int,
-        capacity: int,
-        pool: Optional[str],
-        seq: Optional[int],
-        ttl: Optional[float],
-    ) -> Any:
-        owner = self.connection.number
-        updated = self.store.update(worker_id, host, port, capacity, pool, seq, ttl, owner)
+    def worker_update(self, *arguments: Any) -> Any:
+        updated = self.store.update(WorkerReport(*arguments), self.connection.number)
         return then(updated, self._updated)
 
     def _updated(self, outcome: UpdateOutcome) -> _Result:
@@ -397,4 +417,4 @@ class SchedulerReceiver(_RoleReceiver):
         self.store.owner_lost(self.connection.number)
 
 
-__all__ = ["FrontendReceiver", "SchedulerReceiver", "handler_name", "unhandled"]
+__all__ = ["FrontendReceiver", "SchedulerReceiver", "handler_name", "stats_answer", "unhandled"]

@@ -13,30 +13,30 @@ later (a L{Deferred}) is answered later: the answer is written when it comes.
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import structlog
 from amp_dispatch_commands import (
     DEFAULT_POOL,
     NO_WORKER_AVAILABLE,
-    PROTOCOL_VERSION,
     InvalidArgument,
     NextWorker,
     Stats,
     WorkerUpdate,
 )
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from .._records import Worker
-from ..store._interface import IWorkerStore, StoreStats, UpdateOutcome
+from ..store._interface import IWorkerStore, StoreStats, UpdateOutcome, WorkerReport
 from ..store._memory import no_free_slot
 from ._codecs import ANSWER_KEY, CommandArguments, answer, error, response_encoder
 from ._framing import END, pack_length
-from ._hooks import ANSWERED, NO_WORKER, CommandHook, ConnectionInfo
+from ._hooks import ANSWERED, CANCELLED, NO_WORKER, CommandHook, ConnectionInfo
 from ._listening import Box, ListenerProtocol
-from ._receivers import FrontendReceiver, SchedulerReceiver, _RoleReceiver
+from ._receivers import FrontendReceiver, SchedulerReceiver, _RoleReceiver, stats_answer
 
 if TYPE_CHECKING:
     from ..server._listener import ListenerFactory
@@ -48,7 +48,7 @@ _UPDATE = WorkerUpdate.commandName
 _STATS = Stats.commandName
 
 _NEXT_WORKER_ARGUMENTS = CommandArguments(NextWorker, remembered=[b"pool"])
-_UPDATE_ARGUMENTS = CommandArguments(WorkerUpdate, remembered=[b"pool"])
+_UPDATE_ARGUMENTS = CommandArguments(WorkerUpdate, remembered=[b"pool"], record=WorkerReport)
 _WORKER = response_encoder(NextWorker)
 _STATS_ANSWER = response_encoder(Stats)
 _ACCEPTED = response_encoder(WorkerUpdate).of_mapping({"accepted": True})
@@ -69,6 +69,12 @@ class _RoleProtocol(ListenerProtocol):
     """
     A listener's protocol over a store: both roles answer C{Stats} on the
     fast path.
+
+    A store's answer that comes as a L{Deferred} already fired is answered
+    in line with the others of its read; one that comes later is written
+    when it comes (or not at all if the connection closed meanwhile).  A
+    C{NextWorker} waiting for the store waits with the receiver's calls:
+    the connection is busy, and closing it cancels the wait.
     """
 
     def __init__(
@@ -88,84 +94,107 @@ class _RoleProtocol(ListenerProtocol):
 
     def _stats_answer(self, box: Box, stats: StoreStats) -> bytes:
         self._hook(_STATS, ANSWERED, self._connection, 1)
-        return answer(
-            box[amp.ASK],
-            _STATS_ANSWER.of_mapping(
-                {
-                    "workers": stats.workers,
-                    "free_slots": stats.free_slots,
-                    "waiting": stats.waiting,
-                    "dispatched": stats.dispatched,
-                    "protocol": PROTOCOL_VERSION,
-                }
-            ),
-        )
+        return answer(box[amp.ASK], _STATS_ANSWER.of_mapping(stats_answer(stats)))
 
     def _answer(
-        self, box: Box, result: Any, encode: Callable[[Box, Any], Optional[bytes]]
+        self,
+        box: Box,
+        result: Any,
+        encode: Callable[[Box, Any], Optional[bytes]],
+        *,
+        wait: bool = False,
     ) -> Optional[bytes]:
         """
-        C{encode(box, result)} now, or, for a store's answer that comes
-        later, C{b""} now and the encoded answer written when it comes
-        (C{None} from C{encode} hands the box to the receiver then).
+        The answer to C{box}, from the store's C{result} by C{encode} (which
+        returns C{None} to hand the box to the receiver): now if the store
+        answered now, else C{b""} now and the answer when it comes.
+
+        @param wait: whether the call waits with the receiver's calls while
+            the store's answer has not come.
         """
         if not isinstance(result, Deferred):
             return encode(box, result)
-        result.addCallback(lambda value: encode(box, value)).addCallbacks(
-            self._write_later, self._failed_later, callbackArgs=(box,), errbackArgs=(box,)
-        )
+        now: List[Any] = []
+
+        def seen(value: Any) -> Any:
+            now.append(value)
+            return value
+
+        result.addBoth(seen)
+        if now:
+            result.addErrback(lambda _: None)  # handled here, now
+            return self._encode_result(box, now[0], encode)
+        if wait:
+            self._receiver.waiting.add(result)
+        result.addBoth(self._came, box, encode, result)
         return b""
 
-    def _write_later(self, encoded: Optional[bytes], box: Box) -> None:
-        if self.transport is None:
-            return
-        if encoded is None:
-            self._receiver.ampBoxReceived(amp.AmpBox(box))
-        else:
-            self._flush([encoded])
+    def _encode_result(
+        self, box: Box, value: Any, encode: Callable[[Box, Any], Optional[bytes]]
+    ) -> Optional[bytes]:
+        if isinstance(value, Failure):
+            reason = self._receiver.store_failed(box.get(amp.COMMAND, b""), value).value
+            if not isinstance(reason, amp.RemoteAmpError):
+                return b""  # cancelled: nobody reads an answer
+            return error(box[amp.ASK], reason.errorCode, reason.description)
+        return encode(box, value)
 
-    def _failed_later(self, failure: Failure, box: Box) -> None:
+    def _came(
+        self,
+        value: Any,
+        box: Box,
+        encode: Callable[[Box, Any], Optional[bytes]],
+        result: Deferred[Any],
+    ) -> None:
         """
-        The store failed a call: answered as AMP answers an error nobody
-        declared, and logged.
+        The store's answer came later: write the answer, or hand the box to
+        the receiver; if the connection closed meanwhile, only say so.
         """
-        _log.error(
-            "store call failed",
-            command=box.get(amp.COMMAND, b"").decode("utf-8", "replace"),
-            error=failure.getErrorMessage(),
-        )
-        if self.transport is not None:
-            self.transport.write(error(box[amp.ASK], amp.UNKNOWN_ERROR_CODE, "Unknown Error"))
+        receiver = self._receiver
+        if result in receiver.waiting:
+            receiver.waiting.discard(result)
+            receiver.last_active = self._clock.seconds()
+        if isinstance(value, Failure) and value.check(CancelledError):
+            # The connection closed while the call waited for the store.
+            self._hook(box[amp.COMMAND], CANCELLED, self._connection, 1)
+            return
+        encoded = self._encode_result(box, value, encode)
+        if self.transport is None:
+            return  # closed meanwhile: nobody reads the answer
+        if encoded is None:
+            receiver.ampBoxReceived(amp.AmpBox(box))
+        elif encoded:
+            self._flush([encoded])
 
 
 class EncodedWorkers:
     """
     The encoded C{NextWorker} answers (after the tag) of the workers a store
-    answered, by worker id, each with the record it encodes: a store keeps
-    one record per worker and address, so a worker answered again costs a
-    lookup and an identity check.
+    answered, by worker id, each with a weak reference to the record it
+    encodes: a store keeps one record per worker and address, so a worker
+    answered again costs a lookup and an identity check.
 
-    Records of workers that left stay until the entries reach twice the
-    store's workers (and at least L{KEPT}); then all are dropped, so what
-    they cost stays within twice the store's live workers.
+    The entries of records no longer alive (their worker left, or moved)
+    are swept out when the entries reach twice the number alive at the last
+    sweep (and at least L{KEPT}), so they stay within twice the records
+    alive, whatever the store.
     """
 
     KEPT = 1024
 
-    def __init__(self, store: IWorkerStore) -> None:
-        self.by_id: Dict[str, Tuple[Worker, bytes]] = {}
-        self._store = store
-        self._limit = self.KEPT
+    def __init__(self) -> None:
+        self.by_id: Dict[str, Tuple[weakref.ref[Worker], bytes]] = {}
+        self._sweep_at = self.KEPT
 
     def add(self, worker: Worker) -> bytes:
         body = _WORKER.of(worker)
         by_id = self.by_id
-        if len(by_id) >= self._limit:
-            stats = self._store.stats()
-            live = len(by_id) if isinstance(stats, Deferred) else stats.workers
-            by_id.clear()
-            self._limit = max(self.KEPT, 2 * live)
-        by_id[worker.worker_id] = (worker, body)
+        if len(by_id) >= self._sweep_at:
+            for worker_id, (record, _) in list(by_id.items()):
+                if record() is None:
+                    del by_id[worker_id]
+            self._sweep_at = max(self.KEPT, 2 * len(by_id))
+        by_id[worker.worker_id] = (weakref.ref(worker), body)
         return body
 
 
@@ -191,6 +220,7 @@ class FrontendProtocol(_RoleProtocol):
         self._take = store.take
         self._workers = workers
         self._encoded = workers.by_id
+        self._box_limit = factory.settings.max_box_bytes
         # NextWorker answers of the current read, told to the hook at once.
         self._answered = 0
         self._fast[_NEXT_WORKER] = self._next_worker_box
@@ -209,13 +239,13 @@ class FrontendProtocol(_RoleProtocol):
         if tag_start > end:
             return -1
         tag_end = tag_start + ((buffer[tag_start - 2] << 8) | buffer[tag_start - 1])
-        if not buffer.startswith(rest, tag_end):
-            return -1
+        if tag_end + len(rest) - start > self._box_limit or not buffer.startswith(rest, tag_end):
+            return -1  # too long (the reader refuses it), or not this shape
         tag = buffer[tag_start:tag_end]
         worker = self._take(DEFAULT_POOL)
         if worker.__class__ is Worker:
             entry = self._encoded.get(worker.worker_id)
-            if entry is not None and entry[0] is worker:
+            if entry is not None and entry[0]() is worker:
                 self._answered += 1
                 out.append(ANSWER_KEY + pack_length(len(tag)) + tag + entry[1])
                 return tag_end + len(rest)
@@ -241,7 +271,7 @@ class FrontendProtocol(_RoleProtocol):
         worker = self._take(pool)
         if worker.__class__ is Worker:
             entry = self._encoded.get(worker.worker_id)
-            if entry is not None and entry[0] is worker:
+            if entry is not None and entry[0]() is worker:
                 self._answered += 1
                 return ANSWER_KEY + pack_length(len(tag)) + tag + entry[1]
         return self._answer_taken(tag, pool, timeout, box, worker)
@@ -257,7 +287,10 @@ class FrontendProtocol(_RoleProtocol):
         if isinstance(worker, Deferred):
             later = {amp.ASK: tag, amp.COMMAND: _NEXT_WORKER} if box is None else box
             return self._answer(
-                later, worker, lambda box, worker: self._taken(pool, timeout, box[amp.ASK], worker)
+                later,
+                worker,
+                lambda box, worker: self._taken(pool, timeout, box[amp.ASK], worker),
+                wait=True,
             )
         return self._taken(pool, timeout, tag, worker)
 
@@ -300,11 +333,10 @@ class SchedulerProtocol(_RoleProtocol):
 
     def _worker_update(self, box: Box) -> Optional[bytes]:
         try:
-            values = self._parse(box)
+            report = self._parse(box)
         except InvalidArgument:
             return None  # INVALID_ARGUMENT, from the receiver
-        values.append(self._owner)
-        outcome = self._update(*values)
+        outcome = self._update(report, self._owner)
         if outcome.__class__ is not UpdateOutcome:
             return self._answer(box, outcome, self._updated)
         return self._updated(box, outcome)

@@ -110,7 +110,7 @@ def build_listeners(
         # scheduler: when full, the listener closes one to make room.
         evict=True,
     )
-    workers = EncodedWorkers(store)
+    workers = EncodedWorkers()
     return Listeners(
         Listener(
             "frontend",

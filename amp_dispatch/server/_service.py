@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Optional
 import structlog
 from attrs import evolve, frozen
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorCore
 from twisted.python.failure import Failure
@@ -152,12 +152,13 @@ class DispatcherService(Service):
 
     def stopService(self) -> Optional[Deferred[Any]]:
         super().stopService()
-        self.store.stop()
+        stopping: List[Deferred[Any]] = [maybeDeferred(self.store.stop)]
         if self.listeners is not None:
             self.listeners.stop()
         ports, self._ports = self._ports, []
         _log.info("stopping")
-        stopping = [port.stopListening() for port in ports]
-        return gatherResults([d for d in stopping if d is not None]).addCallback(
+        stopped = (port.stopListening() for port in ports)
+        stopping += [d for d in stopped if d is not None]
+        return gatherResults(stopping, consumeErrors=True).addCallback(
             lambda _: _log.info("stopped")
         )

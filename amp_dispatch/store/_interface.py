@@ -11,7 +11,7 @@ is written when it comes.
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Hashable, Optional, Sequence, TypeVar, Union
+from typing import Callable, ClassVar, Hashable, NamedTuple, Optional, Sequence, TypeVar, Union
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
@@ -39,6 +39,23 @@ def then(result: Result[T], use: Callable[[T], U]) -> Result[U]:
 #: Who sent a worker's updates: a plain value naming a scheduler connection
 #: (the listeners use an C{int} unique within the process).
 Owner = Hashable
+
+
+class WorkerReport(NamedTuple):
+    """
+    What a C{WorkerUpdate} says of a worker: its address, its free slots
+    now, its pool (C{None}: the default pool), the update's C{seq} and the
+    worker's C{ttl} (both C{None} when not given).  The fields are the
+    command's arguments, in the schema's order.
+    """
+
+    worker_id: str
+    host: str
+    port: int
+    capacity: int
+    pool: Optional[str] = None
+    seq: Optional[int] = None
+    ttl: Optional[float] = None
 
 
 @frozen
@@ -108,21 +125,11 @@ class IWorkerStore(Interface):
     worker with no free slot is never answered.
     """
 
-    def update(
-        worker_id: str,
-        host: str,
-        port: int,
-        capacity: int,
-        pool: Optional[str] = None,
-        seq: Optional[int] = None,
-        ttl: Optional[float] = None,
-        owner: Optional[Owner] = None,
-    ) -> Result[UpdateOutcome]:
+    def update(report: WorkerReport, owner: Optional[Owner] = None) -> Result[UpdateOutcome]:
         """
-        Apply a C{WorkerUpdate} sent by C{owner} (C{pool} C{None}: the
-        default pool); an accepted or duplicate update makes C{owner} the
-        worker's holder and starts its ttl again.  Freed slots go to calls
-        waiting in its pool first.
+        Apply a C{WorkerUpdate} sent by C{owner}; an accepted or duplicate
+        update makes C{owner} the worker's holder and starts its ttl again.
+        Freed slots go to calls waiting in its pool first.
         """
 
     def gone(worker_id: str) -> Result[bool]:
@@ -181,4 +188,13 @@ class IWorkerStore(Interface):
         """
 
 
-__all__ = ["IWorkerStore", "Owner", "Result", "StoreStats", "UpdateOutcome", "WorkerRows", "then"]
+__all__ = [
+    "IWorkerStore",
+    "Owner",
+    "Result",
+    "StoreStats",
+    "UpdateOutcome",
+    "WorkerReport",
+    "WorkerRows",
+    "then",
+]

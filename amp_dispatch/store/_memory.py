@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from .._records import RegisteredWorker, Worker
 from ._deadlines import DeadlineHeap
-from ._interface import IWorkerStore, Owner, StoreStats, UpdateOutcome, WorkerRows
+from ._interface import IWorkerStore, Owner, StoreStats, UpdateOutcome, WorkerReport, WorkerRows
 
 _log = structlog.get_logger("amp_dispatch.store")
 
@@ -68,12 +68,10 @@ class _Worker:
     owner: Optional[Owner] = None
     # The worker's live key in its pool's heap (None: not queued, no free slot).
     key: Optional[int] = None
-    # What a NextWorker answers for it: made anew when its address changes, so
-    # that callers may keep what they derive from it (encoded answers).
-    record: Worker = field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.record = Worker(self.worker_id, self.host, self.port)
+    # What a NextWorker answers for it, made when first answered and anew
+    # after its address changes (so that callers may keep what they derive
+    # from one: encoded answers).
+    record: Optional[Worker] = None
 
     @property
     def free(self) -> int:
@@ -145,20 +143,11 @@ class MemoryStore:
 
     # -- the scheduler's side -------------------------------------------------
 
-    def update(
-        self,
-        worker_id: str,
-        host: str,
-        port: int,
-        capacity: int,
-        pool: Optional[str] = None,
-        seq: Optional[int] = None,
-        ttl: Optional[float] = None,
-        owner: Optional[Owner] = None,
-    ) -> UpdateOutcome:
+    def update(self, report: WorkerReport, owner: Optional[Owner] = None) -> UpdateOutcome:
         """
         Apply a C{WorkerUpdate} sent by C{owner} (see L{IWorkerStore.update}).
         """
+        worker_id, host, port, capacity, pool, seq, ttl = report
         pool_name = pool or DEFAULT_POOL
         worker = self._workers.get(worker_id)
         if worker is not None and seq is not None and worker.seq is not None:
@@ -194,7 +183,7 @@ class MemoryStore:
             if host != worker.host or port != worker.port:
                 worker.host = host
                 worker.port = port
-                worker.record = Worker(worker_id, host, port)
+                worker.record = None
             worker.capacity = capacity
             worker.assigned = 0
             self._free_slots += capacity
@@ -452,7 +441,10 @@ class MemoryStore:
             else:
                 worker.key = None
                 heapq.heappop(heap)
-            return worker.record
+            record = worker.record
+            if record is None:
+                record = worker.record = Worker(worker.worker_id, worker.host, worker.port)
+            return record
         return None
 
     def _leave_pool(self, worker: _Worker) -> None:
