@@ -46,6 +46,8 @@ from ..client import (
 from ..client._base import DispatcherClient
 from ..client._defaults import CLIENT_CALL_TIMEOUT, CONNECT_FRONTEND, CONNECT_SCHEDULER
 
+T = TypeVar("T")
+
 PROG = "amp-dispatch probe"
 
 EXIT_FAILED = 1
@@ -70,24 +72,27 @@ class ProbeFailed(Exception):
 # -- option values -------------------------------------------------------------
 
 
-def _integer(name: str) -> Callable[[str], int]:
-    def parse(value: str) -> int:
+def _converted(name: str, convert: Callable[[str], T], kind: str) -> Callable[[str], T]:
+    """
+    The parser of option C{name}'s value by C{convert}, its error naming the
+    option and the C{kind} of value it takes.
+    """
+
+    def parse(value: str) -> T:
         try:
-            return int(value)
+            return convert(value)
         except ValueError:
-            raise ValueError(f"{name} must be an integer, not {value!r}") from None
+            raise ValueError(f"{name} must be {kind}, not {value!r}") from None
 
     return parse
+
+
+def _integer(name: str) -> Callable[[str], int]:
+    return _converted(name, int, "an integer")
 
 
 def _number(name: str) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"{name} must be a number, not {value!r}") from None
-
-    return parse
+    return _converted(name, float, "a number")
 
 
 def _call_timeout(value: str) -> float:

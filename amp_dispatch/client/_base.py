@@ -23,6 +23,22 @@ class DispatcherClient:
     What both clients have: a kept-up connection to one listener, L{start},
     L{stop}, L{stats}, and use as an async context manager (started on entry,
     stopped on exit).
+
+    @param reactor: the reactor to connect with and time calls by.
+    @param endpoint: the listener: a Twisted client endpoint string, e.g.
+        C{"tcp:127.0.0.1:8750"}, or an object providing
+        L{IStreamClientEndpoint} (messages name it by its C{str()}).
+    @param call_timeout: seconds a call may take, connecting included.
+    @param fail_after_failures: if given, a call fails as soon as that many
+        connection attempts in a row failed while it waited (for one-shot
+        tools: a refused connection fails the call at once with 1).
+    @param retry_policy: seconds to wait before reconnect attempt N; default
+        C{twisted.application.internet.backoffPolicy()}.
+    @param max_box_bytes: the longest box accepted from the dispatcher (a
+        longer one drops the connection); default 128 KiB.
+    @param keepalive: seconds without a call after which a C{Stats} goes out,
+        so the dispatcher's idle timeout keeps the connection (0: never);
+        default 60.
     """
 
     _role: str = ""

@@ -34,21 +34,8 @@ class FrontendClient(DispatcherClient):
     comes within it or the connection is lost before the answer,
     L{CallTimedOut} when the answer does not come within it.
 
-    @param reactor: the reactor to connect with and time calls by.
-    @param endpoint: the front-end listener: a Twisted client endpoint
-        string, e.g. C{"tcp:127.0.0.1:8750"}, or an object providing
-        L{IStreamClientEndpoint} (messages name it by its C{str()}).
-    @param call_timeout: seconds a call may take, connecting included.
-    @param fail_after_failures: if given, a call fails as soon as that many
-        connection attempts in a row failed while it waited (for one-shot
-        tools: a refused connection fails the call at once with 1).
-    @param retry_policy: seconds to wait before reconnect attempt N; default
-        C{twisted.application.internet.backoffPolicy()}.
-    @param max_box_bytes: the longest box accepted from the dispatcher (a
-        longer one drops the connection); default 128 KiB.
-    @param keepalive: seconds without a call after which a C{Stats} goes out,
-        so the dispatcher's idle timeout keeps the connection (0: never);
-        default 60.
+    Built as L{DispatcherClient} is, C{endpoint} the front-end listener
+    (e.g. C{"tcp:127.0.0.1:8750"}).
     """
 
     _role = "frontend"

@@ -59,21 +59,10 @@ class SchedulerClient(DispatcherClient):
     its answer is lost with the connection; an update that failed before it
     was sent is not.
 
-    @param reactor: the reactor to connect with and time calls by; its
-        C{seconds()} numbers updates.
-    @param endpoint: the scheduler listener: a Twisted client endpoint
-        string, e.g. C{"tcp:127.0.0.1:8751"}, or an object providing
-        L{IStreamClientEndpoint} (messages name it by its C{str()}).
-    @param call_timeout: seconds a call may take, connecting included.
-    @param fail_after_failures: if given, a call fails as soon as that many
-        connection attempts in a row failed while it waited.
-    @param retry_policy: seconds to wait before reconnect attempt N; default
-        C{twisted.application.internet.backoffPolicy()}.
-    @param max_box_bytes: the longest box accepted from the dispatcher (a
-        longer one drops the connection); default 128 KiB.
-    @param keepalive: seconds without a call after which a C{Stats} goes out,
-        so the dispatcher's idle timeout keeps the connection (0: never);
-        default 60.
+    Built as L{DispatcherClient} is, C{endpoint} the scheduler listener
+    (e.g. C{"tcp:127.0.0.1:8751"}); its reactor's C{seconds()} numbers
+    updates.
+
     @param number_updates: number updates sent without C{seq} (the
         default), or send them as given.
     """
