@@ -22,6 +22,7 @@ C{NextWorker} waits, ttl, lease grace, reconnects)::
 
 Deferreds fire during L{MemoryDispatcher.flush}; a test that awaits them
 runs the flush from elsewhere (or checks their results after it).
+L{DispatcherConfig}, the server's settings, is here too for such tests.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from .server._listeners import Listeners, build_listeners
 from .server._stores import open_store
 from .store._memory import MemoryStore
 
-__all__ = ["MemoryDispatcher"]
+__all__ = ["DispatcherConfig", "MemoryDispatcher"]
 
 _Client = TypeVar("_Client", bound=DispatcherClient)
 

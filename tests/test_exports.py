@@ -26,7 +26,7 @@ PUBLIC = {
         "Worker",
         "WorkerPage",
     ],
-    "amp_dispatch.testing": ["MemoryDispatcher"],
+    "amp_dispatch.testing": ["DispatcherConfig", "MemoryDispatcher"],
 }
 
 
