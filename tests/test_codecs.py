@@ -35,6 +35,7 @@ from amp_dispatch.protocol._codecs import (
     list_encoder,
     response_encoder,
 )
+from amp_dispatch.protocol._roles import EncodedWorker
 
 TEXT = st.text(min_size=1, max_size=80)
 LONG_TEXT = st.text(alphabet="\u00e9x", min_size=100, max_size=127)
@@ -92,6 +93,7 @@ def test_worker_as_schema(worker_id: str, host: str, port: int) -> None:
     expected[amp.ANSWER] = b"t"
     encoded = answer(b"t", response_encoder(NextWorker).of(Worker(worker_id, host, port)))
     assert encoded == bytes(expected.serialize())
+    assert answer(b"t", EncodedWorker(worker_id, host, port).answer) == encoded
 
 
 @given(st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 10**6))

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.protocols import amp
 
-from amp_dispatch.protocol._roles import EncodedWorkers, FrontendProtocol
+from amp_dispatch._records import Worker
+from amp_dispatch.protocol._roles import EncodedWorker, FrontendProtocol
 from amp_dispatch.server._stores import open_store
 from amp_dispatch.store._interface import WorkerReport
 from tests._memory import (
@@ -308,28 +309,35 @@ def test_front_end_kinds() -> None:
     assert isinstance(generic.protocol, amp.BinaryBoxProtocol)
 
 
-# -- the encoded answers kept -------------------------------------------------
+# -- the answers encoded once ---------------------------------------------------
 
 
-def test_encoded_answers_bounded_by_live_workers() -> None:
+def test_encoded_worker_equals_worker() -> None:
     """
-    The answers kept for workers that left never outnumber the bound, and
-    those of live workers stay within twice their number.
+    An L{EncodedWorker} is equal to the L{Worker} with its values (and
+    hashes alike), and unequal to one with others.
     """
-    clock = Clock()
-    store = open_store(clock)
-    workers = EncodedWorkers()
-    for i in range(5 * EncodedWorkers.KEPT):
-        store.update(WorkerReport(f"gone-{i}", "10.0.0.1", 9000, 1))
-        taken = store.take("default")
-        assert taken is not None
-        workers.add(taken)
-        store.gone(f"gone-{i}")
-        assert len(workers.by_id) <= EncodedWorkers.KEPT
-    live = 3 * EncodedWorkers.KEPT
-    for i in range(live):
-        store.update(WorkerReport(f"live-{i}", "10.0.0.1", 9000, 1))
-        taken = store.take("default")
-        assert taken is not None
-        workers.add(taken)
-        assert len(workers.by_id) <= 2 * live
+    encoded = EncodedWorker("w1", "10.0.0.1", 9000)
+    assert encoded == Worker("w1", "10.0.0.1", 9000)
+    assert Worker("w1", "10.0.0.1", 9000) == encoded
+    assert hash(encoded) == hash(Worker("w1", "10.0.0.1", 9000))
+    assert encoded != Worker("w1", "10.0.0.1", 9001)
+    assert repr(encoded) == "EncodedWorker(worker_id='w1', host='10.0.0.1', port=9000)"
+
+
+def test_store_answers_encoded_workers() -> None:
+    """
+    The store the server opens answers L{EncodedWorker}s: made when first
+    answered, kept while the address stays, made anew when it changes.
+    """
+    store = open_store(Clock())
+    store.update(WorkerReport("w1", "10.0.0.1", 9000, 5))
+    first = store.take("default")
+    assert isinstance(first, EncodedWorker)
+    assert store.take("default") is first
+    store.update(WorkerReport("w1", "10.0.0.1", 9000, 5))
+    assert store.take("default") is first
+    store.update(WorkerReport("w1", "10.0.0.2", 9000, 5))
+    moved = store.take("default")
+    assert moved == Worker("w1", "10.0.0.2", 9000)
+    assert moved is not first

@@ -24,8 +24,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 import tests._memory as memory_module
-from amp_dispatch._records import Worker
-from amp_dispatch.protocol._roles import EncodedWorkers
 from amp_dispatch.server._config import DispatcherConfig
 from amp_dispatch.server._listeners import build_listeners
 from amp_dispatch.server._stores import open_store
@@ -251,17 +249,6 @@ def test_mixed_answers_in_call_order() -> None:
     front.store._later = fired  # type: ignore[assignment,method-assign]
     front.protocol.dataReceived(call(b"1", b"Stats") + call(b"2", b"NextWorker"))
     assert front.tags() == [b"1", b"2"]
-
-
-def test_encoded_answers_bounded() -> None:
-    """
-    The answers kept for records no longer alive are swept out, whatever
-    the store.
-    """
-    workers = EncodedWorkers()
-    for i in range(20 * EncodedWorkers.KEPT):
-        workers.add(Worker(f"gone-{i}", "10.0.0.1", 9000))
-        assert len(workers.by_id) <= EncodedWorkers.KEPT
 
 
 @pytest.mark.parametrize("later", [False, True], ids=["at-once", "later"])

@@ -13,8 +13,7 @@ later (a L{Deferred}) is answered later: the answer is written when it comes.
 
 from __future__ import annotations
 
-import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 import structlog
 from amp_dispatch_commands import (
@@ -25,6 +24,7 @@ from amp_dispatch_commands import (
     Stats,
     WorkerUpdate,
 )
+from attrs import field, frozen
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -167,35 +167,21 @@ class _RoleProtocol(ListenerProtocol):
             self._flush([encoded])
 
 
-class EncodedWorkers:
+@frozen(eq=False)
+class EncodedWorker(Worker):
     """
-    The encoded C{NextWorker} answers (after the tag) of the workers a store
-    answered, by worker id, each with a weak reference to the record it
-    encodes: a store keeps one record per worker and address, so a worker
-    answered again costs a lookup and an identity check.
+    A L{Worker} with its C{NextWorker} answer encoded (after the tag), once,
+    when it is made: the records the memory store answers with (see
+    L{MemoryStore}'s C{record}), which the front-end fast path answers
+    without encoding them again.
 
-    The entries of records no longer alive (their worker left, or moved)
-    are swept out when the entries reach twice the number alive at the last
-    sweep (and at least L{KEPT}), so they stay within twice the records
-    alive, whatever the store.
+    @ivar answer: the answer's pairs and the end of the box.
     """
 
-    KEPT = 1024
+    answer: bytes = field(init=False, repr=False)
 
-    def __init__(self) -> None:
-        self.by_id: Dict[str, Tuple[weakref.ref[Worker], bytes]] = {}
-        self._sweep_at = self.KEPT
-
-    def add(self, worker: Worker) -> bytes:
-        body = _WORKER.of(worker)
-        by_id = self.by_id
-        if len(by_id) >= self._sweep_at:
-            for worker_id, (record, _) in list(by_id.items()):
-                if record() is None:
-                    del by_id[worker_id]
-            self._sweep_at = max(self.KEPT, 2 * len(by_id))
-        by_id[worker.worker_id] = (weakref.ref(worker), body)
-        return body
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "answer", _WORKER.of(self))
 
 
 class FrontendProtocol(_RoleProtocol):
@@ -204,22 +190,14 @@ class FrontendProtocol(_RoleProtocol):
     free slot or answers C{NO_WORKER_AVAILABLE} at once, and C{Stats};
     everything else through a L{FrontendReceiver}.
 
-    @param workers: the encoded answers, shared by the listener's
-        connections.
+    A store's L{EncodedWorker} is answered with its own encoding; another
+    L{Worker} is encoded each time.
     """
 
-    def __init__(
-        self,
-        store: IWorkerStore,
-        factory: ListenerFactory,
-        hook: CommandHook,
-        workers: EncodedWorkers,
-    ) -> None:
+    def __init__(self, store: IWorkerStore, factory: ListenerFactory, hook: CommandHook) -> None:
         receiver = FrontendReceiver(store, factory.clock, ConnectionInfo("frontend"), hook)
         super().__init__(receiver, factory, store, hook)
         self._take = store.take
-        self._workers = workers
-        self._encoded = workers.by_id
         self._box_limit = factory.settings.max_box_bytes
         # NextWorker answers of the current read, told to the hook at once.
         self._answered = 0
@@ -243,12 +221,10 @@ class FrontendProtocol(_RoleProtocol):
             return -1  # too long (the reader refuses it), or not this shape
         tag = buffer[tag_start:tag_end]
         worker = self._take(DEFAULT_POOL)
-        if worker.__class__ is Worker:
-            entry = self._encoded.get(worker.worker_id)
-            if entry is not None and entry[0]() is worker:
-                self._answered += 1
-                out.append(ANSWER_KEY + pack_length(len(tag)) + tag + entry[1])
-                return tag_end + len(rest)
+        if worker.__class__ is EncodedWorker:
+            self._answered += 1
+            out.append(ANSWER_KEY + pack_length(len(tag)) + tag + worker.answer)
+            return tag_end + len(rest)
         # Without a timeout the call never waits: there is always an answer.
         out.append(self._answer_taken(tag, DEFAULT_POOL, 0.0, None, worker) or b"")
         return tag_end + len(rest)
@@ -269,20 +245,17 @@ class FrontendProtocol(_RoleProtocol):
         receiver waits), or C{b""} when the store answers later.
         """
         worker = self._take(pool)
-        if worker.__class__ is Worker:
-            entry = self._encoded.get(worker.worker_id)
-            if entry is not None and entry[0]() is worker:
-                self._answered += 1
-                return ANSWER_KEY + pack_length(len(tag)) + tag + entry[1]
+        if worker.__class__ is EncodedWorker:
+            self._answered += 1
+            return ANSWER_KEY + pack_length(len(tag)) + tag + worker.answer
         return self._answer_taken(tag, pool, timeout, box, worker)
 
     def _answer_taken(
         self, tag: bytes, pool: str, timeout: float, box: Optional[Box], worker: Any
     ) -> Optional[bytes]:
         """
-        L{_next_worker} for what the store's C{take} gave but an answer
-        encoded already: none, a worker answered for the first time, or a
-        L{Deferred}.
+        L{_next_worker} for what the store's C{take} gave but an
+        L{EncodedWorker}: none, another L{Worker}, or a L{Deferred}.
         """
         if isinstance(worker, Deferred):
             later = {amp.ASK: tag, amp.COMMAND: _NEXT_WORKER} if box is None else box
@@ -307,7 +280,8 @@ class FrontendProtocol(_RoleProtocol):
             self._hook(_NEXT_WORKER, NO_WORKER, self._connection, 1)
             return error(tag, NO_WORKER_AVAILABLE, str(no_free_slot(pool)))
         self._answered += 1
-        return answer(tag, self._workers.add(worker))
+        body = worker.answer if isinstance(worker, EncodedWorker) else _WORKER.of(worker)
+        return answer(tag, body)
 
     def _flush(self, out: List[bytes]) -> None:
         if self._answered:
@@ -352,4 +326,4 @@ class SchedulerProtocol(_RoleProtocol):
         )
 
 
-__all__ = ["EncodedWorkers", "FrontendProtocol", "SchedulerProtocol"]
+__all__ = ["EncodedWorker", "FrontendProtocol", "SchedulerProtocol"]

@@ -16,7 +16,7 @@ from twisted.internet.protocol import ServerFactory
 from ..protocol._generic import GenericFactory
 from ..protocol._hooks import CommandHook, ConnectionInfo, no_hook
 from ..protocol._receivers import FrontendReceiver, SchedulerReceiver
-from ..protocol._roles import EncodedWorkers, FrontendProtocol, SchedulerProtocol
+from ..protocol._roles import FrontendProtocol, SchedulerProtocol
 from ..store._interface import IWorkerStore
 from ._config import DEFAULT_CONFIG, DispatcherConfig
 from ._listener import ListenerFactory, ListenerSettings
@@ -110,13 +110,12 @@ def build_listeners(
         # scheduler: when full, the listener closes one to make room.
         evict=True,
     )
-    workers = EncodedWorkers()
     return Listeners(
         Listener(
             "frontend",
             config.frontend,
             ListenerFactory(
-                frontend, clock, lambda factory: FrontendProtocol(store, factory, hook, workers)
+                frontend, clock, lambda factory: FrontendProtocol(store, factory, hook)
             ),
         ),
         Listener(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from itertools import count, islice
-from typing import Dict, Iterator, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import structlog
 from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded
@@ -69,8 +69,7 @@ class _Worker:
     # The worker's live key in its pool's heap (None: not queued, no free slot).
     key: Optional[int] = None
     # What a NextWorker answers for it, made when first answered and anew
-    # after its address changes (so that callers may keep what they derive
-    # from one: encoded answers).
+    # after its address changes (see MemoryStore's record).
     record: Optional[Worker] = None
 
     @property
@@ -115,6 +114,10 @@ class MemoryStore:
     @param max_waiting: the most C{NextWorker} calls that may wait at once.
     @param max_waiting_per_owner: the most of them one owner (a front-end
         connection) may make.
+    @param record: makes the L{Worker} a worker is answered as, from its id,
+        host and port: once, when it is first answered, and again after its
+        address changes (a caller may give a L{Worker} subclass that keeps
+        what it derives from one, such as its encoded answer).
     """
 
     def __init__(
@@ -124,8 +127,10 @@ class MemoryStore:
         lease_grace: float,
         max_waiting: int,
         max_waiting_per_owner: int,
+        record: Callable[[str, str, int], Worker] = Worker,
     ) -> None:
         self._clock = clock
+        self._record = record
         self.lease_grace = lease_grace
         self.max_waiting = max_waiting
         self.max_waiting_per_owner = max_waiting_per_owner
@@ -443,7 +448,7 @@ class MemoryStore:
                 heapq.heappop(heap)
             record = worker.record
             if record is None:
-                record = worker.record = Worker(worker.worker_id, worker.host, worker.port)
+                record = worker.record = self._record(worker.worker_id, worker.host, worker.port)
             return record
         return None
 
