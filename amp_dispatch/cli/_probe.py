@@ -87,16 +87,22 @@ def _converted(name: str, convert: Callable[[str], T], kind: str) -> Callable[[s
     return parse
 
 
-def _integer(name: str) -> Callable[[str], int]:
-    return _converted(name, int, "an integer")
+def _integer(name: str, description: str) -> List[Any]:
+    """
+    The declaration of option C{--name}, an integer, default none.
+    """
+    return [name, None, None, description, _converted(f"--{name}", int, "an integer")]
 
 
-def _number(name: str) -> Callable[[str], float]:
-    return _converted(name, float, "a number")
+def _number(name: str, description: str) -> List[Any]:
+    """
+    The declaration of option C{--name}, a number, default none.
+    """
+    return [name, None, None, description, _converted(f"--{name}", float, "a number")]
 
 
 def _call_timeout(value: str) -> float:
-    number = _number("--timeout")(value)
+    number = _converted("--timeout", float, "a number")(value)
     if not number > 0 or math.isinf(number):
         raise ValueError(f"--timeout must be a finite number > 0, not {value!r}")
     return number
@@ -342,13 +348,7 @@ class NextOptions(_Subcommand[FrontendClient, Worker]):
     synopsis = "[--pool P] [--wait S]"
     optParameters = [
         ["pool", None, None, "The pool (default: the dispatcher's 'default')."],
-        [
-            "wait",
-            None,
-            None,
-            "Seconds to wait for a free slot (default: answer at once).",
-            _number("--wait"),
-        ],
+        _number("wait", "Seconds to wait for a free slot (default: answer at once)."),
     ]
 
     def listener(self) -> str:
@@ -372,20 +372,8 @@ class UpdateOptions(_SchedulerSubcommand[bool]):
     synopsis = "WORKER_ID HOST PORT CAPACITY [--pool P] [--seq N] [--ttl S]"
     optParameters = [
         ["pool", None, None, "The worker's pool (default: 'default')."],
-        [
-            "seq",
-            None,
-            None,
-            "Sequence number of this update (default: none sent).",
-            _integer("--seq"),
-        ],
-        [
-            "ttl",
-            None,
-            None,
-            "Remove the worker this many seconds after its last update.",
-            _number("--ttl"),
-        ],
+        _integer("seq", "Sequence number of this update (default: none sent)."),
+        _number("ttl", "Remove the worker this many seconds after its last update."),
     ]
 
     def parseArgs(  # type: ignore[override]
@@ -459,13 +447,7 @@ class ListOptions(_SchedulerSubcommand[WorkerPage]):
     optParameters = [
         ["pool", None, None, "Only this pool's workers (default: every pool)."],
         ["after", None, None, "Start after this worker id."],
-        [
-            "limit",
-            None,
-            None,
-            "Workers per page (dispatcher default 100, at most 500).",
-            _integer("--limit"),
-        ],
+        _integer("limit", "Workers per page (dispatcher default 100, at most 500)."),
     ]
     optFlags = [["all", None, "Follow the pages to the last (each page is one call)."]]
 
