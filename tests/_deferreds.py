@@ -22,13 +22,20 @@ def _outcome(d: Deferred[T]) -> List[Union[T, Failure]]:
     return outcome
 
 
+def outcome_of(d: Deferred[T]) -> Union[T, Failure]:
+    """
+    What C{d} already came to, a result or a failure (consumed).
+    """
+    outcome = _outcome(d)
+    assert outcome, "the Deferred has not fired"
+    return outcome[0]
+
+
 def result_of(d: Deferred[T]) -> T:
     """
     The result C{d} already has, which must not be a failure.
     """
-    outcome = _outcome(d)
-    assert outcome, "the Deferred has not fired"
-    result = outcome[0]
+    result = outcome_of(d)
     if isinstance(result, Failure):
         result.raiseException()
     return result
@@ -38,9 +45,7 @@ def failure_of(d: Deferred[Any], *expected: Type[BaseException]) -> Failure:
     """
     The failure C{d} already has, of one of C{expected}.
     """
-    outcome = _outcome(d)
-    assert outcome, "the Deferred has not fired"
-    result = outcome[0]
+    result = outcome_of(d)
     assert isinstance(result, Failure), f"the Deferred succeeded with {result!r}"
     assert result.check(*expected), f"unexpected failure {result.value!r}"
     return result

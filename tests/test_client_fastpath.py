@@ -44,7 +44,7 @@ from tests._client_helpers import (
     Network,
     fixed_retry,
 )
-from tests._deferreds import failure_of, fired, result_of
+from tests._deferreds import failure_of, fired, outcome_of, result_of
 
 STATS = {"workers": 1, "free_slots": 2, "waiting": 0, "dispatched": 3, "protocol": 1}
 
@@ -171,10 +171,7 @@ def outcome(d: Deferred[Any]) -> Tuple[str, Any]:
     What a fired Deferred came to (taken from it), comparable across paths:
     its result, or its exception's type, text and AMP error code.
     """
-    results: List[Any] = []
-    d.addBoth(results.append)
-    assert results, "the Deferred has not fired"
-    result = results[0]
+    result = outcome_of(d)
     if isinstance(result, Failure):
         value = result.value
         return ("error", (type(value), str(value), getattr(value, "errorCode", None)))
