@@ -27,14 +27,16 @@ L{DispatcherConfig}, the server's settings, is here too for such tests.
 
 from __future__ import annotations
 
+from itertools import count
 from typing import Any, List, Tuple, TypeVar
 
 from amp_dispatch_commands import PROTOCOL_VERSION
 from attrs import asdict
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.task import Clock
-from twisted.test.iosim import FakeAddress, FakeTransport, IOPump, connect
+from twisted.test.iosim import FakeTransport, IOPump, connect
 from zope.interface import implementer
 
 from .client import DispatcherStats, FrontendClient, SchedulerClient
@@ -93,6 +95,7 @@ class MemoryDispatcher:
         self.config = config
         self._store, self._listeners = _serve(self.clock, config)
         self._pumps: List[IOPump] = []
+        self._numbers = count(1)
         self._clients: List[DispatcherClient] = []
 
     def frontend_client(self, **options: Any) -> FrontendClient:
@@ -190,14 +193,17 @@ class MemoryDispatcher:
         C{role} listener.
         """
         listener = getattr(self._listeners, role)
-        server = listener.factory.buildProtocol(FakeAddress())
-        client = factory.buildProtocol(FakeAddress())
+        # Addresses that read well in logs: memory:frontend, memory:client-1.
+        here = UNIXAddress(f"memory:{role}")
+        there = UNIXAddress(f"memory:client-{next(self._numbers)}")
+        server = listener.factory.buildProtocol(there)
+        client = factory.buildProtocol(here)
         assert client is not None
         pump = connect(
             server,
-            FakeTransport(server, isServer=True),
+            FakeTransport(server, isServer=True, hostAddress=here, peerAddress=there),
             client,
-            FakeTransport(client, isServer=False),
+            FakeTransport(client, isServer=False, hostAddress=there, peerAddress=here),
             greet=False,
             clock=self.clock,
         )

@@ -1,7 +1,9 @@
 """
 The listeners' protocols by role: L{FrontendProtocol} and
 L{SchedulerProtocol}, a L{ListenerProtocol} each, with the fast paths of
-their hot commands in front of the role's receiver.
+their hot commands in front of the role's receiver; and L{EncodedWorker},
+the answer records the memory store makes for the front-end fast path (each
+carries its C{NextWorker} answer, encoded once).
 
 Fast paths: a C{NextWorker} that finds a free slot (or answers
 C{NO_WORKER_AVAILABLE} at once), a C{WorkerUpdate} whose arguments are valid,
