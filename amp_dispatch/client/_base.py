@@ -27,7 +27,11 @@ class DispatcherClient:
     @param reactor: the reactor to connect with and time calls by.
     @param endpoint: the listener: a Twisted client endpoint string, e.g.
         C{"tcp:127.0.0.1:8750"}, or an object providing
-        L{IStreamClientEndpoint} (messages name it by its C{str()}).
+        L{IStreamClientEndpoint} (messages name it by its C{str()}); or a
+        list of them, the listener on replicas of a dispatcher sharing a
+        store: each connection goes to the first that accepts, starting
+        with the one that last did, so a replica's death costs one
+        reconnect (see L{FailoverEndpoint}).
     @param call_timeout: seconds a call may take, connecting included.
     @param fail_after_failures: if given, a call fails as soon as that many
         connection attempts in a row failed while it waited (for one-shot

@@ -18,7 +18,7 @@ connection instead, when there is one.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NoReturn, Optional, Tuple, Type, TypeVar, Union, cast
+from typing import Any, Callable, NoReturn, Optional, Sequence, Tuple, Type, TypeVar, Union, cast
 
 import structlog
 from amp_dispatch_commands import InvalidArgument
@@ -37,31 +37,50 @@ from ._arguments import Answer, Arguments, check_arguments
 from ._calls import ClientProtocol, FastCommand, call_remote
 from ._defaults import CLIENT_CALL_TIMEOUT, CLIENT_KEEPALIVE, CLIENT_MAX_BOX_BYTES
 from ._errors import CallErrors, ClientError
+from ._failover import FailoverEndpoint
 
 _log = structlog.get_logger("amp_dispatch.client")
 
 T = TypeVar("T")
 
-#: Where a client connects: a Twisted client endpoint string, or an object
-#: providing L{IStreamClientEndpoint}.
-Endpoint = Union[str, IStreamClientEndpoint]
+#: One endpoint: a Twisted client endpoint string, or an object providing
+#: L{IStreamClientEndpoint}.
+OneEndpoint = Union[str, IStreamClientEndpoint]
+
+#: Where a client connects: one endpoint, or several (a list or tuple) of
+#: the same listener on replicas of a dispatcher, tried in turn (see
+#: L{FailoverEndpoint}).
+Endpoint = Union[OneEndpoint, Sequence[OneEndpoint]]
 
 
 def connector(reactor: Any, endpoint: Endpoint) -> Tuple[IStreamClientEndpoint, str]:
     """
     The endpoint to connect with, and its printable description: the string
-    itself, or an endpoint object's C{str()}.
+    itself, an endpoint object's C{str()}, or for several, theirs joined by
+    commas.
 
-    @raise TypeError: C{endpoint} is neither.
-    @raise ValueError: the string is not one Twisted can parse (or
-        C{KeyError}, for some).
+    @raise TypeError: C{endpoint} is none of these.
+    @raise ValueError: a string is not one Twisted can parse (or
+        C{KeyError}, for some), or the list is empty.
     """
+    if isinstance(endpoint, (list, tuple)):
+        if not endpoint:
+            raise ValueError("give at least one endpoint")
+        built = [_one(reactor, each) for each in endpoint]
+        if len(built) == 1:
+            return built[0]
+        failover = FailoverEndpoint([each for each, _ in built], [name for _, name in built])
+        return failover, str(failover)
+    return _one(reactor, endpoint)
+
+
+def _one(reactor: Any, endpoint: Any) -> Tuple[IStreamClientEndpoint, str]:
     if isinstance(endpoint, str):
         return clientFromString(reactor, endpoint), endpoint
     if not IStreamClientEndpoint.providedBy(endpoint):
         raise TypeError(
             "endpoint must be a client endpoint string or provide"
-            f" IStreamClientEndpoint, not {endpoint!r}"
+            f" IStreamClientEndpoint, or a list of them, not {endpoint!r}"
         )
     return endpoint, str(endpoint)
 
