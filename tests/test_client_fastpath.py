@@ -15,11 +15,13 @@ from amp_dispatch_commands import (
     INVALID_ARGUMENT,
     NO_WORKER_AVAILABLE,
     OVERLOADED,
+    STORE_UNAVAILABLE,
     InvalidArgument,
     NextWorker,
     NoWorkerAvailable,
     Overloaded,
     Stats,
+    StoreUnavailable,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -241,6 +243,7 @@ def test_answer_fires_worker() -> None:
         (NO_WORKER_AVAILABLE, b"no free slot in pool 'default'"),
         (OVERLOADED, b"too many waiting"),
         (INVALID_ARGUMENT, b"pool: must not be empty"),
+        (STORE_UNAVAILABLE, b"the store did not answer within 1.0 s"),
         (b"UNHANDLED", b"Unhandled Command: b'NextWorker'"),
         (b"UNKNOWN", b"Unknown Error"),
         (b"SOMETHING_NEW", b"caf\xc3\xa9 \xff"),
@@ -266,16 +269,18 @@ def test_declared_errors_are_the_schemas() -> None:
     The declared codes fail the call with the schema's own classes.
     """
     wire = Wire()
-    calls = [wire.client.next_worker() for _ in range(3)]
+    calls = [wire.client.next_worker() for _ in range(4)]
     tags = wire.tags()
     wire.send(
         error(tags[0], NO_WORKER_AVAILABLE, b"none"),
         error(tags[1], OVERLOADED, b"full"),
         error(tags[2], INVALID_ARGUMENT, b"pool: bad"),
+        error(tags[3], STORE_UNAVAILABLE, b"store down"),
     )
     assert str(failure_of(calls[0], NoWorkerAvailable).value) == "none"
     assert str(failure_of(calls[1], Overloaded).value) == "full"
     assert str(failure_of(calls[2], InvalidArgument).value) == "pool: bad"
+    assert str(failure_of(calls[3], StoreUnavailable).value) == "store down"
 
 
 @pytest.mark.parametrize(
@@ -591,7 +596,14 @@ def test_invalid_arguments_refused_at_once_while_connected() -> None:
     assert wire.received() == b""
 
 
-_ERROR_CODES = [NO_WORKER_AVAILABLE, OVERLOADED, INVALID_ARGUMENT, b"UNHANDLED", b"OTHER"]
+_ERROR_CODES = [
+    NO_WORKER_AVAILABLE,
+    OVERLOADED,
+    INVALID_ARGUMENT,
+    STORE_UNAVAILABLE,
+    b"UNHANDLED",
+    b"OTHER",
+]
 
 
 @settings(max_examples=60, deadline=None)

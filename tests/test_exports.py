@@ -23,6 +23,7 @@ PUBLIC = {
         "Overloaded",
         "RegisteredWorker",
         "SchedulerClient",
+        "StoreUnavailable",
         "Worker",
         "WorkerPage",
     ],

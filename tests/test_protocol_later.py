@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 from unittest import mock
 
 import pytest
-from amp_dispatch_commands import NextWorker, Overloaded
+from amp_dispatch_commands import STORE_UNAVAILABLE, NextWorker, Overloaded, StoreUnavailable
 from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -303,3 +303,51 @@ def test_box_limit_holds_for_next_worker(extra: Dict[bytes, bytes]) -> None:
     protocol.dataReceived(bytes(big.serialize()))
     assert transport.disconnecting
     assert memory.stats().dispatched == 0
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "generic"])
+def test_store_unavailable_declared(fast_path: bool) -> None:
+    """
+    A store that cannot answer: each call gets the declared
+    C{STORE_UNAVAILABLE} with the store's reason, the connection stays, the
+    hook is told, and nothing is logged per call (the store logs its state).
+    """
+    clock = Clock()
+    store = LaterStore(open_store(clock))
+    down = StoreUnavailable("the store did not answer within 1.0 s")
+    store.stats = lambda: fail(down)  # type: ignore[method-assign]
+    store.take = lambda pool: fail(down)  # type: ignore[method-assign]
+    store.next_worker = lambda *arguments, **options: fail(down)  # type: ignore[method-assign]
+    store.update = lambda report, owner=None: fail(down)  # type: ignore[method-assign]
+    hook = HandledCommands()
+    served = build_listeners(store, clock, hook=hook, fast_path=fast_path)
+    frontend, scheduler = StringTransport(), StringTransport()
+    front = connect(served.frontend.factory, frontend)
+    sched = connect(served.scheduler.factory, scheduler)
+    update = amp.AmpBox(
+        {
+            amp.ASK: b"3",
+            amp.COMMAND: b"WorkerUpdate",
+            b"worker_id": b"w1",
+            b"host": b"h",
+            b"port": b"1",
+            b"capacity": b"1",
+        }
+    )
+    with capture_logs() as logs:
+        front.dataReceived(call(b"1", b"Stats") + call(b"2", b"NextWorker"))
+        sched.dataReceived(bytes(update.serialize()))
+    boxes = amp._ParserHelper.parseString(frontend.value() + scheduler.value())
+    assert [(box[amp.ERROR], box[amp.ERROR_CODE]) for box in boxes] == [
+        (b"1", STORE_UNAVAILABLE),
+        (b"2", STORE_UNAVAILABLE),
+        (b"3", STORE_UNAVAILABLE),
+    ]
+    assert {box[amp.ERROR_DESCRIPTION] for box in boxes} == {str(down).encode()}
+    assert not (frontend.disconnecting or scheduler.disconnecting)
+    assert hook.counts() == {
+        (b"Stats", "store unavailable"): 1,
+        (b"NextWorker", "store unavailable"): 1,
+        (b"WorkerUpdate", "store unavailable"): 1,
+    }
+    assert [log for log in logs if log["log_level"] in ("warning", "error")] == []

@@ -23,6 +23,7 @@ from amp_dispatch_commands import (
     NextWorker,
     NoWorkerAvailable,
     Overloaded,
+    StoreUnavailable,
 )
 from twisted.protocols import amp
 
@@ -82,16 +83,20 @@ WORKER_ROW: List[Field] = [
     ("expires_in", amp.Float, False),
 ]
 
+COMMON: Dict[Type[Exception], bytes] = {
+    InvalidArgument: b"INVALID_ARGUMENT",
+    StoreUnavailable: b"STORE_UNAVAILABLE",
+}
 ERRORS: Dict[str, Dict[Type[Exception], bytes]] = {
-    "WorkerUpdate": {InvalidArgument: b"INVALID_ARGUMENT"},
-    "WorkerGone": {InvalidArgument: b"INVALID_ARGUMENT"},
+    "WorkerUpdate": COMMON,
+    "WorkerGone": COMMON,
     "NextWorker": {
-        InvalidArgument: b"INVALID_ARGUMENT",
+        **COMMON,
         NoWorkerAvailable: b"NO_WORKER_AVAILABLE",
         Overloaded: b"OVERLOADED",
     },
-    "Stats": {InvalidArgument: b"INVALID_ARGUMENT"},
-    "ListWorkers": {InvalidArgument: b"INVALID_ARGUMENT"},
+    "Stats": COMMON,
+    "ListWorkers": COMMON,
 }
 
 ALL_COMMANDS: List[Type[amp.Command]] = list(dict.fromkeys(FRONTEND_COMMANDS + SCHEDULER_COMMANDS))
@@ -248,6 +253,7 @@ def test_error_codes() -> None:
         NoWorkerAvailable: b"NO_WORKER_AVAILABLE",
         Overloaded: b"OVERLOADED",
         InvalidArgument: b"INVALID_ARGUMENT",
+        StoreUnavailable: b"STORE_UNAVAILABLE",
     }
 
 

@@ -16,7 +16,8 @@ in C{async def} code run by C{Deferred.fromCoroutine} or C{ensureDeferred})::
 Every call has a timeout (C{call_timeout}, plus the call's own C{timeout} for
 C{next_worker}).  A call fails with the dispatcher's errors from
 C{amp_dispatch_commands} (L{NoWorkerAvailable}, L{Overloaded},
-L{InvalidArgument}, the latter also at once for an argument out of range), or
+L{StoreUnavailable} from replicas on a shared store, L{InvalidArgument}, the
+latter also at once for an argument out of range), or
 with the client's own: L{DispatcherUnavailable} (no connection within the
 timeout, connecting failed, connection lost before the answer, client
 stopped) and L{CallTimedOut} (sent, but no answer within the timeout).
@@ -29,6 +30,7 @@ from amp_dispatch_commands import (
     InvalidArgument,
     NoWorkerAvailable,
     Overloaded,
+    StoreUnavailable,
 )
 
 from .._records import RegisteredWorker, Worker
@@ -49,6 +51,7 @@ __all__ = [
     "Overloaded",
     "RegisteredWorker",
     "SchedulerClient",
+    "StoreUnavailable",
     "Worker",
     "WorkerPage",
 ]

@@ -29,6 +29,8 @@ KNOWN = "known"
 UNKNOWN = "unknown"
 # Every command:
 INVALID = "invalid"
+#: The shared store did not answer.
+STORE_UNAVAILABLE = "store unavailable"
 
 
 _numbers = _count(1)
@@ -74,6 +76,7 @@ __all__ = [
     "KNOWN",
     "NO_WORKER",
     "OVERLOADED",
+    "STORE_UNAVAILABLE",
     "TIMED_OUT",
     "UNKNOWN",
     "CommandHook",

@@ -29,6 +29,7 @@ from amp_dispatch_commands import (
     NoWorkerAvailable,
     Overloaded,
     Stats,
+    StoreUnavailable,
     WorkerGone,
     WorkerUpdate,
 )
@@ -55,6 +56,7 @@ from ._hooks import (
     KNOWN,
     NO_WORKER,
     OVERLOADED,
+    STORE_UNAVAILABLE,
     TIMED_OUT,
     UNKNOWN,
     CommandHook,
@@ -74,6 +76,7 @@ _ERROR_OUTCOMES: Dict[Type[Exception], str] = {
     InvalidArgument: INVALID,
     NoWorkerAvailable: NO_WORKER,
     Overloaded: OVERLOADED,
+    StoreUnavailable: STORE_UNAVAILABLE,
 }
 
 _ROWS = list_encoder(ListWorkers, b"workers")
@@ -137,6 +140,11 @@ class _RoleReceiver(amp.BoxDispatcher):
         self._hook = hook
         self._responders: Dict[bytes, _Responder] = {
             command.commandName: self._responder(command, getattr(self, handler_name(command)))
+            for command in self.commands
+        }
+        # Set by amp's Command metaclass: errors and fatalErrors together.
+        self._errors: Dict[bytes, Dict[Type[Exception], bytes]] = {
+            command.commandName: command.allErrors  # type: ignore[attr-defined]
             for command in self.commands
         }
         #: When a call of the connection last ended (see L{busy}).
@@ -255,11 +263,7 @@ class _RoleReceiver(amp.BoxDispatcher):
         parse = arguments_of(command).parse
 
         def declared(failure: Failure) -> Failure:
-            matched = failure.check(*errors)
-            if matched is None:
-                return self.store_failed(name, failure)
-            code = errors[cast(Type[Exception], matched)]
-            return Failure(amp.RemoteAmpError(code, str(failure.value), local=failure))
+            return self.store_failed(name, failure)
 
         def respond(box: amp.AmpBox) -> Any:
             try:
@@ -284,12 +288,22 @@ class _RoleReceiver(amp.BoxDispatcher):
 
     def store_failed(self, command: bytes, failure: Failure) -> Failure:
         """
-        The store failed a call of C{command} with an error no command
-        declares: logged at error (within the connection's limit of lines
-        per second), and answered as AMP answers an undeclared error.
+        The failure of a call of C{command} that came later (from the store,
+        or a call that waited): a declared error answered with its code
+        (C{StoreUnavailable} told to the hook); any other logged at error
+        (within the connection's limit of lines per second) and answered as
+        AMP answers an undeclared error.
         """
         if failure.check(CancelledError):
             return failure  # the connection closed: nobody reads an answer
+        if failure.check(StoreUnavailable):
+            # Declared by every command; the store logs its own state changes.
+            self.handled(command, STORE_UNAVAILABLE)
+        errors: Dict[Type[Exception], bytes] = self._errors[command]
+        matched = failure.check(*errors)
+        if matched is not None:
+            code = errors[cast(Type[Exception], matched)]
+            return Failure(amp.RemoteAmpError(code, str(failure.value), local=failure))
         self._warnings.error(
             "store call failed", command=command.decode("ascii"), error=failure.getErrorMessage()
         )

@@ -6,7 +6,9 @@ A store may answer at once (the in-memory store does, so the fast paths keep
 their speed) or later: every method but L{IWorkerStore.holds} may return a
 L{Deferred} of its result instead, as a store in another process must (see
 L{Result}).  The listeners' protocols take both: an answer that comes later
-is written when it comes.
+is written when it comes.  A store that cannot answer fails the call's
+Deferred with C{StoreUnavailable} (declared by every command); only
+C{next_worker} raises its declared errors at once.
 """
 
 from __future__ import annotations

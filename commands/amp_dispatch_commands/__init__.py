@@ -3,7 +3,8 @@ The wire schema of amp-dispatch, protocol v1.
 
 A front end sends L{NextWorker} (and L{Stats}) to the front-end listener; the
 scheduler sends L{WorkerUpdate}, L{WorkerGone}, L{ListWorkers} (and L{Stats})
-to the scheduler listener.  Every command declares L{InvalidArgument}; the
+to the scheduler listener.  Every command declares L{InvalidArgument} and
+L{StoreUnavailable}; the
 errors cross the wire as the codes in L{ERROR_CODES}.
 """
 
@@ -19,10 +20,12 @@ from ._errors import (
     INVALID_ARGUMENT,
     NO_WORKER_AVAILABLE,
     OVERLOADED,
+    STORE_UNAVAILABLE,
     DispatchError,
     InvalidArgument,
     NoWorkerAvailable,
     Overloaded,
+    StoreUnavailable,
 )
 from ._frontend import MAX_TIMEOUT, NextWorker
 from ._scheduler import (
@@ -46,6 +49,7 @@ ERROR_CODES = {
     NoWorkerAvailable: NO_WORKER_AVAILABLE,
     Overloaded: OVERLOADED,
     InvalidArgument: INVALID_ARGUMENT,
+    StoreUnavailable: STORE_UNAVAILABLE,
 }
 
 #: The commands each listener serves.
@@ -70,6 +74,7 @@ __all__ = [
     "OVERLOADED",
     "PROTOCOL_VERSION",
     "SCHEDULER_COMMANDS",
+    "STORE_UNAVAILABLE",
     "BoundedInteger",
     "DispatchError",
     "HostName",
@@ -81,6 +86,7 @@ __all__ = [
     "Overloaded",
     "Seconds",
     "Stats",
+    "StoreUnavailable",
     "WorkerGone",
     "WorkerUpdate",
 ]

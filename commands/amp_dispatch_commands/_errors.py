@@ -29,6 +29,15 @@ class Overloaded(DispatchError):
     """
 
 
+class StoreUnavailable(DispatchError):
+    """
+    The dispatcher's shared store did not answer (unreachable, or not in
+    time).  The call may or may not have taken effect there; calling again
+    is safe for every command but C{NextWorker} (which may then take a
+    second slot).
+    """
+
+
 class InvalidArgument(DispatchError):
     """
     An argument was missing, did not parse or was out of range.  The message
@@ -39,8 +48,10 @@ class InvalidArgument(DispatchError):
 NO_WORKER_AVAILABLE = b"NO_WORKER_AVAILABLE"
 OVERLOADED = b"OVERLOADED"
 INVALID_ARGUMENT = b"INVALID_ARGUMENT"
+STORE_UNAVAILABLE = b"STORE_UNAVAILABLE"
 
 ErrorMap = Dict[Type[Exception], bytes]
 
-#: Declared by every command: any command can be sent bad arguments.
-COMMON_ERRORS: ErrorMap = {InvalidArgument: INVALID_ARGUMENT}
+#: Declared by every command: any command can be sent bad arguments, and
+#: any can meet a shared store that does not answer.
+COMMON_ERRORS: ErrorMap = {InvalidArgument: INVALID_ARGUMENT, StoreUnavailable: STORE_UNAVAILABLE}

@@ -52,7 +52,17 @@ class InvalidArgument(Exception):
     """
 
 
-INVALID: Dict[Type[Exception], bytes] = {InvalidArgument: b"INVALID_ARGUMENT"}
+class StoreUnavailable(Exception):
+    """
+    C{STORE_UNAVAILABLE}: the shared store did not answer (v1 since schema
+    1.1; a dispatcher on its own memory never answers it).
+    """
+
+
+INVALID: Dict[Type[Exception], bytes] = {
+    InvalidArgument: b"INVALID_ARGUMENT",
+    StoreUnavailable: b"STORE_UNAVAILABLE",
+}
 
 
 class WorkerUpdate(amp.Command):
@@ -91,7 +101,7 @@ class NextWorker(amp.Command):
     errors = {
         NoWorkerAvailable: b"NO_WORKER_AVAILABLE",
         Overloaded: b"OVERLOADED",
-        InvalidArgument: b"INVALID_ARGUMENT",
+        **INVALID,
     }
 
 
