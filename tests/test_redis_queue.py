@@ -41,7 +41,7 @@ def operations(seed: int) -> List[Operation]:
         if kind == "update":
             report = WorkerReport(
                 draw.choice(IDS),
-                draw.choice(["h1", "h2", "10.0.0.1"]),
+                draw.choice(["h1", "h2", "10.0.0.1", "tab\there"]),
                 draw.randint(1, 2),
                 draw.randint(0, 3),
                 draw.choice(POOLS),
