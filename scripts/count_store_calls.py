@@ -1,0 +1,164 @@
+"""
+Store CPU per call of the Redis queue's scripts, in instructions: starts a
+Redis or Valkey server under valgrind's callgrind on a free loopback port,
+registers workers, then counts the server's instructions over each phase
+(the counters zeroed and dumped with callgrind_control around it), which is
+the same for the same build and inputs whatever else the machine does:
+
+    python scripts/count_store_calls.py --workers 20000
+    python scripts/count_store_calls.py --server valkey-server --workers 20000
+
+Phases: C{register} (new workers), C{update} (updates of registered
+workers), C{take} (answers, round robin over the workers).  Calls go out
+pipelined, 500 at a time, over one connection; what is counted includes
+reading and answering them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, List
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from amp_dispatch.store._redis_queue import _SCRIPTS
+from amp_dispatch.store._resp import PythonReader, encode_command
+
+BATCH = 500
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Client:
+    """
+    A blocking RESP client: sends a batch of commands, reads their replies.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.socket = socket.create_connection(("127.0.0.1", port))
+        self.reader = PythonReader()
+
+    def run(self, commands: List[bytes]) -> List[object]:
+        self.socket.sendall(b"".join(commands))
+        replies: List[object] = []
+        while len(replies) < len(commands):
+            self.reader.feed(self.socket.recv(1 << 20))
+            reply = self.reader.gets()
+            while reply is not False:
+                replies.append(reply)
+                reply = self.reader.gets()
+        return replies
+
+
+def batches(commands: Iterator[bytes]) -> Iterator[List[bytes]]:
+    batch: List[bytes] = []
+    for command in commands:
+        batch.append(command)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def script(name: str, *arguments: object) -> bytes:
+    return encode_command("EVALSHA", _SCRIPTS[name].sha, 0, *arguments)  # type: ignore[arg-type]
+
+
+def count(control: List[str], out: Path, client: Client, commands: Iterator[bytes]) -> int:
+    """
+    The server's instructions while it runs C{commands}.
+    """
+    subprocess.run([*control, "--zero"], check=True, capture_output=True)
+    for batch in batches(commands):
+        client.run(batch)
+    for old in out.parent.glob(out.name + ".*"):
+        old.unlink()
+    subprocess.run([*control, "--dump"], check=True, capture_output=True)
+    time.sleep(0.5)
+    [dump] = list(out.parent.glob(out.name + ".*"))
+    match = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), re.MULTILINE)
+    assert match is not None, "no totals in the dump"
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--server", default="redis-server", help="the server binary")
+    parser.add_argument("--workers", type=int, default=20_000)
+    options = parser.parse_args()
+    binary = shutil.which(options.server) or options.server
+    port = free_port()
+    directory = Path(tempfile.mkdtemp())
+    out = directory / "callgrind.out"
+    server = subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    control = ["callgrind_control", str(server.pid)]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client = Client(port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        client.run([encode_command("SCRIPT", "LOAD", each.source) for each in _SCRIPTS.values()])
+        n = options.workers
+        ids = [f"w{i:07d}" for i in range(n)]
+        register = count(
+            control,
+            out,
+            client,
+            (script("update", w, "10.0.0.1", 9000, 10**9, "default", "") for w in ids),
+        )
+        update = count(
+            control,
+            out,
+            client,
+            (script("update", w, "10.0.0.1", 9000, 10**9, "default", "") for w in ids),
+        )
+        take = count(control, out, client, (script("take", "default") for _ in ids))
+        version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+        print(version.split(" sha=")[0].strip())
+        for name, total in (("register", register), ("update", update), ("take", take)):
+            print(f"{name}: {total / n:,.0f} instructions per call ({n:,} calls)")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
