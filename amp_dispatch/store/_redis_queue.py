@@ -13,10 +13,12 @@ since, C{b} and the tick of its last answer otherwise, so the head is: most
 free slots, then never answered in entering order, then least recently
 answered (the memory store's order).  C{{P}:t}, the pool's tick;
 C{{P}:ids}, its worker ids (for listing); C{{P}:w:ID}, a worker's hash (seq,
-capacity, answers since its last update, host, port, order, member).
-Across pools: C{amp:where} (each worker's pool), C{amp:ids} (every worker
-id) and C{amp:stats}.  Scripts name pool keys themselves, so they need one
-server (Cluster needs a directory: a later step).
+capacity, free slots, host, port, order, member).  Across pools:
+C{amp:where} (each worker's pool), C{amp:ids} (every worker id) and
+C{amp:stats} (workers, capacities added up, answers since the workers' last
+updates, and answers before: free slots and answers given follow).
+Scripts name pool keys themselves, so they need one server (Cluster needs a
+directory: a later step).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ local wid, host, port, pool, seq = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
 local cap = tonumber(ARGV[4])
 local where = redis.call('HGET', 'amp:where', wid)
 local old = where and redis.call('HMGET', '{' .. where .. '}:w:' .. wid,
-  'seq', 'cap', 'asg', 'ord', 'mem')
+  'seq', 'cap', 'free', 'ord', 'mem')
 if old and seq ~= '' and old[1] ~= '' then
   local c = compare(seq, old[1])
   if c < 0 then return 'stale' end
@@ -61,7 +63,10 @@ end
 local key = '{' .. pool .. '}:w:' .. wid
 local ord
 if old then
-  redis.call('HINCRBY', 'amp:stats', 'free', tonumber(old[3]) - tonumber(old[2]))
+  local answered = tonumber(old[2]) - tonumber(old[3])
+  redis.call('HINCRBY', 'amp:stats', 'asg', 0 - answered)
+  redis.call('HINCRBY', 'amp:stats', 'released', answered)
+  redis.call('HINCRBY', 'amp:stats', 'cap', cap - tonumber(old[2]))
   if old[5] ~= '' then redis.call('ZREM', '{' .. where .. '}:q', old[5]) end
   if where ~= pool then
     redis.call('DEL', '{' .. where .. '}:w:' .. wid)
@@ -72,6 +77,7 @@ if old then
   end
 else
   redis.call('HINCRBY', 'amp:stats', 'workers', 1)
+  redis.call('HINCRBY', 'amp:stats', 'cap', cap)
   redis.call('ZADD', 'amp:ids', 0, wid)
 end
 if not old then
@@ -84,49 +90,56 @@ if cap > 0 then
   member = ord .. '\\t' .. wid .. '\\t' .. host .. '\\t' .. port
   redis.call('ZADD', '{' .. pool .. '}:q', -cap, member)
 end
-redis.call('HSET', key, 'seq', seq, 'cap', cap, 'asg', 0, 'host', host, 'port', port,
+redis.call('HSET', key, 'seq', seq, 'cap', cap, 'free', cap, 'host', host, 'port', port,
   'ord', ord, 'mem', member)
-redis.call('HINCRBY', 'amp:stats', 'free', cap)
 return 'accepted'
 """
 )
 
-_TAKE = """
+# A member after its order: \\tid\\thost\\tport (an id has no control
+# character; a host may have tabs, a port has none).
+_FIELDS = "'^\\t([^\\t]*)\\t(.*)\\t(%d+)$'"
+
+# Five redis.calls: the pop, the tick, the member back (if a slot is left),
+# the worker's order and free slots, the answers counted.
+_TAKE = (
+    """
 local pool = ARGV[1]
 local popped = redis.call('ZPOPMIN', '{' .. pool .. '}:q')
 if #popped == 0 then return false end
-local member, free = popped[1], -tonumber(popped[2]) - 1
-local payload = string.sub(member, 16)
-local tab = string.find(payload, '\\t', 2, true)
-local wid = string.sub(payload, 2, tab - 1)
+local free = 0 - tonumber(popped[2]) - 1
+local payload = string.sub(popped[1], 16)
+local wid, host, port = string.match(payload, """
+    + _FIELDS
+    + """)
 local ord = string.format('b%014x', redis.call('INCR', '{' .. pool .. '}:t'))
-local key = '{' .. pool .. '}:w:' .. wid
 local fresh = ''
 if free > 0 then
   fresh = ord .. payload
-  redis.call('ZADD', '{' .. pool .. '}:q', -free, fresh)
+  redis.call('ZADD', '{' .. pool .. '}:q', 0 - free, fresh)
 end
-redis.call('HINCRBY', key, 'asg', 1)
-redis.call('HSET', key, 'ord', ord, 'mem', fresh)
-redis.call('HINCRBY', 'amp:stats', 'free', -1)
-redis.call('HINCRBY', 'amp:stats', 'dispatched', 1)
-local w = redis.call('HMGET', key, 'host', 'port')
-return {wid, w[1], w[2]}
+redis.call('HSET', '{' .. pool .. '}:w:' .. wid, 'ord', ord, 'mem', fresh, 'free', free)
+redis.call('HINCRBY', 'amp:stats', 'asg', 1)
+return {wid, host, port}
 """
+)
 
 _GONE = """
 local wid = ARGV[1]
 local where = redis.call('HGET', 'amp:where', wid)
 if not where then return 0 end
 local key = '{' .. where .. '}:w:' .. wid
-local w = redis.call('HMGET', key, 'cap', 'asg', 'mem')
+local w = redis.call('HMGET', key, 'cap', 'free', 'mem')
 if w[3] ~= '' then redis.call('ZREM', '{' .. where .. '}:q', w[3]) end
 redis.call('DEL', key)
 redis.call('HDEL', 'amp:where', wid)
 redis.call('ZREM', 'amp:ids', wid)
 redis.call('ZREM', '{' .. where .. '}:ids', wid)
+local answered = tonumber(w[1]) - tonumber(w[2])
 redis.call('HINCRBY', 'amp:stats', 'workers', -1)
-redis.call('HINCRBY', 'amp:stats', 'free', tonumber(w[2]) - tonumber(w[1]))
+redis.call('HINCRBY', 'amp:stats', 'cap', 0 - tonumber(w[1]))
+redis.call('HINCRBY', 'amp:stats', 'asg', 0 - answered)
+redis.call('HINCRBY', 'amp:stats', 'released', answered)
 return 1
 """
 
@@ -140,13 +153,13 @@ local rows = {}
 for at = 1, math.min(#ids, limit) do
   local wid = ids[at]
   local where = redis.call('HGET', 'amp:where', wid)
-  local w = redis.call('HMGET', '{' .. where .. '}:w:' .. wid, 'host', 'port', 'cap', 'asg')
+  local w = redis.call('HMGET', '{' .. where .. '}:w:' .. wid, 'host', 'port', 'cap', 'free')
   table.insert(rows, wid)
   table.insert(rows, w[1])
   table.insert(rows, w[2])
   table.insert(rows, where)
   table.insert(rows, w[3])
-  table.insert(rows, tonumber(w[3]) - tonumber(w[4]))
+  table.insert(rows, tonumber(w[4]))
 end
 return {rows, #ids > limit and 1 or 0}
 """
@@ -264,10 +277,13 @@ class RedisQueue:
         return Deferred.fromCoroutine(self._stats())
 
     async def _stats(self) -> StoreStats:
-        workers, free, dispatched = await self._redis.execute(
-            "HMGET", "amp:stats", "workers", "free", "dispatched"
+        workers, capacity, answered, released = (
+            int(value or 0)
+            for value in await self._redis.execute(
+                "HMGET", "amp:stats", "workers", "cap", "asg", "released"
+            )
         )
-        return StoreStats(int(workers or 0), int(free or 0), 0, int(dispatched or 0))
+        return StoreStats(workers, capacity - answered, 0, answered + released)
 
 
 __all__ = ["RedisQueue"]
