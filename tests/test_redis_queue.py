@@ -107,3 +107,28 @@ async def test_same_answers_as_memory(redis: RedisProtocol) -> None:
             expected, actual = await answers(memory, queue, redis, operation)
             if actual != expected:
                 pytest.fail(f"run {seed}, step {at}, {operation}: {actual!r} != {expected!r}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_scripts_loaded_once(redis: RedisProtocol) -> None:
+    """
+    Calls that meet a store without the scripts (flushed, or restarted)
+    load each script once, however many were in flight, and are answered.
+    """
+    await redis.execute("FLUSHALL")
+    queue = RedisQueue(redis)
+    await queue.update(WorkerReport("w1", "h", 1, 100))
+    await redis.execute("SCRIPT", "FLUSH")
+    await redis.execute("CONFIG", "RESETSTAT")
+    answers = [queue.take("default") for _ in range(50)]
+    taken = [await answer for answer in answers]
+    assert {worker.worker_id for worker in taken if worker is not None} == {"w1"}
+    assert len(taken) == 50
+    stats = (await redis.execute("INFO", "commandstats")).decode()
+    calls = dict(
+        (line.split(":")[0], int(line.split("calls=")[1].split(",")[0]))
+        for line in stats.splitlines()
+        if line.startswith("cmdstat_")
+    )
+    assert calls.get("cmdstat_script|load") == 1
+    assert "cmdstat_eval" not in calls

@@ -27,6 +27,7 @@ import hashlib
 from typing import Any, Dict, List, Optional
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from .._records import RegisteredWorker, Worker
 from ._interface import StoreStats, UpdateOutcome, WorkerReport, WorkerRows
@@ -167,21 +168,12 @@ return {rows, #ids > limit and 1 or 0}
 
 class _Script:
     """
-    One Lua script: run by its SHA, loaded again when the store says
-    C{NOSCRIPT} (after a restart or a C{SCRIPT FLUSH}).
+    One Lua script: its text and the SHA it runs by.
     """
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
-
-    async def run(self, redis: RedisProtocol, *arguments: Value) -> Any:
-        try:
-            return await redis.execute("EVALSHA", self.sha, 0, *arguments)
-        except ReplyError as e:
-            if not str(e).startswith("NOSCRIPT"):
-                raise
-        return await redis.execute("EVAL", self.source, 0, *arguments)
 
 
 _SCRIPTS: Dict[str, _Script] = {
@@ -197,6 +189,45 @@ class RedisQueue:
 
     def __init__(self, redis: RedisProtocol) -> None:
         self._redis = redis
+        # Scripts being loaded, and who waits for them, by SHA.
+        self._loading: Dict[str, List[Deferred[None]]] = {}
+
+    async def _run(self, name: str, *arguments: Value) -> Any:
+        """
+        Run a script by its SHA; when the store does not hold it (after a
+        restart or a C{SCRIPT FLUSH}: C{NOSCRIPT}, which runs nothing), load
+        it once, whatever the number of calls that met it, and run it again.
+        """
+        script = _SCRIPTS[name]
+        try:
+            return await self._redis.execute("EVALSHA", script.sha, 0, *arguments)
+        except ReplyError as e:
+            if not str(e).startswith("NOSCRIPT"):
+                raise
+        await self._loaded(script)
+        return await self._redis.execute("EVALSHA", script.sha, 0, *arguments)
+
+    def _loaded(self, script: _Script) -> Deferred[None]:
+        """
+        Fires once C{script} is loaded (one C{SCRIPT LOAD} for every caller
+        waiting at the time).
+        """
+        loaded: Deferred[None] = Deferred()
+        waiting = self._loading.get(script.sha)
+        if waiting is not None:
+            waiting.append(loaded)
+            return loaded
+        waiting = self._loading[script.sha] = [loaded]
+
+        def done(result: object) -> None:
+            for each in self._loading.pop(script.sha):
+                if isinstance(result, Failure):
+                    each.errback(result)
+                else:
+                    each.callback(None)
+
+        self._redis.execute("SCRIPT", "LOAD", script.source).addBoth(done)
+        return loaded
 
     def update(self, report: WorkerReport) -> Deferred[UpdateOutcome]:
         """
@@ -206,8 +237,8 @@ class RedisQueue:
 
     async def _update(self, report: WorkerReport) -> UpdateOutcome:
         worker_id, host, port, capacity, pool, seq, _ = report
-        outcome = await _SCRIPTS["update"].run(
-            self._redis,
+        outcome = await self._run(
+            "update",
             worker_id,
             host,
             port,
@@ -228,7 +259,7 @@ class RedisQueue:
         return Deferred.fromCoroutine(self._take(pool))
 
     async def _take(self, pool: str) -> Optional[Worker]:
-        taken = await _SCRIPTS["take"].run(self._redis, pool)
+        taken = await self._run("take", pool)
         if taken is None:
             return None
         worker_id, host, port = taken
@@ -241,7 +272,7 @@ class RedisQueue:
         return Deferred.fromCoroutine(self._gone(worker_id))
 
     async def _gone(self, worker_id: str) -> bool:
-        return bool(await _SCRIPTS["gone"].run(self._redis, worker_id))
+        return bool(await self._run("gone", worker_id))
 
     def list_workers(
         self, pool: Optional[str], after: Optional[str], limit: int
@@ -253,7 +284,7 @@ class RedisQueue:
         return Deferred.fromCoroutine(self._list(pool, after, limit))
 
     async def _list(self, pool: Optional[str], after: Optional[str], limit: int) -> WorkerRows:
-        flat, more = await _SCRIPTS["list"].run(self._redis, pool or "", after or "", limit)
+        flat, more = await self._run("list", pool or "", after or "", limit)
         rows: List[RegisteredWorker] = []
         for at in range(0, len(flat), 6):
             worker_id, host, port, where, capacity, free = flat[at : at + 6]
