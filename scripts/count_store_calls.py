@@ -30,16 +30,10 @@ from typing import Iterator, List
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from amp_dispatch.store._redis_queue import _SCRIPTS
-from amp_dispatch.store._resp import PythonReader, encode_command
+from amp_dispatch.store._resp import PythonReader, Value, encode_command
+from tests._store_servers import free_port, server_options
 
 BATCH = 500
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Client:
@@ -74,8 +68,8 @@ def batches(commands: Iterator[bytes]) -> Iterator[List[bytes]]:
         yield batch
 
 
-def script(name: str, *arguments: object) -> bytes:
-    return encode_command("EVALSHA", _SCRIPTS[name].sha, 0, *arguments)  # type: ignore[arg-type]
+def script(name: str, *arguments: Value) -> bytes:
+    return encode_command("EVALSHA", _SCRIPTS[name].sha, 0, *arguments)
 
 
 def count(control: List[str], out: Path, client: Client, commands: Iterator[bytes]) -> int:
@@ -110,16 +104,7 @@ def main() -> None:
             "--tool=callgrind",
             f"--callgrind-out-file={out}",
             binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
+            *server_options(port, directory),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

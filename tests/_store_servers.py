@@ -84,6 +84,27 @@ def free_port() -> int:
         return port
 
 
+def server_options(port: int, directory: Path) -> List[str]:
+    """
+    The options of a store server on 127.0.0.1:C{port} that keeps nothing
+    on disk (its working files in C{directory}).
+    """
+    return [
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+        "--protected-mode",
+        "no",
+    ]
+
+
 class StoreServer:
     """
     One store server process on 127.0.0.1.
@@ -97,32 +118,11 @@ class StoreServer:
         self.binary = binary
         self.port = free_port()
         self._process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(directory),
-                "--protected-mode",
-                "no",
-            ],
+            [binary, *server_options(self.port, directory)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         self._wait_ready()
-
-    @property
-    def url(self) -> str:
-        """
-        The server as a C{redis://} URL.
-        """
-        return f"redis://127.0.0.1:{self.port}/0"
 
     def command(self, *arguments: str) -> bytes:
         """
@@ -164,4 +164,4 @@ class StoreServer:
                 self._process.wait()
 
 
-__all__ = ["StoreServer", "free_port", "server_binaries"]
+__all__ = ["StoreServer", "free_port", "server_binaries", "server_options"]

@@ -62,7 +62,6 @@ class CommandArguments:
         remembered: Sequence[bytes] = (),
         record: Optional[Callable[..., Any]] = None,
     ) -> None:
-        self.command = command
         #: The values remembered, by argument name.
         self.seen: Dict[bytes, Dict[bytes, Any]] = {wire: {} for wire in remembered}
         self.parse: Callable[[Mapping[bytes, bytes]], Any] = _parser(command, self.seen, record)

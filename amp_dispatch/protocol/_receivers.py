@@ -81,6 +81,13 @@ _ERROR_OUTCOMES: Dict[Type[Exception], str] = {
 
 _ROWS = list_encoder(ListWorkers, b"workers")
 
+#: Each command's declared errors and their codes, by command name (set by
+#: amp's Command metaclass: errors and fatalErrors together).
+_DECLARED: Dict[bytes, Dict[Type[Exception], bytes]] = {
+    command.commandName: cast(Any, command).allErrors
+    for command in FRONTEND_COMMANDS + SCHEDULER_COMMANDS
+}
+
 
 def unhandled(name: bytes) -> amp.RemoteAmpError:
     """
@@ -140,11 +147,6 @@ class _RoleReceiver(amp.BoxDispatcher):
         self._hook = hook
         self._responders: Dict[bytes, _Responder] = {
             command.commandName: self._responder(command, getattr(self, handler_name(command)))
-            for command in self.commands
-        }
-        # Set by amp's Command metaclass: errors and fatalErrors together.
-        self._errors: Dict[bytes, Dict[Type[Exception], bytes]] = {
-            command.commandName: command.allErrors  # type: ignore[attr-defined]
             for command in self.commands
         }
         #: When a call of the connection last ended (see L{busy}).
@@ -257,9 +259,8 @@ class _RoleReceiver(amp.BoxDispatcher):
         Wrap C{handler} with parsing, response serialization and the mapping of
         C{command}'s declared errors to their codes.
         """
-        # Set by amp's Command metaclass: errors and fatalErrors together.
-        errors: Dict[Type[Exception], bytes] = command.allErrors  # type: ignore[attr-defined]
         name = command.commandName
+        errors = _DECLARED[name]
         parse = arguments_of(command).parse
 
         def declared(failure: Failure) -> Failure:
@@ -299,7 +300,7 @@ class _RoleReceiver(amp.BoxDispatcher):
         if failure.check(StoreUnavailable):
             # Declared by every command; the store logs its own state changes.
             self.handled(command, STORE_UNAVAILABLE)
-        errors: Dict[Type[Exception], bytes] = self._errors[command]
+        errors = _DECLARED[command]
         matched = failure.check(*errors)
         if matched is not None:
             code = errors[cast(Type[Exception], matched)]
