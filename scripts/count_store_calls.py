@@ -1,5 +1,5 @@
 """
-Store CPU per call of the Redis queue's scripts, in instructions: starts a
+Store CPU per call of the shared store's scripts, in instructions: starts a
 Redis or Valkey server under valgrind's callgrind on a free loopback port,
 registers workers, then counts the server's instructions over each phase
 (the counters zeroed and dumped with callgrind_control around it), which is
@@ -7,9 +7,12 @@ the same for the same build and inputs whatever else the machine does:
 
     python scripts/count_store_calls.py --workers 20000
     python scripts/count_store_calls.py --server valkey-server --workers 20000
+    python scripts/count_store_calls.py --workers 20000 --ttl 60
 
 Phases: C{register} (new workers), C{update} (updates of registered
-workers), C{take} (answers, round robin over the workers).  Calls go out
+workers), C{take} (answers, round robin over the workers), as a replica
+sends them: updates from a scheduler connection (an owner), every worker
+with a ttl when C{--ttl} is given.  Calls go out
 pipelined, 500 at a time, over one connection; what is counted includes
 reading and answering them.
 """
@@ -29,11 +32,14 @@ from typing import Iterator, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amp_dispatch.store._redis_queue import _SCRIPTS
+from amp_dispatch.store._redis_scripts import scripts
 from amp_dispatch.store._resp import PythonReader, Value, encode_command
 from tests._store_servers import free_port, server_options
 
 BATCH = 500
+SCRIPTS = scripts()
+REPLICA = "r1.0"
+OWNER = f"{REPLICA}:1"
 
 
 class Client:
@@ -69,7 +75,7 @@ def batches(commands: Iterator[bytes]) -> Iterator[List[bytes]]:
 
 
 def script(name: str, *arguments: Value) -> bytes:
-    return encode_command("EVALSHA", _SCRIPTS[name].sha, 0, *arguments)
+    return encode_command("EVALSHA", SCRIPTS[name].sha, 0, *arguments)
 
 
 def count(control: List[str], out: Path, client: Client, commands: Iterator[bytes]) -> int:
@@ -93,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--server", default="redis-server", help="the server binary")
     parser.add_argument("--workers", type=int, default=20_000)
+    parser.add_argument("--ttl", type=float, default=0.0, help="every worker's ttl (s)")
     options = parser.parse_args()
     binary = shutil.which(options.server) or options.server
     port = free_port()
@@ -120,22 +127,21 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        client.run([encode_command("SCRIPT", "LOAD", each.source) for each in _SCRIPTS.values()])
+        client.run([encode_command("SCRIPT", "LOAD", each.source) for each in SCRIPTS.values()])
+        client.run([script("join", REPLICA, 3_600_000)])
         n = options.workers
         ids = [f"w{i:07d}" for i in range(n)]
-        register = count(
-            control,
-            out,
-            client,
-            (script("update", w, "10.0.0.1", 9000, 10**9, "default", "") for w in ids),
-        )
-        update = count(
-            control,
-            out,
-            client,
-            (script("update", w, "10.0.0.1", 9000, 10**9, "default", "") for w in ids),
-        )
-        take = count(control, out, client, (script("take", "default") for _ in ids))
+        ttl = round(options.ttl * 1000) if options.ttl else ""
+
+        def updates() -> Iterator[bytes]:
+            for w in ids:
+                yield script(
+                    "update", w, "10.0.0.1", 9000, 10**9, "default", "", ttl, OWNER, REPLICA
+                )
+
+        register = count(control, out, client, updates())
+        update = count(control, out, client, updates())
+        take = count(control, out, client, (script("next", "default", "", REPLICA) for _ in ids))
         version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
         print(version.split(" sha=")[0].strip())
         for name, total in (("register", register), ("update", update), ("take", take)):

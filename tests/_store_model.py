@@ -311,6 +311,7 @@ class StoreMachine(RuleBasedStateMachine):
         overloaded = expected is None and len(self.pending()) >= self.max_waiting
         try:
             answer = self.store.next_worker(pool, timeout)
+            self.harness.settle()
             if not isinstance(answer, Deferred) or fired(answer):
                 answer = self.resolve(answer)
         except Overloaded:

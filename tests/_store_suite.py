@@ -113,6 +113,7 @@ class StoreTests:
         """
         answer = self.harness.store.next_worker(pool, timeout=timeout, owner=owner)
         assert isinstance(answer, Deferred)
+        self.harness.settle()
         return answer
 
     def rows(

@@ -77,6 +77,13 @@ class StoreHarness:
         """
         return list(self.clock.getDelayedCalls())
 
+    def settle(self) -> None:
+        """
+        Let the store take in the calls made so far (a store in another
+        process has them only once sent and answered; the memory store at
+        once).
+        """
+
     def check(self) -> None:
         """
         What must hold of the store's own state after every step (nothing

@@ -1,25 +1,22 @@
 """
-The queue in Redis and Valkey (L{RedisQueue}) answers as the memory store
-does: random runs of updates, answers, removals, listings and counters
-against real servers, compared step by step (runs drawn from fixed seeds,
+The shared store (L{RedisStore}) answers as the memory store does: random
+runs of updates, answers, removals, listings and counters against real
+servers, compared step by step (runs drawn from fixed seeds,
 so a failure names the run that shows it).
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any, AsyncIterator, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pytest
-import pytest_twisted
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import Clock
 
+from amp_dispatch.server._config import DEFAULT_CONFIG
 from amp_dispatch.server._stores import open_store
 from amp_dispatch.store._interface import WorkerReport
-from amp_dispatch.store._redis import RedisProtocol
-from amp_dispatch.store._redis_queue import RedisQueue
-from tests._store_servers import StoreServer
+from tests._redis_harness import RedisHarness, ValkeyHarness
 
 IDS = [f"w{i}" for i in range(5)]
 POOLS: List[Optional[str]] = [None, "default", "a", "b"]
@@ -61,70 +58,64 @@ def operations(seed: int) -> List[Operation]:
     return run
 
 
-@pytest_twisted.async_yield_fixture
-async def redis(reactor: Any, store_server: StoreServer) -> AsyncIterator[RedisProtocol]:
+@pytest.fixture(params=[RedisHarness, ValkeyHarness], ids=["redis", "valkey"])
+def harness(request: pytest.FixtureRequest) -> RedisHarness:
     """
-    A connection to the store server.
+    A shared store alone on a real server of each kind.
     """
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", store_server.port)
-    protocol = await connectProtocol(endpoint, RedisProtocol())
-    yield protocol
-    assert protocol.transport is not None
-    protocol.transport.loseConnection()
+    made: RedisHarness = request.param(DEFAULT_CONFIG)
+    return made
 
 
-async def answers(
-    memory: Any, queue: RedisQueue, redis: RedisProtocol, operation: Operation
-) -> Tuple[Any, Any]:
+def answers(memory: Any, harness: RedisHarness, operation: Operation) -> Tuple[Any, Any]:
     """
     One operation on both stores; their answers.
     """
     kind, argument = operation
+    store = harness.store
     if kind == "update":
-        return memory.update(argument), await queue.update(argument)
+        return memory.update(argument), harness.resolve(store.update(argument))
     if kind == "take":
-        return memory.take(argument), await queue.take(argument)
+        return memory.take(argument), harness.resolve(store.take(argument))
     if kind == "gone":
-        return memory.gone(argument), await queue.gone(argument)
+        return memory.gone(argument), harness.resolve(store.gone(argument))
     if kind == "list":
-        return memory.list_workers(*argument), await queue.list_workers(*argument)
+        return memory.list_workers(*argument), harness.resolve(store.list_workers(*argument))
     if kind == "stats":
-        return memory.stats(), await queue.stats()
-    await redis.execute("SCRIPT", "FLUSH")  # the next script call loads it again
+        return memory.stats(), harness.resolve(store.stats())
+    harness.server.command("SCRIPT", "FLUSH")  # the next script call loads it again
     return None, None
 
 
-@pytest_twisted.ensureDeferred
-async def test_same_answers_as_memory(redis: RedisProtocol) -> None:
+def test_same_answers_as_memory(harness: RedisHarness) -> None:
     """
-    Every answer of the queue in the store is the memory store's.
+    Every answer of the shared store is the memory store's.
     """
     for seed in range(RUNS):
-        await redis.execute("FLUSHALL")
+        harness.server.command("FLUSHALL")
         memory = open_store(Clock())
-        queue = RedisQueue(redis)
+        fresh = RedisHarness.replica(harness, f"run{seed}")
+        harness.store = fresh
         for at, operation in enumerate(operations(seed)):
-            expected, actual = await answers(memory, queue, redis, operation)
+            expected, actual = answers(memory, harness, operation)
             if actual != expected:
                 pytest.fail(f"run {seed}, step {at}, {operation}: {actual!r} != {expected!r}")
 
 
-@pytest_twisted.ensureDeferred
-async def test_scripts_loaded_once(redis: RedisProtocol) -> None:
+def test_scripts_loaded_once(harness: RedisHarness) -> None:
     """
     Calls that meet a store without the scripts (flushed, or restarted)
     load each script once, however many were in flight, and are answered.
     """
-    await redis.execute("FLUSHALL")
-    queue = RedisQueue(redis)
-    await queue.update(WorkerReport("w1", "h", 1, 100))
-    await redis.execute("SCRIPT", "FLUSH")
-    await redis.execute("CONFIG", "RESETSTAT")
-    answers = [queue.take("default") for _ in range(50)]
-    taken = [await answer for answer in answers]
+    store = harness.store
+    harness.resolve(store.update(WorkerReport("w1", "h", 1, 100)))
+    harness.server.command("SCRIPT", "FLUSH")
+    harness.server.command("CONFIG", "RESETSTAT")
+    answers = [store.take("default") for _ in range(50)]
+    taken = [harness.resolve(answer) for answer in answers]
     assert {worker.worker_id for worker in taken if worker is not None} == {"w1"}
     assert len(taken) == 50
-    stats = (await redis.execute("INFO", "commandstats")).decode()
+    stats = harness.server.command("INFO", "commandstats").decode()
     calls = dict(
         (line.split(":")[0], int(line.split("calls=")[1].split(",")[0]))
         for line in stats.splitlines()

@@ -1,0 +1,663 @@
+"""
+The shared store (L{IWorkerStore}) on Redis or Valkey: any number of
+dispatchers (replicas) share one queue, and a worker of capacity c is
+answered at most c times between two of its accepted updates, counting
+every replica, because every change is one atomic script of the store (see
+L{_redis_scripts} for the layout).
+
+What stays in a replica: its waiting calls (the store keeps their tokens in
+line; an update that frees a slot hands it to the first token, keeps the
+answer for the token's replica and wakes it through pub/sub; the replica
+collects the answer, or, at the call's timeout, withdraws the token or
+collects the answer that came just in time), the timers of those calls, and
+its heartbeat: every L{heartbeat_interval} seconds it renews its place in
+the store and reaps, with a bounded script, the workers whose ttl or lease
+ran out on the store's clock and the replicas whose heartbeat lapsed (their
+scheduler connections' workers get the lease grace, their calls leave the
+line, the slots handed to them go back).  A replica found buried (its
+heartbeat lapsed, say in a long pause) is fenced: it joins again under a
+new incarnation, and its waiting calls fail.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import structlog
+from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded, StoreUnavailable
+from attrs import define
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .._records import RegisteredWorker, Worker
+from ._interface import IWorkerStore, Owner, StoreStats, UpdateOutcome, WorkerReport, WorkerRows
+from ._memory import no_free_slot
+from ._redis_scripts import Script, scripts
+from ._resp import ReplyError, Value
+
+_log = structlog.get_logger("amp_dispatch.store")
+
+_OUTCOMES = {
+    b"accepted": UpdateOutcome.ACCEPTED,
+    b"stale": UpdateOutcome.STALE,
+    b"duplicate": UpdateOutcome.DUPLICATE,
+}
+
+#: The most answer records a replica keeps (made again when dropped).
+_MAX_RECORDS = 1 << 18
+
+
+class StoreLink:
+    """
+    What the store needs of its connection: C{execute} sends one command and
+    returns a Deferred of its reply, failing with C{StoreUnavailable} when
+    the store cannot be reached.  (A structural type: the real link and the
+    tests' links need not inherit it.)
+    """
+
+    def execute(self, *arguments: Value) -> Deferred[Any]:
+        raise NotImplementedError()
+
+
+_PENDING, _WAITING, _COLLECTING, _WITHDRAWING = "pending", "waiting", "collecting", "withdrawing"
+
+
+@define(eq=False)
+class _Waiter:
+    deferred: Deferred[Worker]
+    pool: str
+    token: str
+    owner: Optional[Owner]
+    state: str = _WAITING
+    timer: Optional[IDelayedCall] = None
+    timed_out: bool = False
+    # A wake-up came before the store said the call was in line.
+    woken: bool = False
+    # The caller gave up (its connection closed): a slot it gets goes back.
+    cancelled: bool = False
+
+
+@implementer(IWorkerStore)
+class RedisStore:
+    """
+    The queue in a Redis or Valkey server shared by replicas
+    (L{IWorkerStore}; every answer a L{Deferred}).
+
+    Give it its link with L{attach}, then call L{connected} each time the
+    link reaches the store (before the link calls itself ready) and
+    L{woken} with each message on L{channel}.
+
+    @param clock: the replica's time (waiting calls' timeouts, heartbeats).
+    @param lease_grace: seconds a worker outlives its scheduler connection.
+    @param max_waiting: the most calls waiting on this replica.
+    @param max_waiting_per_owner: the most of them one front-end connection
+        may make.
+    @param record: makes the L{Worker} a worker is answered as.
+    @param heartbeat_interval: seconds between heartbeats (and reaps).
+    @param replica_timeout: seconds without a heartbeat after which other
+        replicas bury this one.
+    @param name: the replica's name in the store (random by default).
+    @param time_key: for tests: read the store's time, in milliseconds, from
+        this key instead of C{TIME}.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        lease_grace: float,
+        max_waiting: int,
+        max_waiting_per_owner: int,
+        record: Callable[[str, str, int], Worker] = Worker,
+        heartbeat_interval: float = 1.0,
+        replica_timeout: float = 5.0,
+        name: Optional[str] = None,
+        time_key: Optional[str] = None,
+    ) -> None:
+        self._clock = clock
+        self._record = record
+        self.lease_grace = lease_grace
+        self.max_waiting = max_waiting
+        self.max_waiting_per_owner = max_waiting_per_owner
+        self.heartbeat_interval = heartbeat_interval
+        self.replica_timeout = replica_timeout
+        self.name = name or os.urandom(6).hex()
+        self._incarnation = 0
+        self.replica = f"{self.name}.0"
+        self._scripts = scripts(time_key)
+        self._loading: Dict[str, List[Deferred[None]]] = {}
+        self._link: Optional[StoreLink] = None
+        self._waiters: Dict[str, _Waiter] = {}
+        self._waiting_by: Dict[Owner, int] = {}
+        self._tokens = 0
+        self._owners: Dict[Owner, None] = {}
+        self._records: Dict[bytes, Tuple[bytes, bytes, Worker]] = {}
+        self._joined = False
+        self._beat_at: Optional[float] = None
+        self._heartbeat: Optional[LoopingCall] = None
+        self._stopped = False
+
+    @property
+    def channel(self) -> bytes:
+        """
+        The pub/sub channel this replica's waiting calls are woken on.
+        """
+        return b"amp:wake:" + self.name.encode("ascii")
+
+    # -- the link ---------------------------------------------------------
+
+    def attach(self, link: StoreLink) -> None:
+        """
+        Run over C{link} from now on.
+        """
+        self._link = link
+
+    def start(self) -> None:
+        """
+        Start the heartbeat (and reaping) timer.
+        """
+        heartbeat = self._heartbeat = LoopingCall(self.beat)
+        heartbeat.clock = self._clock
+        heartbeat.start(self.heartbeat_interval, now=False).addErrback(
+            lambda failure: _log.error("heartbeat stopped", error=failure.getErrorMessage())
+        )
+
+    def heartbeat_call(self) -> Optional[IDelayedCall]:
+        """
+        The heartbeat's pending timer, if any (for tests that count timers).
+        """
+        heartbeat = self._heartbeat
+        return None if heartbeat is None else heartbeat.call
+
+    def connected(self, identity: str) -> Deferred[None]:
+        """
+        The link reached the store, whose primary is C{identity} (its run
+        and replication ids): join (or renew this replica's place), apply
+        the hold rule if the primary changed, and collect answers that came
+        while the link was down.
+        """
+        return Deferred.fromCoroutine(self._connected(identity))
+
+    async def _connected(self, identity: str) -> None:
+        if self._joined:
+            await self._reap()
+        if not self._joined:
+            await self._join()
+        if await self._run("primary", identity):
+            _log.warning("store primary changed: workers held", primary=identity)
+        for waiter in list(self._waiters.values()):
+            if waiter.state == _WAITING:
+                self._collect(waiter)
+
+    async def _join(self) -> None:
+        await self._run("join", self.replica, self._ms(self.replica_timeout))
+        self._joined = True
+        self._beat_at = self._clock.seconds()
+        _log.info("replica joined", replica=self.replica)
+
+    def woken(self, token: bytes) -> None:
+        """
+        A message on L{channel}: an answer waits for the call C{token}.
+        """
+        waiter = self._waiters.get(token.decode("ascii", "replace"))
+        if waiter is None:
+            return
+        if waiter.state == _WAITING:
+            self._collect(waiter)
+        elif waiter.state == _PENDING:
+            waiter.woken = True
+
+    def _run(self, name: str, *arguments: Value) -> Deferred[Any]:
+        """
+        Run a script by its SHA; when the store lacks it (after a restart or
+        a C{SCRIPT FLUSH}: C{NOSCRIPT}, which runs nothing), load it once,
+        whatever the number of calls that met it, and run it again.
+        """
+        link = self._link
+        if link is None:
+            return fail(StoreUnavailable("the store is not connected"))
+        script = self._scripts[name]
+        return link.execute("EVALSHA", script.sha, 0, *arguments).addErrback(
+            self._unloaded, link, script, arguments
+        )
+
+    def _unloaded(
+        self, failure: Failure, link: StoreLink, script: Script, arguments: Sequence[Value]
+    ) -> Deferred[Any]:
+        if not (failure.check(ReplyError) and str(failure.value).startswith("NOSCRIPT")):
+            return failure  # type: ignore[return-value]
+        return self._loaded(link, script).addCallback(
+            lambda _: link.execute("EVALSHA", script.sha, 0, *arguments)
+        )
+
+    def _loaded(self, link: StoreLink, script: Script) -> Deferred[None]:
+        loaded: Deferred[None] = Deferred()
+        waiting = self._loading.get(script.sha)
+        if waiting is not None:
+            waiting.append(loaded)
+            return loaded
+        self._loading[script.sha] = [loaded]
+
+        def done(result: object) -> None:
+            for each in self._loading.pop(script.sha):
+                if isinstance(result, Failure):
+                    each.errback(result)
+                else:
+                    each.callback(None)
+
+        link.execute("SCRIPT", "LOAD", script.source).addBoth(done)
+        return loaded
+
+    def _ms(self, seconds: float) -> int:
+        return max(0, round(seconds * 1000))
+
+    def _removed(self, flat: Sequence[bytes]) -> None:
+        """
+        Log the workers a script removed (id, pool, reason, flat).
+        """
+        for at in range(0, len(flat) - 2, 3):
+            _log.info(
+                "worker removed",
+                worker_id=flat[at].decode(),
+                pool=flat[at + 1].decode(),
+                reason=flat[at + 2].decode(),
+            )
+
+    def _answer(self, worker_id: bytes, host: bytes, port: bytes) -> Worker:
+        """
+        The record a worker is answered as (kept, while its address holds).
+        """
+        kept = self._records.get(worker_id)
+        if kept is not None and kept[0] == host and kept[1] == port:
+            return kept[2]
+        record = self._record(worker_id.decode(), host.decode(), int(port))
+        if len(self._records) >= _MAX_RECORDS:
+            self._records.clear()
+        self._records[worker_id] = (host, port, record)
+        return record
+
+    # -- the scheduler's side ---------------------------------------------
+
+    def update(
+        self, report: WorkerReport, owner: Optional[Owner] = None
+    ) -> Deferred[UpdateOutcome]:
+        """
+        Apply a C{WorkerUpdate} sent by C{owner} (see L{IWorkerStore.update}).
+        """
+        if owner is not None and self._fenced():
+            return fail(StoreUnavailable("this dispatcher lost its place in the store"))
+        worker_id, host, port, capacity, pool, seq, ttl = report
+        pool_name = pool or DEFAULT_POOL
+        return self._run(
+            "update",
+            worker_id,
+            host,
+            port,
+            capacity,
+            pool_name,
+            "" if seq is None else seq,
+            max(1, self._ms(ttl)) if ttl else "",
+            "" if owner is None else f"{self.replica}:{owner}",
+            self.replica,
+        ).addCallback(self._updated, pool_name, owner)
+
+    def _updated(self, reply: List[Any], pool: str, owner: Optional[Owner]) -> Any:
+        outcome = _OUTCOMES.get(reply[0])
+        if outcome is None:  # fenced
+            self._rejoin()
+            raise StoreUnavailable("this dispatcher lost its place in the store")
+        self._removed(reply[2:])
+        if owner is not None and outcome is not UpdateOutcome.STALE:
+            self._owners[owner] = None
+        if reply[1]:
+            return self._serve(pool).addCallback(lambda _: outcome)
+        return outcome
+
+    def _serve(self, pool: str) -> Deferred[None]:
+        """
+        Serve waiting calls of C{pool} until none waits or no slot is free.
+        """
+
+        def served(reply: List[Any]) -> Optional[Deferred[None]]:
+            self._removed(reply[1:])
+            return self._serve(pool) if reply[0] else None
+
+        return self._run("serve", pool).addCallback(served)
+
+    def gone(self, worker_id: str) -> Deferred[bool]:
+        """
+        Remove a worker at once; whether it was registered.
+        """
+        return self._run("gone", worker_id).addCallback(self._was_gone, worker_id)
+
+    def _was_gone(self, known: int, worker_id: str) -> bool:
+        if known:
+            _log.info("worker removed", worker_id=worker_id, reason="gone")
+        return bool(known)
+
+    def owner_lost(self, owner: Owner) -> Deferred[None]:
+        """
+        C{owner}'s connection closed: its workers go after the lease grace,
+        unless an update for them comes first (from any replica).
+        """
+        if owner not in self._owners:
+            return succeed(None)
+        del self._owners[owner]
+        _log.info("lease grace started", owner=owner, grace=self.lease_grace)
+        return self._lose(f"{self.replica}:{owner}")
+
+    def _lose(self, owner: str) -> Deferred[None]:
+        def lost(reply: List[Any]) -> Optional[Deferred[None]]:
+            self._removed(reply[1:])
+            return self._lose(owner) if reply[0] else None
+
+        return self._run("lose", owner, self._ms(self.lease_grace)).addCallback(lost)
+
+    def holds(self, owner: Owner) -> bool:
+        """
+        Whether an update of C{owner} was accepted (or a duplicate) through
+        this replica since its connection opened.
+        """
+        return owner in self._owners
+
+    # -- the front end's side ---------------------------------------------
+
+    def take(self, pool: str) -> Deferred[Optional[Worker]]:
+        """
+        Take a slot of the head of C{pool}'s queue, if one is free and no
+        call waits (see L{IWorkerStore.take}).
+        """
+        return self._run("next", pool, "", self.replica).addCallback(self._taken, pool)
+
+    def _taken(self, reply: List[Any], pool: str) -> Any:
+        if len(reply) > 3:
+            self._removed(reply[3:])
+        if reply[0]:
+            return self._answer(reply[0], reply[1], reply[2])
+        if reply[1] == b"again":
+            return self.take(pool)
+        return None
+
+    def next_worker(
+        self,
+        pool: Optional[str] = None,
+        timeout: Optional[float] = None,
+        owner: Optional[Owner] = None,
+    ) -> Deferred[Worker]:
+        """
+        Take a slot of the head of C{pool}'s queue, waiting up to C{timeout}
+        seconds for one (see L{IWorkerStore.next_worker}).
+
+        A call that may wait is counted, and its timeout runs, from now; if
+        it is cancelled before the store answers, a place it got in line is
+        withdrawn.  (A call that may not wait, cancelled before the store
+        answers, loses the slot it took until the worker's next update.)
+        """
+        pool_name = pool or DEFAULT_POOL
+        if timeout:
+            if len(self._waiters) >= self.max_waiting:
+                refusal = Overloaded(f"{self.max_waiting} calls are already waiting")
+            elif owner is not None and self._waiting_by.get(owner, 0) >= self.max_waiting_per_owner:
+                refusal = Overloaded(
+                    f"{self.max_waiting_per_owner} calls of this connection are already waiting"
+                )
+            else:
+                return self._wait(pool_name, timeout, owner)
+            return self._run("next", pool_name, "", self.replica).addCallback(
+                self._taken_or, pool_name, refusal
+            )
+        return self._run("next", pool_name, "", self.replica).addCallback(
+            self._taken_or, pool_name, None
+        )
+
+    def _taken_or(self, reply: List[Any], pool: str, refusal: Optional[Exception]) -> Any:
+        """
+        A worker taken, or the refusal of a call that may not wait.
+        """
+        worker = self._taken(reply, pool)
+        if isinstance(worker, Deferred):
+            return worker.addCallback(self._taken_or_none, pool, refusal)
+        return self._taken_or_none(worker, pool, refusal)
+
+    def _taken_or_none(
+        self, worker: Optional[Worker], pool: str, refusal: Optional[Exception]
+    ) -> Worker:
+        if worker is not None:
+            return worker
+        raise refusal if refusal is not None else no_free_slot(pool)
+
+    def _wait(self, pool: str, timeout: float, owner: Optional[Owner]) -> Deferred[Worker]:
+        def cancel(_: Deferred[Worker]) -> None:
+            waiter.cancelled = True
+            self._end(waiter)
+            if waiter.state == _WAITING:
+                self._withdraw(waiter)
+
+        self._tokens += 1
+        token = f"{self.replica}/{self._tokens}"
+        waiter = _Waiter(Deferred(cancel), pool, token, owner, state=_PENDING)
+        waiter.timer = self._clock.callLater(timeout, self._timed_out, waiter)
+        self._waiters[token] = waiter
+        if owner is not None:
+            self._waiting_by[owner] = self._waiting_by.get(owner, 0) + 1
+        self._queue(waiter)
+        return waiter.deferred
+
+    def _queue(self, waiter: _Waiter) -> None:
+        self._run("next", waiter.pool, waiter.token, self.replica).addCallbacks(
+            self._queued, self._lost_answer, callbackArgs=(waiter,), errbackArgs=(waiter,)
+        )
+
+    def _queued(self, reply: List[Any], waiter: _Waiter) -> None:
+        if len(reply) > 3:
+            self._removed(reply[3:])
+        if reply[0]:
+            self._end(waiter)
+            if not waiter.cancelled:
+                waiter.deferred.callback(self._answer(reply[0], reply[1], reply[2]))
+            return
+        status = reply[1]
+        if status == b"again":
+            self._queue(waiter)
+        elif status == b"queued":
+            waiter.state = _WAITING
+            if waiter.cancelled or waiter.timed_out:
+                self._withdraw(waiter)
+            elif waiter.woken:
+                self._collect(waiter)
+        else:
+            self._end(waiter)
+            if status == b"fenced":
+                self._rejoin()
+                error: Exception = StoreUnavailable("this dispatcher lost its place in the store")
+            else:
+                error = no_free_slot(waiter.pool)
+            if not waiter.cancelled:
+                waiter.deferred.errback(error)
+
+    def _end(self, waiter: _Waiter) -> None:
+        """
+        The call no longer waits on this replica's count (answered, failed
+        or cancelled); its token may still be withdrawn.
+        """
+        if self._waiters.pop(waiter.token, None) is not None and waiter.owner is not None:
+            left = self._waiting_by[waiter.owner] - 1
+            if left:
+                self._waiting_by[waiter.owner] = left
+            else:
+                del self._waiting_by[waiter.owner]
+        if waiter.timer is not None:
+            if waiter.timer.active():
+                waiter.timer.cancel()
+            waiter.timer = None
+
+    def _timed_out(self, waiter: _Waiter) -> None:
+        waiter.timer = None
+        waiter.timed_out = True
+        if waiter.state == _WAITING:
+            self._withdraw(waiter)
+
+    def _collect(self, waiter: _Waiter) -> None:
+        waiter.state = _COLLECTING
+        self._run("collect", self.replica, waiter.token).addCallbacks(
+            self._collected, self._lost_answer, callbackArgs=(waiter,), errbackArgs=(waiter,)
+        )
+
+    def _collected(self, answer: Optional[bytes], waiter: _Waiter) -> None:
+        if answer is not None:
+            self._deliver(waiter, answer)
+        elif waiter.timed_out or waiter.cancelled:
+            self._withdraw(waiter)
+        else:
+            waiter.state = _WAITING
+
+    def _withdraw(self, waiter: _Waiter) -> None:
+        waiter.state = _WITHDRAWING
+        self._run("withdraw", waiter.pool, waiter.token, self.replica).addCallbacks(
+            self._withdrawn, self._lost_answer, callbackArgs=(waiter,), errbackArgs=(waiter,)
+        )
+
+    def _withdrawn(self, answer: bytes, waiter: _Waiter) -> None:
+        if answer != b"withdrawn" and answer:
+            self._deliver(waiter, answer)
+            return
+        self._end(waiter)
+        if not waiter.cancelled:
+            waiter.deferred.errback(
+                NoWorkerAvailable(f"no worker of pool {waiter.pool!r} had a free slot in time")
+            )
+
+    def _lost_answer(self, failure: Failure, waiter: _Waiter) -> None:
+        """
+        The store could not be asked for the call's answer: the call fails
+        (an answer it was handed goes back when this replica is buried).
+        """
+        self._end(waiter)
+        if not waiter.cancelled and not waiter.deferred.called:
+            waiter.deferred.errback(failure)
+
+    def _deliver(self, waiter: _Waiter, answer: bytes) -> None:
+        pool, stamp, worker_id, rest = answer.split(b"\t", 3)
+        host, port = rest.rsplit(b"\t", 1)
+        self._end(waiter)
+        if waiter.cancelled:
+            self._run("give_back", pool, worker_id, stamp).addCallback(
+                lambda reply: self._removed(reply[1:])
+            ).addErrback(lambda failure: None)
+            return
+        waiter.deferred.callback(self._answer(worker_id, host, port))
+
+    # -- heartbeats and fencing -------------------------------------------
+
+    def _fenced(self) -> bool:
+        """
+        Whether this replica may have been buried by now: it has not renewed
+        its place for L{replica_timeout} seconds.
+        """
+        beat_at = self._beat_at
+        return beat_at is None or self._clock.seconds() - beat_at >= self.replica_timeout
+
+    def beat(self) -> Deferred[None]:
+        """
+        One heartbeat: renew this replica's place in the store and reap
+        (expired workers, lapsed replicas), as many bounded calls as it
+        takes.  A store that cannot be reached is left to the link, which
+        logs it.
+        """
+        return self._reap().addErrback(lambda failure: failure.trap(StoreUnavailable))
+
+    def _reap(self, leave: bool = False) -> Deferred[None]:
+        started = self._clock.seconds()
+
+        def reaped(reply: List[Any]) -> Optional[Deferred[None]]:
+            if reply[0] == b"fenced":
+                self._rejoin()
+                return None
+            if not leave:
+                self._beat_at = started
+            self._removed(reply[2:])
+            return self._reap(leave) if reply[1] else None
+
+        return self._run(
+            "reap",
+            self.replica,
+            self._ms(self.replica_timeout),
+            self._ms(self.lease_grace),
+            1 if leave else 0,
+        ).addCallback(reaped)
+
+    def _rejoin(self) -> None:
+        """
+        This replica was buried: its calls waiting fail (their place in line
+        is gone), and it joins again as a new incarnation at its next call.
+        """
+        if not self._joined:
+            return
+        _log.warning("replica fenced", replica=self.replica)
+        self._joined = False
+        self._beat_at = None
+        self._owners.clear()
+        self._incarnation += 1
+        self.replica = f"{self.name}.{self._incarnation}"
+        for waiter in list(self._waiters.values()):
+            self._end(waiter)
+            waiter.deferred.errback(StoreUnavailable("this dispatcher lost its place in the store"))
+        self._join().addErrback(lambda failure: failure.trap(StoreUnavailable))  # type: ignore[attr-defined]
+
+    # -- reading ------------------------------------------------------------
+
+    def stats(self) -> Deferred[StoreStats]:
+        """
+        The counters of the whole store (every replica's waiting calls).
+        """
+        return self._run("stats").addCallback(lambda values: StoreStats(*values))
+
+    def list_workers(
+        self, pool: Optional[str], after: Optional[str], limit: int
+    ) -> Deferred[WorkerRows]:
+        """
+        Up to C{limit} workers (of C{pool}) with ids after C{after}, in id
+        order.
+        """
+        return self._run("list", pool or "", after or "", limit).addCallback(self._rows)
+
+    def _rows(self, reply: List[Any]) -> WorkerRows:
+        flat, more = reply
+        rows: List[RegisteredWorker] = []
+        for at in range(0, len(flat), 7):
+            worker_id, host, port, pool, capacity, free, left = flat[at : at + 7]
+            rows.append(
+                RegisteredWorker(
+                    worker_id.decode(),
+                    host.decode(),
+                    int(port),
+                    pool.decode(),
+                    capacity,
+                    free,
+                    -1.0 if left < 0 else left / 1000,
+                )
+            )
+        return WorkerRows(rows, bool(more))
+
+    def stop(self) -> Deferred[None]:
+        """
+        The dispatcher is stopping: fail every waiting call, stop the
+        heartbeat, and leave the store (this replica buried at once: its
+        tokens withdrawn, slots handed to them given back).
+        """
+        if self._heartbeat is not None and self._heartbeat.running:
+            self._heartbeat.stop()
+        for waiter in list(self._waiters.values()):
+            self._end(waiter)
+            waiter.deferred.errback(NoWorkerAvailable("the dispatcher is shutting down"))
+        if not self._joined:
+            return succeed(None)
+        self._joined = False
+        return self._reap(leave=True).addErrback(lambda failure: failure.trap(StoreUnavailable))
+
+
+__all__ = ["RedisStore", "StoreLink"]
