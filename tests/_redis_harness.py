@@ -183,6 +183,7 @@ class RedisHarness(StoreHarness):
         self.server.command("SET", TIME_KEY, str(START_MS))
         self.links: List[PumpedLink] = []
         self.stores: List[RedisStore] = []
+        self.silenced: List[RedisStore] = []
         self.store = self.redis_store = self.replica("r1")
 
     def replica(self, name: str) -> RedisStore:
@@ -206,8 +207,21 @@ class RedisHarness(StoreHarness):
         store.start()
         return store
 
+    def silence(self, store: RedisStore) -> None:
+        """
+        Cut C{store} off, as a replica stopped or partitioned away: nothing
+        it writes is sent, nothing published to it delivered, no heartbeat.
+        """
+        self.silenced.append(store)
+
+    def unsilence(self, store: RedisStore) -> None:
+        """
+        Let C{store} talk again (what it wrote meanwhile goes out now).
+        """
+        self.silenced.remove(store)
+
     def pump(self) -> None:
-        pump(self.links)
+        pump([link for link in self.links if link.store not in self.silenced])
 
     def settle(self) -> None:
         self.pump()
@@ -217,22 +231,26 @@ class RedisHarness(StoreHarness):
         return resolved(result)
 
     def advance(self, seconds: float) -> None:
-        self.links[0].execute("INCRBY", TIME_KEY, round(seconds * 1000))
-        self.pump()
-        self.clock.advance(seconds)
-        self.pump()
+        """
+        Let C{seconds} go by for the store and its replicas, in steps no
+        longer than a heartbeat (as they go by: each replica beats in each),
+        every replica reaping at the end.
+        """
+        step = min(store.heartbeat_interval for store in self.stores)
+        left = seconds
+        while left > 0:
+            now = min(step, left)
+            left -= now
+            self.server.command("INCRBY", TIME_KEY, str(round(now * 1000)))
+            self.clock.advance(now)
+            self.pump()
         for store in self.stores:
-            self.resolve(store.beat())
+            if store not in self.silenced:
+                self.resolve(store.beat())
 
     def timers(self) -> List[IDelayedCall]:
         beats = [store.heartbeat_call() for store in self.stores]
         return [call for call in self.clock.getDelayedCalls() if call not in beats]
-
-    def store_time(self) -> int:
-        """
-        The store's time now, in milliseconds.
-        """
-        return int(self.resolve(self.links[0].execute("GET", TIME_KEY)))
 
 
 class ValkeyHarness(RedisHarness):

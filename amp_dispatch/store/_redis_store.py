@@ -606,7 +606,9 @@ class RedisStore:
         for waiter in list(self._waiters.values()):
             self._end(waiter)
             waiter.deferred.errback(StoreUnavailable("this dispatcher lost its place in the store"))
-        self._join().addErrback(lambda failure: failure.trap(StoreUnavailable))  # type: ignore[attr-defined]
+        Deferred.fromCoroutine(self._join()).addErrback(
+            lambda failure: failure.trap(StoreUnavailable)
+        )  # type: ignore[attr-defined]
 
     # -- reading ------------------------------------------------------------
 
