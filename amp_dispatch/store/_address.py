@@ -47,7 +47,10 @@ _NO_SECRETS = (
 Host = Tuple[str, int]
 
 
-def _show_host(host: Host) -> str:
+def show_host(host: Host) -> str:
+    """
+    C{host:port} for logs and messages (an IPv6 address in brackets).
+    """
     name, port = host
     return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
 
@@ -80,7 +83,7 @@ class StoreAddress:
         """
         The address as a URL for logs: never the password (nor the user).
         """
-        hosts = ",".join(_show_host(host) for host in self.hosts)
+        hosts = ",".join(show_host(host) for host in self.hosts)
         if self.kind == "sentinel":
             scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
             return f"{scheme}://{hosts}/{self.primary_name}/{self.db}"
@@ -207,7 +210,9 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_SENTINEL_PORT",
     "PASSWORD_ENV",
+    "Host",
     "StoreAddress",
     "parse_store_url",
     "read_store_password",
+    "show_host",
 ]
