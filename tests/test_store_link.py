@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator, Callable, List, MutableMapping, Optional
 
 import pytest
 import pytest_twisted
+import trustme
 from amp_dispatch_commands import StoreUnavailable
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
@@ -20,6 +21,7 @@ from amp_dispatch.store._address import StoreAddress
 from amp_dispatch.store._link import PrimaryIdentity, StoreLink
 from amp_dispatch.store._resp import ReplyError
 from tests._deferreds import failure_of
+from tests._pki import TLS_CLIENT_WARNINGS
 from tests._store_servers import SentinelGroup, StoreServer, free_port
 
 Logs = List[MutableMapping[str, Any]]
@@ -405,3 +407,61 @@ async def test_sentinel_failover(
         assert len(events(logs, "store connected")) == 2
     finally:
         group.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_sentinel_answers(links: Links, logs: Logs) -> None:
+    """
+    When no sentinel can be reached, the link is not ready and says why,
+    naming each sentinel.
+    """
+    ports = [free_port(), free_port()]
+    where = StoreAddress(
+        "sentinel", tuple(("127.0.0.1", port) for port in ports), primary_name="mymaster"
+    )
+    link = links(where)
+    link.start()
+    await eventually(lambda: bool(events(logs, "store unavailable")))
+    reason = str(failure_of(link.execute("PING"), StoreUnavailable).value)
+    assert reason.startswith(f"the store at {where.display} is unreachable: no sentinel named")
+    for port in ports:
+        assert f"127.0.0.1:{port} is unreachable: connection refused" in reason
+    assert events(logs, "store sentinel unavailable")
+
+
+@TLS_CLIENT_WARNINGS[0]
+@TLS_CLIENT_WARNINGS[1]
+@pytest_twisted.ensureDeferred
+async def test_tls(own_server: Any, links: Links, tmp_path: Path) -> None:
+    """
+    Over TLS (rediss://), the link trusts the CA it is given.
+    """
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    ca, chain, key = tmp_path / "ca.pem", tmp_path / "chain.pem", tmp_path / "key.pem"
+    authority.cert_pem.write_to_path(str(ca))
+    certificate.private_key_pem.write_to_path(str(key))
+    for blob in certificate.cert_chain_pems:
+        blob.write_to_path(str(chain), append=True)
+    tls_port = free_port()
+    try:
+        own_server(
+            extra=[
+                "--tls-port",
+                str(tls_port),
+                "--tls-cert-file",
+                str(chain),
+                "--tls-key-file",
+                str(key),
+                "--tls-ca-cert-file",
+                str(ca),
+                "--tls-auth-clients",
+                "no",
+            ]
+        )
+    except RuntimeError:
+        pytest.skip("this server has no TLS")
+    link = links(address(tls_port, tls=True), ca_path=str(ca))
+    link.start()
+    await within(link.when_ready())
+    assert await link.execute("PING") == b"PONG"

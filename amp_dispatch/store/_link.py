@@ -13,7 +13,10 @@ a watchdog, one timer for the whole link, that checks every quarter of
 C{command_timeout} whether the oldest command waiting on each connection is
 the one it saw there before, and drops the connection once the same one has
 waited C{command_timeout} (so a command fails after between
-C{command_timeout} and 1.25 times it, never before).
+C{command_timeout} and 1.25 times it, never before; after a stall of the
+reactor, not before replies already come had a turn to be read).  It also
+pings the sentinel the link listens to, so a sentinel that stops answering
+is left for the next one.
 
 Logged once per change of state (logger C{amp_dispatch.store}): C{store
 connected}, C{store unavailable} (not once per retry), C{store primary
@@ -234,6 +237,7 @@ class StoreLink:
         # Every connection made and not yet lost, for the watchdog.
         self._watched: Dict[RedisProtocol, _Seen] = {}
         self._watchdog = LoopingCall(self._watch)
+        self._last_watch = 0.0
         self._watchdog.clock = reactor
         # The sentinel connection listening for +switch-master.
         self._sentinel: Optional[RedisSubscriber] = None
@@ -315,6 +319,7 @@ class StoreLink:
             return
         self._running = True
         self._why = f"the store at {self._address.display} is unreachable: not connected yet"
+        self._last_watch = self._reactor.seconds()
         self._watchdog.start(self._command_timeout / 4, now=False)
         if self._address.kind == "sentinel":
             self._watch_sentinels()
@@ -563,6 +568,10 @@ class StoreLink:
         """
         now = self._reactor.seconds()
         limit = self._command_timeout
+        # After a reactor stall, replies may be waiting unread: judge at the
+        # next tick, once they had a turn.
+        stalled = now - self._last_watch > limit / 2
+        self._last_watch = now
         watched = self._watched
         for protocol, (seen, since) in list(watched.items()):
             oldest = protocol.oldest()
@@ -571,8 +580,12 @@ class StoreLink:
                     watched[protocol] = _IDLE
             elif oldest is not seen:
                 watched[protocol] = (oldest, now)
-            elif now - since >= limit:
+            elif now - since >= limit and not stalled:
                 protocol.drop(f"no reply within {limit:g} s")
+        sentinel = self._sentinel
+        if sentinel is not None and sentinel.oldest() is None:
+            # A sentinel that stops answering is left for the next one.
+            sentinel.execute("PING").addErrback(lambda _: None)
 
     def _forget(self, protocol: RedisProtocol, reason: str) -> None:
         self._unwatch(protocol)
