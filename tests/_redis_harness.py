@@ -184,7 +184,8 @@ class RedisHarness(StoreHarness):
         self.links: List[PumpedLink] = []
         self.stores: List[RedisStore] = []
         self.silenced: List[RedisStore] = []
-        self.store = self.redis_store = self.replica("r1")
+        self.redis_store = self.replica("r1")
+        self.store = self.redis_store
 
     def replica(self, name: str) -> RedisStore:
         """

@@ -8,10 +8,9 @@ answer per worker between its accepted updates.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any, Dict, List, MutableMapping, Optional
-
-import random
 
 import pytest
 from amp_dispatch_commands import NoWorkerAvailable, StoreUnavailable
@@ -39,8 +38,9 @@ def report(worker_id: str = "w1", capacity: int = 1, seq: Optional[int] = None) 
 
 
 def free(harness: RedisHarness, worker_id: str) -> int:
-    rows = harness.resolve(harness.store.list_workers(None, None, 1000)).workers
-    return {row.worker_id: row.free for row in rows}[worker_id]
+    rows = harness.resolve(harness.redis_store.list_workers(None, None, 1000)).workers
+    free: Dict[str, int] = {row.worker_id: row.free for row in rows}
+    return free[worker_id]
 
 
 def waits(harness: RedisHarness, store: RedisStore, timeout: float = 10.0) -> Deferred[Worker]:
@@ -56,7 +56,7 @@ def test_waiter_of_other_replica_answered(harness: RedisHarness) -> None:
     """
     r2 = harness.replica("r2")
     waiting = waits(harness, r2)
-    harness.resolve(harness.store.update(report()))
+    harness.resolve(harness.redis_store.update(report()))
     assert result_of(waiting).worker_id == "w1"
     assert harness.resolve(r2.stats()).waiting == 0
 
@@ -68,8 +68,8 @@ def test_first_come_first_served_across_replicas(harness: RedisHarness) -> None:
     """
     r2 = harness.replica("r2")
     first = waits(harness, r2)
-    second = waits(harness, harness.store)
-    harness.resolve(harness.store.update(report("w1")))
+    second = waits(harness, harness.redis_store)
+    harness.resolve(harness.redis_store.update(report("w1")))
     assert result_of(first).worker_id == "w1"
     assert_no_result(second)
     harness.resolve(r2.update(report("w2")))
@@ -84,7 +84,7 @@ def test_timed_out_call_collects_answer_that_came(harness: RedisHarness) -> None
     r2 = harness.replica("r2")
     waiting = waits(harness, r2, timeout=5.0)
     harness.silence(r2)
-    harness.resolve(harness.store.update(report()))
+    harness.resolve(harness.redis_store.update(report()))
     harness.clock.advance(5.0)
     harness.unsilence(r2)
     harness.pump()
@@ -100,14 +100,14 @@ def test_cancelled_call_gives_answer_back(harness: RedisHarness) -> None:
     r2 = harness.replica("r2")
     waiting = waits(harness, r2)
     harness.silence(r2)
-    harness.resolve(harness.store.update(report()))
+    harness.resolve(harness.redis_store.update(report()))
     assert free(harness, "w1") == 0
     waiting.cancel()
     failure_of(waiting, CancelledError)
     harness.unsilence(r2)
     harness.pump()
     assert free(harness, "w1") == 1
-    assert harness.resolve(harness.store.next_worker()).worker_id == "w1"
+    assert harness.resolve(harness.redis_store.next_worker()).worker_id == "w1"
 
 
 def test_call_cancelled_before_queued_withdrawn(harness: RedisHarness) -> None:
@@ -115,12 +115,12 @@ def test_call_cancelled_before_queued_withdrawn(harness: RedisHarness) -> None:
     A call cancelled before the store said it was in line leaves the line
     once it is, and takes no slot.
     """
-    waiting = harness.store.next_worker(None, 10.0)
+    waiting = harness.redis_store.next_worker(None, 10.0)
     waiting.cancel()
     failure_of(waiting, CancelledError)
     harness.settle()
-    assert harness.resolve(harness.store.stats()).waiting == 0
-    harness.resolve(harness.store.update(report()))
+    assert harness.resolve(harness.redis_store.stats()).waiting == 0
+    harness.resolve(harness.redis_store.update(report()))
     assert free(harness, "w1") == 1
 
 
@@ -133,12 +133,12 @@ def test_buried_replica_slots_go_back(harness: RedisHarness) -> None:
     waits(harness, r2)
     waits(harness, r2)
     harness.silence(r2)
-    harness.resolve(harness.store.update(report()))
+    harness.resolve(harness.redis_store.update(report()))
     assert free(harness, "w1") == 0
-    assert harness.resolve(harness.store.stats()).waiting == 1
+    assert harness.resolve(harness.redis_store.stats()).waiting == 1
     harness.advance(r2.replica_timeout + 1)
     assert free(harness, "w1") == 1
-    assert harness.resolve(harness.store.stats()).waiting == 0
+    assert harness.resolve(harness.redis_store.stats()).waiting == 0
 
 
 def test_buried_replica_workers_get_lease_grace(harness: RedisHarness) -> None:
@@ -150,10 +150,10 @@ def test_buried_replica_workers_get_lease_grace(harness: RedisHarness) -> None:
     harness.resolve(r2.update(report(), owner=7))
     harness.silence(r2)
     harness.advance(r2.replica_timeout + 1)
-    [row] = harness.resolve(harness.store.list_workers(None, None, 10)).workers
+    [row] = harness.resolve(harness.redis_store.list_workers(None, None, 10)).workers
     assert CONFIG.lease_grace - 2 <= row.expires_in <= CONFIG.lease_grace
     harness.advance(CONFIG.lease_grace)
-    assert harness.resolve(harness.store.list_workers(None, None, 10)).workers == []
+    assert harness.resolve(harness.redis_store.list_workers(None, None, 10)).workers == []
 
 
 def test_update_from_other_replica_ends_lease(harness: RedisHarness) -> None:
@@ -165,10 +165,10 @@ def test_update_from_other_replica_ends_lease(harness: RedisHarness) -> None:
     harness.resolve(r2.update(report(seq=1), owner=7))
     harness.silence(r2)
     harness.advance(r2.replica_timeout + 1)
-    outcome = harness.resolve(harness.store.update(report(seq=1), owner=3))
+    outcome = harness.resolve(harness.redis_store.update(report(seq=1), owner=3))
     assert outcome is UpdateOutcome.DUPLICATE
     harness.advance(CONFIG.lease_grace + 1)
-    rows = harness.resolve(harness.store.list_workers(None, None, 10)).workers
+    rows = harness.resolve(harness.redis_store.list_workers(None, None, 10)).workers
     assert [(row.worker_id, row.expires_in) for row in rows] == [("w1", -1.0)]
 
 
@@ -199,7 +199,7 @@ def test_hold_rule_after_primary_change(harness: RedisHarness) -> None:
     When the store's primary changes, every worker is held at no free slot
     until its next accepted update (a duplicate does not refill it).
     """
-    store = harness.store
+    store = harness.redis_store
     harness.resolve(store.update(report("w1", 3, seq=1)))
     harness.resolve(store.update(report("w2", 2)))
     harness.resolve(store.next_worker())
@@ -219,7 +219,7 @@ def test_same_primary_no_hold(harness: RedisHarness) -> None:
     """
     Reconnecting to the same primary holds nothing.
     """
-    store = harness.store
+    store = harness.redis_store
     harness.resolve(store.update(report("w1", 3)))
     harness.resolve(store.connected("primary-1"))
     assert free(harness, "w1") == 3
@@ -235,8 +235,8 @@ def test_stop_leaves_store(harness: RedisHarness) -> None:
     waiting = waits(harness, r2)
     harness.resolve(r2.stop())
     failure_of(waiting, NoWorkerAvailable)
-    assert harness.resolve(harness.store.stats()).waiting == 0
-    rows = harness.resolve(harness.store.list_workers(None, None, 10)).workers
+    assert harness.resolve(harness.redis_store.stats()).waiting == 0
+    rows = harness.resolve(harness.redis_store.list_workers(None, None, 10)).workers
     assert [row.expires_in for row in rows] == [CONFIG.lease_grace]
     assert harness.server.command("ZSCORE", "amp:replicas", r2.replica) == b"$-1\r\n"
 
@@ -244,6 +244,101 @@ def test_stop_leaves_store(harness: RedisHarness) -> None:
 RUNS = 30
 STEPS = 80
 IDS = ["w0", "w1", "w2", "w3"]
+
+
+class Ledger:
+    """
+    Each worker's capacity and answers since its last accepted update, and
+    the calls waiting; what went over.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.capacity: Dict[str, int] = {}
+        self.answered: Dict[str, int] = {}
+        self.waiting: List[Deferred[Worker]] = []
+        self.steps: List[str] = []
+        self.over: List[str] = []
+        # Answers delivered while an update is applied are served by it.
+        self.updating = False
+        self.held: List[str] = []
+
+    def count(self, name: str) -> None:
+        self.answered[name] = self.answered.get(name, 0) + 1
+        self.steps.append(f"answered {name}")
+        if self.answered[name] > self.capacity[name]:
+            self.over.append(f"run {self.seed}: {name} over-dispatched: " + "; ".join(self.steps))
+
+    def delivered(self, worker: Worker) -> Worker:
+        if self.updating:
+            self.held.append(worker.worker_id)
+        else:
+            self.count(worker.worker_id)
+        return worker
+
+    def accepted(self, worker_id: str, capacity: int, outcome: UpdateOutcome) -> None:
+        if outcome is UpdateOutcome.ACCEPTED:
+            self.capacity[worker_id], self.answered[worker_id] = capacity, 0
+        for name in self.held:
+            self.count(name)
+        del self.held[:]
+
+    def ended(self, result: object, call: Deferred[Worker]) -> None:
+        if call in self.waiting:
+            self.waiting.remove(call)
+        if isinstance(result, Failure):
+            result.trap(NoWorkerAvailable, CancelledError)
+
+
+def random_run(run: RedisHarness, seed: int) -> None:
+    """
+    One random run through three replicas (see L{test_no_over_dispatch_random}).
+    """
+    stores = [run.redis_store, run.replica("r2"), run.replica("r3")]
+    draw = random.Random(seed)
+    ledger = Ledger(seed)
+    seqs: Dict[str, int] = {}
+    kinds = ["update", "update", "take", "wait", "wait", "cancel", "time", "gone", "lost"]
+    for _ in range(STEPS):
+        store = draw.choice(stores)
+        kind = draw.choice(kinds)
+        ledger.steps.append(f"{store.name} {kind}")
+        if kind == "update":
+            worker_id = draw.choice(IDS)
+            seq = seqs[worker_id] = seqs.get(worker_id, 0) + draw.choice([0, 1, 1])
+            capacity = draw.randint(0, 3)
+            ledger.updating = True
+            outcome = run.resolve(
+                store.update(report(worker_id, capacity, seq), owner=draw.choice([None, 1, 2]))
+            )
+            ledger.updating = False
+            ledger.accepted(worker_id, capacity, outcome)
+        elif kind == "take":
+            with contextlib.suppress(NoWorkerAvailable):
+                ledger.delivered(run.resolve(store.next_worker()))
+        elif kind == "wait":
+            call = store.next_worker(None, draw.choice([0.5, 3.0]))
+            ledger.waiting.append(call)
+            call.addCallback(ledger.delivered).addBoth(ledger.ended, call)
+            run.settle()
+        elif kind == "cancel" and ledger.waiting:
+            draw.choice(ledger.waiting).cancel()
+            run.settle()
+        elif kind == "time":
+            run.advance(draw.choice([0.5, 2.0, 40.0]))
+        elif kind == "gone":
+            run.resolve(store.gone(draw.choice(IDS)))
+        elif kind == "lost":
+            run.resolve(store.owner_lost(draw.choice([1, 2])))
+        assert not ledger.over, ledger.over[0]
+        stats = run.resolve(store.stats())
+        rows = run.resolve(store.list_workers(None, None, 100)).workers
+        assert stats.waiting == len(ledger.waiting), f"run {seed}"
+        assert stats.free_slots == sum(row.free for row in rows), f"run {seed}"
+        assert stats.workers == len(rows), f"run {seed}"
+        for row in rows:
+            used = ledger.answered.get(row.worker_id, 0)
+            assert row.free + used <= row.capacity, f"run {seed}"
 
 
 def test_no_over_dispatch_random(harness: RedisHarness) -> None:
@@ -254,90 +349,4 @@ def test_no_over_dispatch_random(harness: RedisHarness) -> None:
     accepted updates, and the counters agree with the calls.
     """
     for seed in range(RUNS):
-        run = type(harness)(CONFIG)
-        stores = [run.store, run.replica("r2"), run.replica("r3")]
-        draw = random.Random(seed)
-        capacity: Dict[str, int] = {}
-        answered: Dict[str, int] = {}
-        seqs: Dict[str, int] = {}
-        waiting: List[Deferred[Worker]] = []
-        steps: List[str] = []
-        over: List[str] = []
-
-        # Answers delivered while an update is applied are served by it.
-        held: List[str] = []
-
-        def count(name: str) -> None:
-            answered[name] = answered.get(name, 0) + 1
-            steps.append(f"answered {name}")
-            if answered[name] > capacity[name]:
-                over.append(f"run {seed}: {name} over-dispatched: " + "; ".join(steps))
-
-        def delivered(worker: Worker) -> Worker:
-            if updating:
-                held.append(worker.worker_id)
-            else:
-                count(worker.worker_id)
-            return worker
-
-        def ended(result: object, call: Deferred[Worker]) -> None:
-            if call in waiting:
-                waiting.remove(call)
-            if isinstance(result, Failure):
-                result.trap(NoWorkerAvailable, CancelledError)
-
-        updating = False
-        for _ in range(STEPS):
-            assert not over, over[0]
-            store = draw.choice(stores)
-            kind = draw.choice(
-                ["update", "update", "take", "wait", "wait", "cancel", "time", "gone", "lost"]
-            )
-            if kind == "update":
-                worker_id = draw.choice(IDS)
-                seq = seqs.get(worker_id, 0) + draw.choice([0, 1, 1])
-                seqs[worker_id] = seq
-                cap = draw.randint(0, 3)
-                updating = True
-                outcome = run.resolve(
-                    store.update(report(worker_id, cap, seq), owner=draw.choice([None, 1, 2]))
-                )
-                updating = False
-                steps.append(f"{store.name} update {worker_id} {cap} {seq} {outcome.name}")
-                if outcome is UpdateOutcome.ACCEPTED:
-                    capacity[worker_id], answered[worker_id] = cap, 0
-                for name in held:
-                    count(name)
-                del held[:]
-            elif kind == "take":
-                try:
-                    delivered(run.resolve(store.next_worker()))
-                except NoWorkerAvailable:
-                    pass
-            elif kind == "wait":
-                steps.append(f"{store.name} wait")
-                call = store.next_worker(None, draw.choice([0.5, 3.0]))
-                waiting.append(call)
-                call.addCallback(delivered).addBoth(ended, call)
-                run.settle()
-            elif kind == "cancel" and waiting:
-                steps.append("cancel")
-                draw.choice(waiting).cancel()
-                run.settle()
-            elif kind == "time":
-                steps.append("time")
-                run.advance(draw.choice([0.5, 2.0, 40.0]))
-            elif kind == "gone":
-                steps.append("gone")
-                run.resolve(store.gone(draw.choice(IDS)))
-            elif kind == "lost":
-                steps.append("lost")
-                run.resolve(store.owner_lost(draw.choice([1, 2])))
-            assert not over, over[0]
-            stats = run.resolve(store.stats())
-            rows = run.resolve(store.list_workers(None, None, 100)).workers
-            assert stats.waiting == len(waiting), f"run {seed}"
-            assert stats.free_slots == sum(row.free for row in rows), f"run {seed}"
-            assert stats.workers == len(rows), f"run {seed}"
-            for row in rows:
-                assert row.free + answered.get(row.worker_id, 0) <= row.capacity, f"run {seed}"
+        random_run(type(harness)(CONFIG), seed)

@@ -608,7 +608,7 @@ class RedisStore:
             waiter.deferred.errback(StoreUnavailable("this dispatcher lost its place in the store"))
         Deferred.fromCoroutine(self._join()).addErrback(
             lambda failure: failure.trap(StoreUnavailable)
-        )  # type: ignore[attr-defined]
+        )
 
     # -- reading ------------------------------------------------------------
 
