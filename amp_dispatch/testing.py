@@ -43,7 +43,7 @@ from .client import DispatcherStats, FrontendClient, SchedulerClient
 from .client._base import DispatcherClient
 from .server._config import DEFAULT_CONFIG, DispatcherConfig
 from .server._listeners import Listeners, build_listeners
-from .server._stores import open_store
+from .server._stores import open_memory_store
 from .store._memory import MemoryStore
 
 __all__ = ["DispatcherConfig", "MemoryDispatcher"]
@@ -55,7 +55,7 @@ def _serve(clock: Clock, config: DispatcherConfig) -> Tuple[MemoryStore, Listene
     """
     A dispatcher's store and listeners, as the server builds them.
     """
-    store = open_store(clock, config)
+    store = open_memory_store(clock, config)
     return store, build_listeners(store, clock, config)
 
 

@@ -33,7 +33,7 @@ from amp_bench import wire
 
 from amp_dispatch.cli._logging import configure
 from amp_dispatch.server._listeners import build_listeners
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import WorkerReport
 
 
@@ -50,7 +50,7 @@ def _connect(factory: Any) -> Any:
 
 def next_workers(calls: int) -> None:
     clock = Clock()
-    store = open_store(clock)
+    store = open_memory_store(clock)
     for i in range(1000):
         store.update(WorkerReport(f"w{i}", "10.0.0.1", 9000, 10**9))
     protocol = _connect(build_listeners(store, clock).frontend.factory)
@@ -66,7 +66,7 @@ def next_workers(calls: int) -> None:
 
 def updates(calls: int, register_only: bool) -> None:
     clock = Clock()
-    store = open_store(clock)
+    store = open_memory_store(clock)
     protocol = _connect(build_listeners(store, clock).scheduler.factory)
     chunks: List[bytes] = [
         b"".join(

@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from amp_dispatch.server._listeners import build_listeners
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import WorkerReport
 
 
@@ -39,7 +39,7 @@ def _box(tag: int) -> bytes:
 
 def measure(fast_path: bool, workers: int, calls: int, batch: int) -> float:
     clock = Clock()
-    store = open_store(clock)
+    store = open_memory_store(clock)
     for i in range(workers):
         store.update(
             WorkerReport(f"worker-{i}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 9000, 10**9)
@@ -74,7 +74,7 @@ def _update_box(tag: int, worker: int) -> bytes:
 
 def measure_updates(fast_path: bool, workers: int, calls: int, batch: int) -> float:
     clock = Clock()
-    store = open_store(clock)
+    store = open_memory_store(clock)
     served = build_listeners(store, clock, fast_path=fast_path)
     protocol: Any = served.scheduler.factory.buildProtocol(None)
     protocol.makeConnection(_NullTransport())

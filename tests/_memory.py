@@ -50,7 +50,7 @@ from amp_dispatch._records import RegisteredWorker
 from amp_dispatch.protocol._hooks import ConnectionInfo
 from amp_dispatch.server._config import MAX_BOX_BYTES, DispatcherConfig
 from amp_dispatch.server._listeners import build_listeners
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import IWorkerStore, WorkerReport
 from amp_dispatch.store._memory import MemoryStore
 from tests._stores import LaterStore
@@ -232,7 +232,7 @@ class RawDispatcher:
             max_waiting=max_waiting,
             max_waiting_per_connection=max_waiting_per_connection,
         )
-        self.store = open_store(self.clock, config)
+        self.store = open_memory_store(self.clock, config)
         store: IWorkerStore = LaterStore(self.store) if later else self.store
         self.handled = HandledCommands()
         self.listeners = build_listeners(
@@ -466,7 +466,7 @@ class ListenerSide:
         config = DispatcherConfig(
             max_box_bytes=MAX_BOX_BYTES, lease_grace=lease_grace, max_waiting=max_waiting
         )
-        self.store = open_store(self.clock, config)
+        self.store = open_memory_store(self.clock, config)
         with capture_logs():
             for registration in workers:
                 self.store.update(WorkerReport(**registration))

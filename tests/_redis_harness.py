@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import pytest
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 
 from amp_dispatch.server._config import DispatcherConfig
@@ -113,6 +114,14 @@ class PumpedLink:
     def execute(self, *arguments: Value) -> Any:
         return self.protocol.execute(*arguments)
 
+    execute_connected = execute
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> Deferred[None]:
+        return succeed(None)
+
     def busy(self) -> bool:
         return bool(self.transport.out or self.protocol._waiting)
 
@@ -201,7 +210,7 @@ class RedisHarness(StoreHarness):
             name=name,
         )
         link = PumpedLink(self.server.port, store)
-        store.attach(link)  # type: ignore[arg-type]
+        store.attach(link)
         self.links.append(link)
         self.stores.append(store)
         self.resolve(store.connected("primary-1"))

@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from amp_dispatch._records import Worker
 from amp_dispatch.server._config import DispatcherConfig
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import (
     IWorkerStore,
     Owner,
@@ -98,7 +98,7 @@ class MemoryHarness(StoreHarness):
 
     def __init__(self, config: DispatcherConfig) -> None:
         super().__init__(config)
-        self.memory = open_store(self.clock, config)
+        self.memory = open_memory_store(self.clock, config)
         self.store = self.memory
 
     def check(self) -> None:
@@ -164,6 +164,9 @@ class LaterStore:
 
     def holds(self, owner: Owner) -> bool:
         return self._store.holds(owner)
+
+    def start(self) -> None:
+        self._store.start()
 
     def stop(self) -> Deferred[None]:
         return self._later(self._store.stop)

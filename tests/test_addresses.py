@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from amp_dispatch.protocol._addresses import describe, host_port, no_delay
 from amp_dispatch.server._listeners import build_listeners
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 
 
 @implementer(ITCPTransport)
@@ -83,7 +83,7 @@ def test_listeners_set_no_delay() -> None:
     Both listeners' connections send small answers at once.
     """
     clock = Clock()
-    for listener in build_listeners(open_store(clock), clock):
+    for listener in build_listeners(open_memory_store(clock), clock):
         factory = listener.factory
         transport = TCPTransport()
         protocol = factory.buildProtocol(None)

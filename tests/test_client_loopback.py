@@ -25,7 +25,7 @@ from amp_dispatch.client import (
     Worker,
 )
 from amp_dispatch.server._listeners import build_listeners
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import WorkerReport
 from amp_dispatch.store._memory import MemoryStore
 
@@ -83,7 +83,7 @@ def next_loss(client: SchedulerClient) -> Deferred[None]:
 
 
 async def dispatcher(reactor: Any) -> Tuple[MemoryStore, Listener, Listener, str, str]:
-    queue = open_store(reactor)
+    queue = open_memory_store(reactor)
     served = build_listeners(queue, reactor)
     frontend, scheduler = Listener(reactor), Listener(reactor)
     frontend_endpoint = await frontend.listen(served.frontend.factory)
@@ -141,7 +141,7 @@ async def test_scheduler_refills_restarted_dispatcher(reactor: Any) -> None:
     client = SchedulerClient(reactor, scheduler_endpoint, retry_policy=fast_retry)
     client.start()
     restarted = Listener(reactor)
-    fresh = open_store(reactor)
+    fresh = open_memory_store(reactor)
     try:
         await client.update("w1", "127.0.0.1", 9001, 2)
         await client.update("w2", "127.0.0.1", 9002, 3, pool="p")

@@ -21,7 +21,7 @@ from twisted.protocols import amp
 
 from amp_dispatch._records import Worker
 from amp_dispatch.protocol._roles import EncodedWorker, FrontendProtocol
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import WorkerReport
 from tests._memory import (
     COMPARISON_SETTINGS,
@@ -330,7 +330,7 @@ def test_store_answers_encoded_workers() -> None:
     The store the server opens answers L{EncodedWorker}s: made when first
     answered, kept while the address stays, made anew when it changes.
     """
-    store = open_store(Clock())
+    store = open_memory_store(Clock())
     store.update(WorkerReport("w1", "10.0.0.1", 9000, 5))
     first = store.take("default")
     assert isinstance(first, EncodedWorker)

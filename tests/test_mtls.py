@@ -32,7 +32,7 @@ from twisted.protocols import amp
 from amp_dispatch.client import FrontendClient, SchedulerClient, Worker
 from amp_dispatch.server._listeners import build_listeners
 from amp_dispatch.server._mtls import mutual_tls_options
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 
 from ._pki import PKI, TLS_CLIENT_WARNINGS, make_pki
 
@@ -273,7 +273,7 @@ class Served:
 
     def __init__(self, reactor: Any, fast_path: bool) -> None:
         self.reactor = reactor
-        self.store = open_store(reactor)
+        self.store = open_memory_store(reactor)
         self.listeners = build_listeners(self.store, reactor, fast_path=fast_path)
         self.ports: List[IListeningPort] = []
 

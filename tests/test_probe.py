@@ -51,6 +51,7 @@ from amp_dispatch.client._defaults import (
 )
 from amp_dispatch.server._service import DispatcherService
 from amp_dispatch.store._interface import UpdateOutcome, WorkerReport
+from amp_dispatch.store._memory import MemoryStore
 from tests._deferreds import failure_of
 from tests._memory import registered
 from tests.integration._process import probe_process
@@ -456,6 +457,14 @@ async def service(reactor: Any) -> AsyncIterator[DispatcherService]:
         await stop(service)
 
 
+def memory(service: DispatcherService) -> MemoryStore:
+    """
+    The service's store (in memory, as the tests start it).
+    """
+    assert isinstance(service.store, MemoryStore)
+    return service.store
+
+
 def endpoints(service: DispatcherService) -> List[str]:
     """
     The probe options that point at C{service}'s listeners.
@@ -489,7 +498,7 @@ def register(service: DispatcherService, worker_id: str, capacity: int = 2, **ex
 
 
 def registered_ids(service: DispatcherService) -> List[str]:
-    return [worker.worker_id for worker in registered(service.store)]
+    return [worker.worker_id for worker in registered(memory(service))]
 
 
 @twisted_test
@@ -567,7 +576,7 @@ async def test_update_registers(
     argv = ["update", "w1", "10.0.0.9", "9001", "3", "--pool", "gpu"]
     assert await probe(reactor, *endpoints(service), *argv) == 0
     assert capsys.readouterr().out == "accepted\n"
-    [worker] = registered(service.store)
+    [worker] = registered(memory(service))
     assert (worker.worker_id, worker.host, worker.port, worker.capacity, worker.pool) == (
         "w1",
         "10.0.0.9",
@@ -586,7 +595,7 @@ async def test_update_leaves_no_seq(
     still accepted: the probe left no seq behind.
     """
     assert await probe(reactor, *endpoints(service), "update", "w1", "h", "1", "1") == 0
-    assert service.store.update(WorkerReport("w1", "h", 1, 1, seq=0)).accepted
+    assert memory(service).update(WorkerReport("w1", "h", 1, 1, seq=0)).accepted
 
 
 @twisted_test

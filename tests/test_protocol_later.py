@@ -26,7 +26,7 @@ from zope.interface import implementer
 import tests._memory as memory_module
 from amp_dispatch.server._config import DispatcherConfig
 from amp_dispatch.server._listeners import build_listeners
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import IWorkerStore, WorkerReport
 from amp_dispatch.store._memory import MemoryStore
 from tests import test_fastpath as front
@@ -150,7 +150,7 @@ class Front:
     def __init__(self, at_once: Tuple[str, ...] = (), idle_timeout: float = 300.0) -> None:
         self.clock = Clock()
         config = DispatcherConfig(idle_timeout=idle_timeout)
-        self.memory = open_store(self.clock, config)
+        self.memory = open_memory_store(self.clock, config)
         self.memory.update(WorkerReport("w1", "10.0.0.1", 9000, 10))
         self.store = HeldStore(self.memory, at_once)
         self.hook = HandledCommands()
@@ -273,7 +273,7 @@ def test_store_failures_answered_and_logged_within_limit(fast_path: bool) -> Non
     peer's calls cost a few log lines, not one each.
     """
     clock = Clock()
-    store = LaterStore(open_store(clock))
+    store = LaterStore(open_memory_store(clock))
     store.stats = lambda: fail(RuntimeError("store down"))  # type: ignore[method-assign]
     listeners = build_listeners(store, clock, fast_path=fast_path)
     transport = StringTransport()
@@ -295,7 +295,7 @@ def test_box_limit_holds_for_next_worker(extra: Dict[bytes, bytes]) -> None:
     """
     clock = Clock()
     config = DispatcherConfig(max_box_bytes=4096)
-    memory = open_store(clock, config)
+    memory = open_memory_store(clock, config)
     memory.update(WorkerReport("w1", "10.0.0.1", 9000, 10))
     transport = StringTransport()
     protocol = connect(build_listeners(memory, clock, config).frontend.factory, transport)
@@ -313,7 +313,7 @@ def test_store_unavailable_declared(fast_path: bool) -> None:
     hook is told, and nothing is logged per call (the store logs its state).
     """
     clock = Clock()
-    store = LaterStore(open_store(clock))
+    store = LaterStore(open_memory_store(clock))
     down = StoreUnavailable("the store did not answer within 1.0 s")
     store.stats = lambda: fail(down)  # type: ignore[method-assign]
     store.take = lambda pool: fail(down)  # type: ignore[method-assign]

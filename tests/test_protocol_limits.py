@@ -31,7 +31,7 @@ from amp_dispatch.protocol._listening import (
 from amp_dispatch.server._config import DispatcherConfig
 from amp_dispatch.server._listener import ListenerFactory
 from amp_dispatch.server._listeners import build_listeners
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import WorkerReport
 from tests._memory import RawDispatcher, encode, lax, update
 
@@ -67,7 +67,7 @@ class Listeners:
 
     def __init__(self, config: DispatcherConfig = CONFIG) -> None:
         self.clock = TurnClock()
-        self.store = open_store(self.clock, config)
+        self.store = open_memory_store(self.clock, config)
         self.store.update(WorkerReport("w1", "10.0.0.1", 9000, 10**9))
         self.listeners = build_listeners(self.store, self.clock, config)
 

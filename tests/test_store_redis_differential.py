@@ -14,7 +14,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from amp_dispatch.server._config import DEFAULT_CONFIG
-from amp_dispatch.server._stores import open_store
+from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import WorkerReport
 from tests._redis_harness import RedisHarness, ValkeyHarness
 
@@ -93,7 +93,7 @@ def test_same_answers_as_memory(harness: RedisHarness) -> None:
     """
     for seed in range(RUNS):
         harness.server.command("FLUSHALL")
-        memory = open_store(Clock())
+        memory = open_memory_store(Clock())
         fresh = RedisHarness.replica(harness, f"run{seed}")
         harness.store = fresh
         for at, operation in enumerate(operations(seed)):

@@ -5,6 +5,7 @@ C{twist amp-dispatch} plugin.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.service import IService
@@ -12,6 +13,7 @@ from twisted.python import usage
 
 from ..server._config import DEFAULT_CONFIG, MAX_BOX_BYTES, MIN_BOX_BYTES, DispatcherConfig
 from ..server._service import DispatcherService
+from ..store._address import PASSWORD_ENV, parse_store_url, read_store_password
 from ._logging import FORMATS, LEVELS, configure_under_twist
 
 
@@ -36,6 +38,16 @@ def _box_bytes(value: str) -> int:
     return number
 
 
+def _replica_timeout(value: str) -> float:
+    number = _non_negative_float(value)
+    if number < 2 * DEFAULT_CONFIG.heartbeat_interval:
+        raise ValueError(
+            f"must be at least {2 * DEFAULT_CONFIG.heartbeat_interval:g} "
+            f"(two heartbeats), not {value!r}"
+        )
+    return number
+
+
 def _choice(choices: tuple[str, ...]) -> Any:
     def check(value: str) -> str:
         if value not in choices:
@@ -50,11 +62,13 @@ class ServeOptions(usage.Options):
     Options of the dispatcher service.
     """
 
-    synopsis = "[--frontend EP] [--scheduler EP] [--lease-grace S] [--max-waiting N] ..."
+    synopsis = "[--frontend EP] [--scheduler EP] [--store URL] [--lease-grace S] ..."
     longdesc = (
-        "Run the dispatcher with an in-memory queue. Front ends call NextWorker on the "
-        "front-end listener; the scheduler sends worker updates to the scheduler listener. "
-        "EP is any Twisted server endpoint string."
+        "Run the dispatcher. Front ends call NextWorker on the front-end listener; the "
+        "scheduler sends worker updates to the scheduler listener. EP is any Twisted server "
+        "endpoint string. The queue is in memory, or, with --store, in a Redis or Valkey "
+        "server that any number of dispatchers (replicas) share; the store's password comes "
+        f"from --store-password-file or ${PASSWORD_ENV}, never the command line."
     )
     optParameters = [
         ["frontend", None, DEFAULT_CONFIG.frontend, "Front-end listener (NextWorker, Stats)."],
@@ -120,9 +134,43 @@ class ServeOptions(usage.Options):
             "Listen backlog of both listeners (endpoints without their own backlog=).",
             _positive_int,
         ],
+        [
+            "store",
+            None,
+            DEFAULT_CONFIG.store,
+            "memory, or a shared store: redis://HOST:PORT/DB, rediss://... (TLS), "
+            "redis+sentinel://HOST:PORT,HOST:PORT/PRIMARY-NAME.",
+        ],
+        [
+            "store-password-file",
+            None,
+            None,
+            f"File whose first line is the store's password (else ${PASSWORD_ENV}).",
+        ],
+        ["store-ca", None, None, "PEM file of the CAs to trust for a rediss:// store."],
+        [
+            "replica-timeout",
+            None,
+            DEFAULT_CONFIG.replica_timeout,
+            "Seconds without a heartbeat after which other replicas of a shared store "
+            "take over a replica's share (its waiting calls, its workers' leases).",
+            _replica_timeout,
+        ],
         ["log-format", None, "console", "console or json.", _choice(FORMATS)],
         ["log-level", None, "info", "debug, info, warning or error.", _choice(LEVELS)],
     ]
+
+
+    def postOptions(self) -> None:
+        try:
+            password = read_store_password(self["store-password-file"], os.environ)
+        except ValueError as e:
+            raise usage.UsageError(f"--store-password-file: {e}") from None
+        try:
+            parse_store_url(self["store"], password)
+        except ValueError as e:
+            raise usage.UsageError(f"--store: {e}") from None
+        self["store-password"] = password
 
 
 # The names twist looks for in a ServiceMaker's module.
@@ -144,6 +192,10 @@ def make_service(options: ServeOptions, reactor: Any) -> DispatcherService:
         max_scheduler_connections=options["max-scheduler-connections"],
         idle_timeout=options["idle-timeout"],
         backlog=options["backlog"],
+        store=options["store"],
+        store_password=options["store-password"],
+        store_ca=options["store-ca"],
+        replica_timeout=options["replica-timeout"],
     )
     return DispatcherService(reactor, config)
 

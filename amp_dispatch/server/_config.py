@@ -6,7 +6,9 @@ L{amp_dispatch.testing} all take their defaults from L{DEFAULT_CONFIG}.
 
 from __future__ import annotations
 
-from attrs import frozen
+from typing import Optional
+
+from attrs import field, frozen
 
 #: Where the listeners listen by default: server endpoint strings (the
 #: clients' defaults, client endpoint strings, are in L{amp_dispatch.client}).
@@ -35,6 +37,16 @@ class DispatcherConfig:
         byte received, no call waiting) before it is closed (0: never).
     @ivar backlog: the listen backlog of both listeners (the kernel caps it
         at C{net.core.somaxconn}).
+    @ivar store: where the workers live: C{memory} (this process), or a
+        shared store's URL (C{redis://}, C{rediss://},
+        C{redis+sentinel://}; see L{amp_dispatch.store._address}).
+    @ivar store_password: the shared store's password (never in the URL).
+    @ivar store_ca: over TLS, a PEM file of the CAs to trust for the store.
+    @ivar heartbeat_interval: seconds between a replica's heartbeats (and
+        reaps of expired workers) on a shared store.
+    @ivar replica_timeout: seconds without a heartbeat after which the other
+        replicas bury one (its waiting calls leave the line, its scheduler
+        connections' workers get the lease grace).
     """
 
     frontend: str = LISTEN_FRONTEND
@@ -47,6 +59,11 @@ class DispatcherConfig:
     max_scheduler_connections: int = 64
     idle_timeout: float = 300.0
     backlog: int = 1_024
+    store: str = "memory"
+    store_password: Optional[str] = field(default=None, repr=False)
+    store_ca: Optional[str] = None
+    heartbeat_interval: float = 1.0
+    replica_timeout: float = 5.0
 
 
 DEFAULT_CONFIG = DispatcherConfig()

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 
 from ..protocol._addresses import host_port
 from ..protocol._hooks import CommandHook, no_hook
+from ..store._redis_store import RedisStore
 from ._config import DEFAULT_CONFIG, DispatcherConfig
 from ._limits import fit_caps, raise_fd_limit
 from ._listeners import Listeners, build_listeners
@@ -79,6 +80,7 @@ class DispatcherService(Service):
         self._fd_limit = fd_limit
         self._hook = hook
         self.store = open_store(reactor, self.config)
+        self._store_started = False
         self.listeners: Optional[Listeners] = None
         self._ports: List[IListeningPort] = []
         self.addresses: List[ListenAddress] = []
@@ -97,6 +99,8 @@ class DispatcherService(Service):
             self.config, max_frontend_connections=frontend, max_scheduler_connections=scheduler
         )
         self.listeners = build_listeners(self.store, self._reactor, config, hook=self._hook)
+        if isinstance(self.store, RedisStore):
+            self.store.on_held = self.listeners.resync_schedulers
         try:
             listening = [
                 serverFromString(
@@ -134,11 +138,20 @@ class DispatcherService(Service):
             .addCallbacks(listened, lambda f: failed(f.value.subFailure))
         )
 
+    def start_store(self) -> None:
+        """
+        Start the store's background work (its link and timers), once.
+        """
+        if not self._store_started:
+            self._store_started = True
+            self.store.start()
+
     def startService(self) -> None:
         """
-        Start listening unless L{listen} already did.
+        Start the store, and listening unless L{listen} already did.
         """
         super().startService()
+        self.start_store()
         if self._ports:
             return
 

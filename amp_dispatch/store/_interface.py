@@ -183,6 +183,12 @@ class IWorkerStore(Interface):
         process knows).
         """
 
+    def start() -> None:
+        """
+        The dispatcher is starting: begin what the store does in the
+        background (connections, timers).
+        """
+
     def stop() -> Result[None]:
         """
         The dispatcher is stopping: stop the store's timers, and fail every

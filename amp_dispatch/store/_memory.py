@@ -323,6 +323,11 @@ class MemoryStore:
                 expires_in=-1.0 if deadline is None else max(0.0, deadline - now),
             )
 
+    def start(self) -> None:
+        """
+        Nothing runs in the background until workers have deadlines.
+        """
+
     def stop(self) -> None:
         """
         Stop the expiry timer and fail every waiting call (shutting down).

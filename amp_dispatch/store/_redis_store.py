@@ -22,7 +22,7 @@ new incarnation, and its waiting calls fail.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import structlog
 from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded, StoreUnavailable
@@ -51,16 +51,23 @@ _OUTCOMES = {
 _MAX_RECORDS = 1 << 18
 
 
-class StoreLink:
+class Link(Protocol):
     """
-    What the store needs of its connection: C{execute} sends one command and
-    returns a Deferred of its reply, failing with C{StoreUnavailable} when
-    the store cannot be reached.  (A structural type: the real link and the
-    tests' links need not inherit it.)
+    What the store needs of its link to the server (L{_link.StoreLink}, or a
+    test's): C{execute} sends one command and returns a Deferred of its
+    reply, failing with C{StoreUnavailable} when the store cannot be
+    reached; C{execute_connected} the same while the link is being set up
+    (in L{RedisStore.connected}).  A structural type: links need not inherit
+    it.
     """
 
-    def execute(self, *arguments: Value) -> Deferred[Any]:
-        raise NotImplementedError()
+    def execute(self, *arguments: Value) -> Deferred[Any]: ...
+
+    def execute_connected(self, *arguments: Value) -> Deferred[Any]: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> Deferred[None]: ...
 
 
 _PENDING, _WAITING, _COLLECTING, _WITHDRAWING = "pending", "waiting", "collecting", "withdrawing"
@@ -130,7 +137,7 @@ class RedisStore:
         self.replica = f"{self.name}.0"
         self._scripts = scripts(time_key)
         self._loading: Dict[str, List[Deferred[None]]] = {}
-        self._link: Optional[StoreLink] = None
+        self._link: Optional[Link] = None
         self._waiters: Dict[str, _Waiter] = {}
         self._waiting_by: Dict[Owner, int] = {}
         self._tokens = 0
@@ -140,6 +147,12 @@ class RedisStore:
         self._beat_at: Optional[float] = None
         self._heartbeat: Optional[LoopingCall] = None
         self._stopped = False
+        # The store's count of holds when this replica last looked.
+        self._holds: Optional[int] = None
+        #: Called when the store held its workers (the primary changed):
+        #: the dispatcher closes its scheduler connections, so that their
+        #: clients reconnect and resync, which refills the workers.
+        self.on_held: Callable[[], object] = lambda: None
 
     @property
     def channel(self) -> bytes:
@@ -150,7 +163,7 @@ class RedisStore:
 
     # -- the link ---------------------------------------------------------
 
-    def attach(self, link: StoreLink) -> None:
+    def attach(self, link: Link) -> None:
         """
         Run over C{link} from now on.
         """
@@ -158,8 +171,10 @@ class RedisStore:
 
     def start(self) -> None:
         """
-        Start the heartbeat (and reaping) timer.
+        Start the link and the heartbeat (and reaping) timer.
         """
+        assert self._link is not None, "attach a link first"
+        self._link.start()
         heartbeat = self._heartbeat = LoopingCall(self.beat)
         heartbeat.clock = self._clock
         heartbeat.start(self.heartbeat_interval, now=False).addErrback(
@@ -184,17 +199,31 @@ class RedisStore:
 
     async def _connected(self, identity: str) -> None:
         if self._joined:
-            await self._reap()
+            reply = await self._run_connected(
+                "reap",
+                self.replica,
+                self._ms(self.replica_timeout),
+                self._ms(self.lease_grace),
+                0,
+            )
+            if reply[0] == b"fenced":
+                self._fence()
+            else:
+                self._beat_at = self._clock.seconds()
         if not self._joined:
-            await self._join()
-        if await self._run("primary", identity):
-            _log.warning("store primary changed: workers held", primary=identity)
+            await self._join(self._run_connected)
+        held, holds = await self._run_connected("primary", identity)
+        if held:
+            _log.warning("workers held", reason="the store's primary changed", primary=identity)
+        if self._holds is not None and holds != self._holds:
+            self.on_held()
+        self._holds = holds
         for waiter in list(self._waiters.values()):
             if waiter.state == _WAITING:
                 self._collect(waiter)
 
-    async def _join(self) -> None:
-        await self._run("join", self.replica, self._ms(self.replica_timeout))
+    async def _join(self, run: Callable[..., Deferred[Any]]) -> None:
+        await run("join", self.replica, self._ms(self.replica_timeout))
         self._joined = True
         self._beat_at = self._clock.seconds()
         _log.info("replica joined", replica=self.replica)
@@ -213,28 +242,44 @@ class RedisStore:
 
     def _run(self, name: str, *arguments: Value) -> Deferred[Any]:
         """
-        Run a script by its SHA; when the store lacks it (after a restart or
-        a C{SCRIPT FLUSH}: C{NOSCRIPT}, which runs nothing), load it once,
-        whatever the number of calls that met it, and run it again.
+        Run a script by its SHA; when the store does not hold it (after a
+        restart or a C{SCRIPT FLUSH}: C{NOSCRIPT}, which runs nothing), load
+        it once, whatever the number of calls that met it, and run it again.
         """
         link = self._link
         if link is None:
             return fail(StoreUnavailable("the store is not connected"))
+        return self._script(link.execute, name, arguments)
+
+    def _run_connected(self, name: str, *arguments: Value) -> Deferred[Any]:
+        """
+        L{_run} while the link is being set up.
+        """
+        assert self._link is not None
+        return self._script(self._link.execute_connected, name, arguments)
+
+    def _script(
+        self, execute: Callable[..., Deferred[Any]], name: str, arguments: Sequence[Value]
+    ) -> Deferred[Any]:
         script = self._scripts[name]
-        return link.execute("EVALSHA", script.sha, 0, *arguments).addErrback(
-            self._unloaded, link, script, arguments
+        return execute("EVALSHA", script.sha, 0, *arguments).addErrback(
+            self._unloaded, execute, script, arguments
         )
 
     def _unloaded(
-        self, failure: Failure, link: StoreLink, script: Script, arguments: Sequence[Value]
+        self,
+        failure: Failure,
+        execute: Callable[..., Deferred[Any]],
+        script: Script,
+        arguments: Sequence[Value],
     ) -> Deferred[Any]:
         if not (failure.check(ReplyError) and str(failure.value).startswith("NOSCRIPT")):
             return failure  # type: ignore[return-value]
-        return self._loaded(link, script).addCallback(
-            lambda _: link.execute("EVALSHA", script.sha, 0, *arguments)
+        return self._loaded(execute, script).addCallback(
+            lambda _: execute("EVALSHA", script.sha, 0, *arguments)
         )
 
-    def _loaded(self, link: StoreLink, script: Script) -> Deferred[None]:
+    def _loaded(self, execute: Callable[..., Deferred[Any]], script: Script) -> Deferred[None]:
         loaded: Deferred[None] = Deferred()
         waiting = self._loading.get(script.sha)
         if waiting is not None:
@@ -249,7 +294,7 @@ class RedisStore:
                 else:
                     each.callback(None)
 
-        link.execute("SCRIPT", "LOAD", script.source).addBoth(done)
+        execute("SCRIPT", "LOAD", script.source).addBoth(done)
         return loaded
 
     def _ms(self, seconds: float) -> int:
@@ -592,11 +637,21 @@ class RedisStore:
 
     def _rejoin(self) -> None:
         """
-        This replica was buried: its calls waiting fail (their place in line
-        is gone), and it joins again as a new incarnation at its next call.
+        This replica was buried: fence it (see L{_fence}) and join again.
         """
         if not self._joined:
             return
+        self._fence()
+        Deferred.fromCoroutine(self._join(self._run)).addErrback(
+            lambda failure: failure.trap(StoreUnavailable)
+        )
+
+    def _fence(self) -> None:
+        """
+        This replica was buried: its calls waiting fail (their place in line
+        is gone), the workers its connections held are no longer its, and
+        it will join again as a new incarnation.
+        """
         _log.warning("replica fenced", replica=self.replica)
         self._joined = False
         self._beat_at = None
@@ -606,9 +661,6 @@ class RedisStore:
         for waiter in list(self._waiters.values()):
             self._end(waiter)
             waiter.deferred.errback(StoreUnavailable("this dispatcher lost its place in the store"))
-        Deferred.fromCoroutine(self._join()).addErrback(
-            lambda failure: failure.trap(StoreUnavailable)
-        )
 
     # -- reading ------------------------------------------------------------
 
@@ -656,10 +708,17 @@ class RedisStore:
         for waiter in list(self._waiters.values()):
             self._end(waiter)
             waiter.deferred.errback(NoWorkerAvailable("the dispatcher is shutting down"))
-        if not self._joined:
+        link = self._link
+        if link is None:
             return succeed(None)
+        if not self._joined:
+            return link.stop()
         self._joined = False
-        return self._reap(leave=True).addErrback(lambda failure: failure.trap(StoreUnavailable))
+        return (
+            self._reap(leave=True)
+            .addErrback(lambda failure: failure.trap(StoreUnavailable))
+            .addBoth(lambda _: link.stop())
+        )
 
 
-__all__ = ["RedisStore", "StoreLink"]
+__all__ = ["Link", "RedisStore"]
