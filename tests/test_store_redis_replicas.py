@@ -197,56 +197,36 @@ def test_fenced_replica_refused_then_joins_again(
 def test_hold_rule_after_primary_change(harness: RedisHarness) -> None:
     """
     When the store's primary changes, every worker is held at no free slot
-    until its next accepted update, and the replica asks its schedulers to
-    resync.
+    until its next accepted update: a duplicate (a scheduler's resync) does
+    not refill it, since its capacity was already partly answered.
     """
     store = harness.redis_store
-    resyncs: List[str] = []
-    store.on_held = lambda: resyncs.append(store.name)
     harness.resolve(store.update(report("w1", 3, seq=1)))
     harness.resolve(store.update(report("w2", 2)))
     harness.resolve(store.next_worker())
     harness.resolve(store.connected("primary-2"))
-    assert resyncs == ["r1"]
     assert harness.resolve(store.stats()).free_slots == 0
     assert free(harness, "w1") == 0
     with pytest.raises(NoWorkerAvailable):
         harness.resolve(store.next_worker())
-    harness.resolve(store.update(report("w2", 2, seq=5)))
-    assert free(harness, "w2") == 2
-    assert harness.resolve(store.stats()).free_slots == 2
-
-
-def test_resync_refills_held_worker(harness: RedisHarness) -> None:
-    """
-    A held worker's update with the seq it already had (a scheduler's
-    resync) refills it; a second one is a duplicate again.
-    """
-    store = harness.redis_store
-    harness.resolve(store.update(report("w1", 3, seq=1)))
-    harness.resolve(store.next_worker())
-    harness.resolve(store.connected("primary-2"))
-    assert harness.resolve(store.update(report("w1", 3, seq=1))) is UpdateOutcome.ACCEPTED
-    assert free(harness, "w1") == 3
     assert harness.resolve(store.update(report("w1", 3, seq=1))) is UpdateOutcome.DUPLICATE
+    assert free(harness, "w1") == 0
+    harness.resolve(store.update(report("w1", 3, seq=2)))
     assert free(harness, "w1") == 3
+    assert harness.resolve(store.stats()).free_slots == 3
 
 
-def test_other_replicas_resync_after_hold(harness: RedisHarness) -> None:
+def test_hold_applied_once(harness: RedisHarness, logs: List[MutableMapping[str, Any]]) -> None:
     """
-    A replica reaching the new primary after another held the workers does
-    not hold them again (updates since stand), but asks its schedulers to
-    resync too.
+    The first replica to reach the new primary holds the workers; those
+    that come after do not hold them again (updates since stand).
     """
     r2 = harness.replica("r2")
-    resyncs: List[str] = []
-    for store in (harness.redis_store, r2):
-        store.on_held = lambda name=store.name: resyncs.append(name)  # type: ignore[misc]
     harness.resolve(harness.redis_store.connected("primary-2"))
     harness.resolve(r2.update(report("w1", 2, seq=1)))
     harness.resolve(r2.connected("primary-2"))
-    assert resyncs == ["r1", "r2"]
     assert free(harness, "w1") == 2
+    assert len([log for log in logs if log["event"] == "workers held"]) == 1
 
 
 def test_same_primary_no_hold(harness: RedisHarness) -> None:

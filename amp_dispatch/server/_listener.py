@@ -159,15 +159,6 @@ class ListenerFactory(ServerFactory):
         self._connections.pop(connection, None)
         self._evicted.discard(connection)
 
-    def close_connections(self) -> int:
-        """
-        Close every connection of this listener at once; how many.
-        """
-        connections = list(self._connections)
-        for connection in connections:
-            connection.evict()
-        return len(connections)
-
     def stop(self) -> None:
         """
         Report the warnings held back now (the listener is stopping).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import structlog
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import ServerFactory
@@ -23,8 +22,6 @@ from ._config import DEFAULT_CONFIG, DispatcherConfig
 from ._listener import ListenerFactory, ListenerSettings
 
 __all__ = ["Listener", "Listeners", "build_listeners"]
-
-_log = structlog.get_logger("amp_dispatch.server")
 
 
 @frozen
@@ -53,16 +50,6 @@ class Listeners:
 
     def __iter__(self) -> Iterator[Listener]:
         return iter((self.frontend, self.scheduler))
-
-    def resync_schedulers(self) -> None:
-        """
-        Close the scheduler connections, so that their clients reconnect and
-        send every worker again (after the shared store held its workers).
-        """
-        factory = self.scheduler.factory
-        if isinstance(factory, ListenerFactory):
-            closed = factory.close_connections()
-            _log.warning("scheduler connections closed", reason="resync", connections=closed)
 
     def stop(self) -> None:
         """

@@ -17,7 +17,6 @@ from twisted.python.failure import Failure
 
 from ..protocol._addresses import host_port
 from ..protocol._hooks import CommandHook, no_hook
-from ..store._redis_store import RedisStore
 from ._config import DEFAULT_CONFIG, DispatcherConfig
 from ._limits import fit_caps, raise_fd_limit
 from ._listeners import Listeners, build_listeners
@@ -99,8 +98,6 @@ class DispatcherService(Service):
             self.config, max_frontend_connections=frontend, max_scheduler_connections=scheduler
         )
         self.listeners = build_listeners(self.store, self._reactor, config, hook=self._hook)
-        if isinstance(self.store, RedisStore):
-            self.store.on_held = self.listeners.resync_schedulers
         try:
             listening = [
                 serverFromString(

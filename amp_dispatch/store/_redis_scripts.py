@@ -19,16 +19,14 @@ Layout, per pool C{P} (every key of a pool has the hash tag C{{P}}):
     C{{P}:j}: free slots plus answers given, so the pool's free slots are
     C{j - t} and an answer changes neither.
   - C{{P}:wq}: waiting calls' tokens, first come first served (scored by
-    C{{P}:wn}); C{{P}:held}: the update tick at the last hold (workers
-    updated at or before it are held, see C{_PRIMARY}).
+    C{{P}:wn}).
 Across pools: C{amp:where} (each worker's pool), C{amp:pools}, C{amp:dl}
 (deadlines of the workers that have one), C{amp:done} (answers of pools
 since emptied), C{amp:replicas} (each replica's heartbeat deadline),
 C{amp:o:OWNER} (the workers a scheduler connection holds),
 C{amp:r:R:owners}, C{amp:r:R:tok} (its waiting tokens and their pools),
-C{amp:r:R:wa} (answers handed to its waiting calls, not yet collected),
-C{amp:primary} (the primary's identity) and C{amp:holds} (holds so far),
-for the hold rule.  Scripts name
+C{amp:r:R:wa} (answers handed to its waiting calls, not yet collected) and
+C{amp:primary} (the primary's identity, for the hold rule).  Scripts name
 keys themselves: they need one server (Cluster needs a directory of pools).
 
 Invariant: while calls wait in a pool, no worker of the pool has a free
@@ -95,7 +93,7 @@ local function drop_if_empty(pool)
     local t = tonumber(redis.call('GET', P .. ':t') or '0')
     if t > 0 then redis.call('INCRBY', 'amp:done', t) end
     redis.call('DEL', P .. ':t', P .. ':e', P .. ':j', P .. ':q', P .. ':m', P .. ':ids',
-      P .. ':wn', P .. ':held')
+      P .. ':wn')
     redis.call('SREM', 'amp:pools', pool)
   end
 end
@@ -326,8 +324,7 @@ if where then
   if seq ~= '' and s.seq ~= '' then
     local c = compare(seq, s.seq)
     if c < 0 then return {'stale', 0} end
-    local held = c == 0 and redis.call('GET', O .. ':held')
-    if c == 0 and not (held and tonumber(s.stamp) <= tonumber(held)) then
+    if c == 0 then
       own(s, wid, owner)
       s.ldl = ''
       if s.ttl ~= '' then s.tdl = string.format('%d', now() + tonumber(s.ttl)) end
@@ -500,25 +497,25 @@ return {'ok', budget <= 0 and 1 or 0, unpack(out)}
 
 # ARGV: the primary's identity.  When it differs from the one the store
 # knew (a failover, a restart), every worker is held at no free slot until
-# its next accepted update (an update of a held worker with the same seq
-# counts as accepted: a scheduler's resync refills it), and answers not yet
-# collected are dropped: the new primary may lack writes the old one
-# acknowledged.  {held (1 if this call held), holds so far}.
+# its next accepted update, and answers not yet collected are dropped: the
+# new primary may lack answers the old one gave, so a worker's free slots
+# are known again only from its scheduler.  (A duplicate, such as a
+# scheduler's resync, does not refill it: its capacity was already partly
+# answered.)  1 if this call held.
 _PRIMARY = """
 local known = redis.call('GET', 'amp:primary')
-if known == ARGV[1] then return {0, tonumber(redis.call('GET', 'amp:holds') or '0')} end
+if known == ARGV[1] then return 0 end
 redis.call('SET', 'amp:primary', ARGV[1])
-if not known then return {0, tonumber(redis.call('GET', 'amp:holds') or '0')} end
+if not known then return 0 end
 for _, pool in ipairs(redis.call('SMEMBERS', 'amp:pools')) do
   local P = '{' .. pool .. '}'
   redis.call('DEL', P .. ':q')
   redis.call('SET', P .. ':j', redis.call('GET', P .. ':t') or '0')
-  redis.call('SET', P .. ':held', redis.call('GET', P .. ':e') or '0')
 end
 for _, replica in ipairs(redis.call('ZRANGE', 'amp:replicas', 0, -1)) do
   redis.call('DEL', 'amp:r:' .. replica .. ':wa')
 end
-return {1, redis.call('INCR', 'amp:holds')}
+return 1
 """
 
 # {workers, free slots, waiting, dispatched}.

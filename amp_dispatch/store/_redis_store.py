@@ -147,12 +147,6 @@ class RedisStore:
         self._beat_at: Optional[float] = None
         self._heartbeat: Optional[LoopingCall] = None
         self._stopped = False
-        # The store's count of holds when this replica last looked.
-        self._holds: Optional[int] = None
-        #: Called when the store held its workers (the primary changed):
-        #: the dispatcher closes its scheduler connections, so that their
-        #: clients reconnect and resync, which refills the workers.
-        self.on_held: Callable[[], object] = lambda: None
 
     @property
     def channel(self) -> bytes:
@@ -212,12 +206,8 @@ class RedisStore:
                 self._beat_at = self._clock.seconds()
         if not self._joined:
             await self._join(self._run_connected)
-        held, holds = await self._run_connected("primary", identity)
-        if held:
+        if await self._run_connected("primary", identity):
             _log.warning("workers held", reason="the store's primary changed", primary=identity)
-        if self._holds is not None and holds != self._holds:
-            self.on_held()
-        self._holds = holds
         for waiter in list(self._waiters.values()):
             if waiter.state == _WAITING:
                 self._collect(waiter)
