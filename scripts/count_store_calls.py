@@ -8,11 +8,13 @@ the same for the same build and inputs whatever else the machine does:
     python scripts/count_store_calls.py --workers 20000
     python scripts/count_store_calls.py --server valkey-server --workers 20000
     python scripts/count_store_calls.py --workers 20000 --ttl 60
+    python scripts/count_store_calls.py --keep /tmp/profiles   # then callgrind_annotate
 
 Phases: C{register} (new workers), C{update} (updates of registered
 workers), C{take} (answers, round robin over the workers), as a replica
 sends them: updates from a scheduler connection (an owner), every worker
-with a ttl when C{--ttl} is given.  Calls go out
+with a ttl when C{--ttl} is given.  Also the store's memory per worker
+(C{used_memory} after registering minus before, over the workers).  Calls go out
 pipelined, 500 at a time, over one connection; what is counted includes
 reading and answering them.
 """
@@ -28,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -78,9 +80,16 @@ def script(name: str, *arguments: Value) -> bytes:
     return encode_command("EVALSHA", SCRIPTS[name].sha, 0, *arguments)
 
 
-def count(control: List[str], out: Path, client: Client, commands: Iterator[bytes]) -> int:
+def count(
+    control: List[str],
+    out: Path,
+    client: Client,
+    commands: Iterator[bytes],
+    keep: Optional[Path] = None,
+) -> int:
     """
-    The server's instructions while it runs C{commands}.
+    The server's instructions while it runs C{commands} (the profile kept at
+    C{keep}, for C{callgrind_annotate}, if given).
     """
     subprocess.run([*control, "--zero"], check=True, capture_output=True)
     for batch in batches(commands):
@@ -90,8 +99,21 @@ def count(control: List[str], out: Path, client: Client, commands: Iterator[byte
     subprocess.run([*control, "--dump"], check=True, capture_output=True)
     time.sleep(0.5)
     [dump] = list(out.parent.glob(out.name + ".*"))
+    if keep is not None:
+        shutil.copyfile(dump, keep)
     match = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), re.MULTILINE)
     assert match is not None, "no totals in the dump"
+    return int(match.group(1))
+
+
+def used_memory(client: Client) -> int:
+    """
+    The server's C{used_memory} (INFO memory), in bytes.
+    """
+    [info] = client.run([encode_command("INFO", "memory")])
+    assert isinstance(info, bytes)
+    match = re.search(rb"^used_memory:(\d+)", info, re.MULTILINE)
+    assert match is not None, "no used_memory in INFO"
     return int(match.group(1))
 
 
@@ -100,6 +122,11 @@ def main() -> None:
     parser.add_argument("--server", default="redis-server", help="the server binary")
     parser.add_argument("--workers", type=int, default=20_000)
     parser.add_argument("--ttl", type=float, default=0.0, help="every worker's ttl (s)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep each phase's profile in this directory (callgrind_annotate PHASE.out)",
+    )
     options = parser.parse_args()
     binary = shutil.which(options.server) or options.server
     port = free_port()
@@ -139,13 +166,24 @@ def main() -> None:
                     "update", w, "10.0.0.1", 9000, 10**9, "default", "", ttl, OWNER, REPLICA
                 )
 
-        register = count(control, out, client, updates())
-        update = count(control, out, client, updates())
-        take = count(control, out, client, (script("next", "default", "", REPLICA) for _ in ids))
+        keep = options.keep
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+
+        def kept(phase: str) -> Optional[Path]:
+            return None if keep is None else keep / f"{phase}.out"
+
+        before = used_memory(client)
+        register = count(control, out, client, updates(), kept("register"))
+        memory = (used_memory(client) - before) / n
+        update = count(control, out, client, updates(), kept("update"))
+        takes = (script("next", "default", "", REPLICA) for _ in ids)
+        take = count(control, out, client, takes, kept("take"))
         version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
         print(version.split(" sha=")[0].strip())
         for name, total in (("register", register), ("update", update), ("take", take)):
             print(f"{name}: {total / n:,.0f} instructions per call ({n:,} calls)")
+        print(f"memory: {memory:,.0f} bytes per worker (used_memory)")
     finally:
         server.terminate()
         server.wait(timeout=60)

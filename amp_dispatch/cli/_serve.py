@@ -160,7 +160,6 @@ class ServeOptions(usage.Options):
         ["log-level", None, "info", "debug, info, warning or error.", _choice(LEVELS)],
     ]
 
-
     def postOptions(self) -> None:
         try:
             password = read_store_password(self["store-password-file"], os.environ)

@@ -76,7 +76,24 @@ end
 local function member_of(ord, s, wid)
   local dl = s.tdl
   if s.ldl ~= '' and (dl == '' or tonumber(s.ldl) < tonumber(dl)) then dl = s.ldl end
-  return ord .. dl .. '\\t' .. wid .. '\\t' .. s.host .. '\\t' .. s.port, dl
+  return ord .. dl .. '\\t' .. wid .. '\\t' .. s.port .. '\\t' .. s.host, dl
+end
+
+-- An order: PREFIX and tick N in 7 bytes, big-endian (sorts as N does).
+local function order(prefix, n)
+  local b7 = n % 256
+  n = (n - b7) / 256
+  local b6 = n % 256
+  n = (n - b6) / 256
+  local b5 = n % 256
+  n = (n - b5) / 256
+  local b4 = n % 256
+  n = (n - b4) / 256
+  local b3 = n % 256
+  n = (n - b3) / 256
+  local b2 = n % 256
+  n = (n - b2) / 256
+  return prefix .. string.char(n % 256, b2, b3, b4, b5, b6, b7)
 end
 
 local function reason(s, at)
@@ -132,28 +149,30 @@ end
 """
 
 _TAKE = """
--- Take a slot of the head of POOL's queue: id, host, port; nil when none is
--- free; false when BUDGET expired heads were removed first (call again).
--- Removed workers go to OUT (id, pool, reason).
+-- Take a slot of the head of POOL's queue: the worker's id and its answer
+-- (deadline, id, port, host, tab separated); nil when none is free; false
+-- when BUDGET expired heads were removed first (call again).  Removed
+-- workers go to OUT (id, pool, reason).
 local function take(pool, out)
   local P = '{' .. pool .. '}'
   local at
   for _ = 1, @BUDGET@ do
     local popped = redis.call('ZPOPMIN', P .. ':q')
     if #popped == 0 then return nil end
-    local rest = string.sub(popped[1], 16)
-    local dl, wid, host, port = string.match(rest, '^(%d*)\\t([^\\t]*)\\t(.*)\\t(%d+)$')
-    local live = dl == ''
+    local rest = string.sub(popped[1], 9)
+    local tab = string.find(rest, '\\t', 1, true)
+    local wid = string.sub(rest, tab + 1, string.find(rest, '\\t', tab + 1, true) - 1)
+    local live = tab == 1
     if not live then
       at = at or now()
-      live = tonumber(dl) > at
+      live = tonumber(string.sub(rest, 1, tab - 1)) > at
     end
     if live then
+      local fresh = order('b', redis.call('INCR', P .. ':t')) .. rest
       local free = 0 - tonumber(popped[2]) - 1
-      local fresh = string.format('b%014x', redis.call('INCR', P .. ':t')) .. rest
       if free > 0 then redis.call('ZADD', P .. ':q', 0 - free, fresh) end
       redis.call('HSET', P .. ':m', wid, fresh)
-      return wid, host, port
+      return wid, rest
     end
     local s = state(redis.call('HGET', P .. ':w', wid))
     redis.call('INCRBY', P .. ':j', tonumber(popped[2]))
@@ -175,7 +194,7 @@ local function serve(pool, out)
   for _ = 1, @BUDGET@ do
     local token = redis.call('ZPOPMIN', P .. ':wq')
     if #token == 0 then return false end
-    local wid, host, port = take(pool, out)
+    local wid, answer = take(pool, out)
     if not wid then
       redis.call('ZADD', P .. ':wq', token[2], token[1])
       return wid == false
@@ -183,7 +202,7 @@ local function serve(pool, out)
     local s = state(redis.call('HGET', P .. ':w', wid))
     local replica = string.match(token[1], '^([^/]*)/')
     redis.call('HSET', 'amp:r:' .. replica .. ':wa', token[1],
-      pool .. '\\t' .. s.stamp .. '\\t' .. wid .. '\\t' .. host .. '\\t' .. port)
+      pool .. '\\t' .. s.stamp .. '\\t' .. answer)
     redis.call('HDEL', 'amp:r:' .. replica .. ':tok', token[1])
     redis.call('PUBLISH', 'amp:wake:' .. string.match(replica, '^[^.]*'), token[1])
   end
@@ -223,7 +242,7 @@ end
 -- Write a worker's state and the member and deadline it implies.
 local function rewrite(P, wid, s)
   local old = redis.call('HGET', P .. ':m', wid)
-  local member, dl = member_of(string.sub(old, 1, 15), s, wid)
+  local member, dl = member_of(string.sub(old, 1, 8), s, wid)
   if member ~= old then
     local score = redis.call('ZSCORE', P .. ':q', old)
     if score then
@@ -240,14 +259,18 @@ local function rewrite(P, wid, s)
   redis.call('HSET', P .. ':w', wid, packed(s))
 end
 
-local function own(s, wid, owner)
-  if s.owner == owner then return end
-  if s.owner ~= '' then redis.call('SREM', 'amp:o:' .. s.owner, wid) end
+-- OWNER (of REPLICA) holds the worker now: false when REPLICA was buried
+-- (fenced: it must join again before it holds anything).
+local function own(s, wid, owner, replica)
+  if s.owner == owner then return true end
   if owner ~= '' then
+    if not redis.call('ZSCORE', 'amp:replicas', replica) then return false end
     redis.call('SADD', 'amp:o:' .. owner, wid)
-    redis.call('SADD', 'amp:r:' .. string.match(owner, '^[^:]*') .. ':owners', owner)
+    redis.call('SADD', 'amp:r:' .. replica .. ':owners', owner)
   end
+  if s.owner ~= '' then redis.call('SREM', 'amp:o:' .. s.owner, wid) end
   s.owner = owner
+  return true
 end
 
 -- OWNER's connection is gone: the lease grace of up to BUDGET of its
@@ -279,15 +302,15 @@ end
 """
 
 # ARGV: pool, token ('' for a call that does not wait), replica.  A worker:
-# {id, host, port, removed...}; else {'', status, '', removed...}, status
+# {answer, removed...} (see take); else {'', status, removed...}, status
 # none, again (expired heads removed: call again), queued or fenced.
 _NEXT = """
 local pool, token, replica = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
-local wid, host, port = take(pool, out)
+local wid, answer = take(pool, out)
 if wid then
-  if #out == 0 then return {wid, host, port} end
-  return {wid, host, port, unpack(out)}
+  if #out == 0 then return {answer} end
+  return {answer, unpack(out)}
 end
 local status = 'none'
 if wid == false then
@@ -303,7 +326,7 @@ elseif token ~= '' then
     status = 'fenced'
   end
 end
-return {'', status, '', unpack(out)}
+return {'', status, unpack(out)}
 """
 
 # ARGV: id, host, port, capacity, pool, seq ('' for none), ttl ms ('' for
@@ -313,19 +336,24 @@ return {'', status, '', unpack(out)}
 _UPDATE = """
 local wid, host, port, cap, pool = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local seq, ttl, owner, replica = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-if owner ~= '' and not redis.call('ZSCORE', 'amp:replicas', replica) then
-  return {'fenced', 0}
+local P = '{' .. pool .. '}'
+local where, O = pool, P
+local text = redis.call('HGET', P .. ':w', wid)
+if not text then
+  where = redis.call('HGET', 'amp:where', wid)
+  if where then
+    O = '{' .. where .. '}'
+    text = redis.call('HGET', O .. ':w', wid)
+  end
 end
-local where = redis.call('HGET', 'amp:where', wid)
-local s, O, member
-if where then
-  O = '{' .. where .. '}'
-  s = state(redis.call('HGET', O .. ':w', wid))
+local s, member
+if text then
+  s = state(text)
   if seq ~= '' and s.seq ~= '' then
     local c = compare(seq, s.seq)
     if c < 0 then return {'stale', 0} end
     if c == 0 then
-      own(s, wid, owner)
+      if not own(s, wid, owner, replica) then return {'fenced', 0} end
       s.ldl = ''
       if s.ttl ~= '' then s.tdl = string.format('%d', now() + tonumber(s.ttl)) end
       rewrite(O, wid, s)
@@ -333,49 +361,60 @@ if where then
     end
   end
   member = redis.call('HGET', O .. ':m', wid)
+else
+  s = {owner = ''}
 end
-local P = '{' .. pool .. '}'
+if not own(s, wid, owner, replica) then return {'fenced', 0} end
 local tick = redis.call('INCR', P .. ':e')
-local ord, change = nil, cap
-if s then
+local ord, change, queued = nil, cap, false
+if text then
   local score = redis.call('ZSCORE', O .. ':q', member)
-  if score then redis.call('ZREM', O .. ':q', member) end
+  queued = score and where == pool
   if where == pool then
-    ord = string.sub(member, 1, 15)
+    ord = string.sub(member, 1, 8)
     if score then change = cap + tonumber(score) end
   else
-    if score then redis.call('INCRBY', O .. ':j', tonumber(score)) end
+    if score then
+      redis.call('ZREM', O .. ':q', member)
+      redis.call('INCRBY', O .. ':j', tonumber(score))
+    end
     redis.call('HDEL', O .. ':w', wid)
     redis.call('HDEL', O .. ':m', wid)
     redis.call('ZREM', O .. ':ids', wid)
     drop_if_empty(where)
+    member = nil
   end
-else
-  s = {owner = ''}
 end
 if not ord then
-  ord = string.format('a%014x', tick)
+  ord = order('a', tick)
   redis.call('HSET', 'amp:where', wid, pool)
   redis.call('ZADD', P .. ':ids', 0, wid)
   redis.call('SADD', 'amp:pools', pool)
 end
 local had = s.tdl and (s.tdl ~= '' or s.ldl ~= '')
-own(s, wid, owner)
-s.seq, s.cap, s.ttl, s.tdl, s.ldl, s.stamp, s.port, s.host = seq, cap, ttl, '', '', tick, port, host
+s.seq, s.cap, s.ttl, s.tdl, s.ldl = seq, ARGV[4], ttl, '', ''
+s.stamp, s.port, s.host = tick, port, host
 if ttl ~= '' then s.tdl = string.format('%d', now() + tonumber(ttl)) end
-local dl
-member, dl = member_of(ord, s, wid)
+local fresh, dl = member_of(ord, s, wid)
 if dl ~= '' then
   redis.call('ZADD', 'amp:dl', dl, wid)
 elseif had then
   redis.call('ZREM', 'amp:dl', wid)
 end
-redis.call('HSET', P .. ':m', wid, member)
+if fresh ~= member then
+  if queued then redis.call('ZREM', P .. ':q', member) end
+  redis.call('HSET', P .. ':m', wid, fresh)
+end
 redis.call('HSET', P .. ':w', wid, packed(s))
-if cap > 0 then redis.call('ZADD', P .. ':q', 0 - cap, member) end
+if cap > 0 then
+  redis.call('ZADD', P .. ':q', 0 - cap, fresh)
+elseif queued and fresh == member then
+  redis.call('ZREM', P .. ':q', member)
+end
 if change ~= 0 then redis.call('INCRBY', P .. ':j', change) end
 local out = {}
-local more = cap > 0 and serve(pool, out)
+-- Calls wait only while the pool has no free slot (see the module).
+local more = cap > 0 and not queued and serve(pool, out)
 return {'accepted', more and 1 or 0, unpack(out)}
 """
 
@@ -393,7 +432,7 @@ return remove_id(ARGV[1], 'gone', 0, nil) and 1 or 0
 """
 
 # ARGV: pool, token, replica.  'withdrawn' (it left the line), the answer
-# handed to it (pool, stamp, id, host, port, tab separated) or '' (neither:
+# handed to it (pool, stamp, then as take answers) or '' (neither:
 # its answer was collected, given back, or dropped by the hold rule).
 _WITHDRAW = """
 local pool, token, replica = ARGV[1], ARGV[2], ARGV[3]
@@ -460,7 +499,7 @@ local function bury(dead, grace, at, budget, out)
   local answers = redis.call('HGETALL', 'amp:r:' .. dead .. ':wa')
   redis.call('DEL', 'amp:r:' .. dead .. ':wa')
   for i = 2, #answers, 2 do
-    local pool, stamp, wid = string.match(answers[i], '^([^\\t]*)\\t(%d+)\\t([^\\t]*)\\t')
+    local pool, stamp, wid = string.match(answers[i], '^([^\\t]*)\\t(%d+)\\t%d*\\t([^\\t]*)\\t')
     give_back(pool, wid, stamp, out)
   end
   redis.call('ZREM', 'amp:replicas', dead)

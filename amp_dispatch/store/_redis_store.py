@@ -22,7 +22,7 @@ new incarnation, and its waiting calls fail.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
 import structlog
 from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded, StoreUnavailable
@@ -142,7 +142,7 @@ class RedisStore:
         self._waiting_by: Dict[Owner, int] = {}
         self._tokens = 0
         self._owners: Dict[Owner, None] = {}
-        self._records: Dict[bytes, Tuple[bytes, bytes, Worker]] = {}
+        self._records: Dict[bytes, Worker] = {}
         self._joined = False
         self._beat_at: Optional[float] = None
         self._heartbeat: Optional[LoopingCall] = None
@@ -302,17 +302,19 @@ class RedisStore:
                 reason=flat[at + 2].decode(),
             )
 
-    def _answer(self, worker_id: bytes, host: bytes, port: bytes) -> Worker:
+    def _answer(self, answer: bytes) -> Worker:
         """
-        The record a worker is answered as (kept, while its address holds).
+        The record a worker is answered as, from the store's answer (its
+        deadline, id, port and host, tab separated), kept while the answer
+        stays the same.
         """
-        kept = self._records.get(worker_id)
-        if kept is not None and kept[0] == host and kept[1] == port:
-            return kept[2]
-        record = self._record(worker_id.decode(), host.decode(), int(port))
-        if len(self._records) >= _MAX_RECORDS:
-            self._records.clear()
-        self._records[worker_id] = (host, port, record)
+        record = self._records.get(answer)
+        if record is None:
+            _, worker_id, port, host = answer.split(b"\t", 3)
+            record = self._record(worker_id.decode(), host.decode(), int(port))
+            if len(self._records) >= _MAX_RECORDS:
+                self._records.clear()
+            self._records[answer] = record
         return record
 
     # -- the scheduler's side ---------------------------------------------
@@ -409,10 +411,13 @@ class RedisStore:
         return self._run("next", pool, "", self.replica).addCallback(self._taken, pool)
 
     def _taken(self, reply: List[Any], pool: str) -> Any:
-        if len(reply) > 3:
-            self._removed(reply[3:])
-        if reply[0]:
-            return self._answer(reply[0], reply[1], reply[2])
+        answer = reply[0]
+        if answer:
+            if len(reply) > 1:
+                self._removed(reply[1:])
+            return self._answer(answer)
+        if len(reply) > 2:
+            self._removed(reply[2:])
         if reply[1] == b"again":
             return self.take(pool)
         return None
@@ -488,13 +493,13 @@ class RedisStore:
         )
 
     def _queued(self, reply: List[Any], waiter: _Waiter) -> None:
-        if len(reply) > 3:
-            self._removed(reply[3:])
         if reply[0]:
+            self._removed(reply[1:])
             self._end(waiter)
             if not waiter.cancelled:
-                waiter.deferred.callback(self._answer(reply[0], reply[1], reply[2]))
+                waiter.deferred.callback(self._answer(reply[0]))
             return
+        self._removed(reply[2:])
         status = reply[1]
         if status == b"again":
             self._queue(waiter)
@@ -576,15 +581,15 @@ class RedisStore:
             waiter.deferred.errback(failure)
 
     def _deliver(self, waiter: _Waiter, answer: bytes) -> None:
-        pool, stamp, worker_id, rest = answer.split(b"\t", 3)
-        host, port = rest.rsplit(b"\t", 1)
+        pool, stamp, taken = answer.split(b"\t", 2)
         self._end(waiter)
         if waiter.cancelled:
+            worker_id = taken.split(b"\t", 2)[1]
             self._run("give_back", pool, worker_id, stamp).addCallback(
                 lambda reply: self._removed(reply[1:])
             ).addErrback(lambda failure: None)
             return
-        waiter.deferred.callback(self._answer(worker_id, host, port))
+        waiter.deferred.callback(self._answer(taken))
 
     # -- heartbeats and fencing -------------------------------------------
 
