@@ -318,9 +318,11 @@ def _store_check(r: Result) -> str:
     if check is None:
         return "-"
     verdict = "ok" if r.get("check_ok") else "**FAILED**"
+    settle = r.get("settle_s", 0.0)
     return (
         f"{verdict}: {check['phase_answers']:,} answers ≥ {check['counted']:,} counted; "
         f"{check['negative']} below 0, {check['above']} above capacity"
+        + (f"; busy {settle:.1f} s after the run" if settle >= 0.5 else "")
     )
 
 
@@ -333,7 +335,7 @@ STORE_RUN_HEADER = [
     "p99 ms",
     "store CPU µs/call",
     "replica CPU µs/call",
-    "store core busy",
+    "server core busy",
     "over-dispatch check",
 ]
 
