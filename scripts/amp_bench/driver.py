@@ -19,16 +19,32 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import report
-from .procstat import CLOCK_TICKS, busy_ticks, rss_bytes
-from .systems import ROOT, SCRIPTS, SERVER_ORDER, SYSTEMS, Pinning, Pythons, Server, System
+from .procstat import CLOCK_TICKS, busy_ticks, cpu_ticks, rss_bytes
+from .store import StoreClient
+from .systems import (
+    ROOT,
+    SCRIPTS,
+    SERVER_ORDER,
+    STORE_REPLICAS,
+    SYSTEMS,
+    Pinning,
+    Pythons,
+    Server,
+    StoreServers,
+    System,
+)
 
 DEFAULT_SYSTEMS = [name for name, s in SYSTEMS.items() if not s.optional]
 QUICK_SYSTEMS = ["amp", "noop"]
 #: Free slots in all, at least, so that no run empties the queue.
 TOTAL_SLOTS = 200_000_000
+#: The shared-store systems' over-dispatch count: workers of 1 to 8 slots in
+#: a pool of their own, drained by twice their slots in calls.
+DRAIN_POOL = "drain"
+DRAIN_WORKERS = 1000
 Result = Dict[str, Any]
 
 
@@ -274,6 +290,7 @@ class Bench:
         self.progress = Progress()
         self.runs: List[Result] = []
         self.registrations: List[Result] = []
+        self.overdispatch: List[Result] = []
         self.skipped: List[Dict[str, str]] = []
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         self.stamp = stamp
@@ -320,7 +337,7 @@ class Bench:
                 "no PyPy venv with amp-dispatch (.venv-pypy; "
                 "Debian: apt-get install pypy3 pypy3-venv)"
             )
-        if kind == "redis" and self.pythons.redis is None:
+        if (kind == "redis" or kind in STORE_REPLICAS) and self.pythons.redis is None:
             return "redis-server is missing (Debian: apt-get install redis-server)"
         return None
 
@@ -354,6 +371,9 @@ class Bench:
                     self.progress.done(f"{kind} with {size:,} workers failed: {e}")
 
     def run_server(self, kind: str, size: int, systems: List[System]) -> None:
+        if kind in STORE_REPLICAS:
+            self.run_store_servers(kind, size, systems)
+            return
         label = f"{kind} {size:,}"
         self.progress.step(f"[{label}] starting the server")
         server = Server(kind, self.pythons, self.pinning, self.log_dir)
@@ -399,12 +419,128 @@ class Bench:
         finally:
             server.stop()
 
+    def run_store_servers(self, kind: str, size: int, systems: List[System]) -> None:
+        """
+        The shared-store systems: a store and its replicas, all on the
+        server core; the same phases as C{amp} (and one call in flight), the
+        CPU of each process, the store's memory, and the over-dispatch
+        checks.
+        """
+        label = f"{kind} {size:,}"
+        self.progress.step(f"[{label}] starting the store and its replicas")
+        servers = StoreServers(STORE_REPLICAS[kind], self.pythons, self.pinning, self.log_dir)
+        store: Optional[StoreClient] = None
+        try:
+            store = StoreClient(servers.store.frontend)
+            time.sleep(0.5)
+            rss_empty = rss_bytes(servers.store.pid)
+            used_empty = store.used_memory()
+            replica_rss_empty = [rss_bytes(r.pid) for r in servers.replicas]
+            capacity = max(1_000_000, math.ceil(TOTAL_SLOTS / size))
+            base = {
+                "host": "127.0.0.1",
+                "port": servers.frontends[0],
+                "ports": servers.frontends,
+                "sched_port": servers.schedulers[0],
+                "server_pid": servers.store.pid,
+                "cpu_pids": servers.pids,
+                "protocol": "amp",
+                "workers": size,
+                "capacity": capacity,
+            }
+            reg = self.loadgen({**base, "mode": "register", "label": label})
+            time.sleep(0.3)
+            rss_full = rss_bytes(servers.store.pid)
+            used_full = store.used_memory()
+            store_s, replica_s = _split_cpu(reg["cpu_s"])
+            reg.update(
+                server=kind,
+                systems=[s.name for s in systems],
+                replicas=len(servers.replicas),
+                # The server core's CPU: the store and the replicas.
+                server_cpu_s=store_s + replica_s,
+                server_cpu_us_per_update=(store_s + replica_s) / size * 1e6,
+                store_cpu_us_per_update=store_s / size * 1e6,
+                replica_cpu_us_per_update=replica_s / size * 1e6,
+                rss_empty=rss_empty,
+                rss_full=rss_full,
+                rss_per_worker=(rss_full - rss_empty) / size,
+                used_memory_empty=used_empty,
+                used_memory_full=used_full,
+                used_memory_per_worker=(used_full - used_empty) / size,
+                replica_rss_empty=replica_rss_empty,
+                replica_rss_full=[rss_bytes(r.pid) for r in servers.replicas],
+                check=store.check().as_dict(),
+            )
+            self.registrations.append(reg)
+            self.progress.done(
+                f"[{label}] registered {size:,} workers: {reg['updates_per_s']:,.0f}/s, "
+                f"store {reg['store_cpu_us_per_update']:.1f} + replica "
+                f"{reg['replica_cpu_us_per_update']:.1f} us CPU each; store RSS "
+                f"{rss_empty / 2**20:.1f} -> {rss_full / 2**20:.1f} MiB, used_memory "
+                f"{reg['used_memory_per_worker']:.0f} bytes/worker"
+            )
+            client = store
+            answered = [reg["check"]["answered"]]
+
+            def after(result: Result) -> None:
+                # Calls still queued when the load generator left (in the
+                # replicas or the store, past saturation) would be measured
+                # by the next run: wait, bounded, until the server core is idle.
+                result["settle_s"] = _settle(servers.pids)
+                check = client.check().as_dict()
+                _store_figures(result, check, answered[0])
+                answered[0] = check["answered"]
+
+            for system in systems:
+                self.run_loadgen(system, size, base, after=after, one_in_flight=True)
+            self.progress.step(f"[{label}] over-dispatch count")
+            drain = self._child(
+                "amp_bench.overdispatch",
+                self.pythons.loadgen,
+                {
+                    "label": f"{label} drain",
+                    "host": "127.0.0.1",
+                    "ports": servers.frontends,
+                    "sched_port": servers.schedulers[0],
+                    "pool": DRAIN_POOL,
+                    "workers": DRAIN_WORKERS,
+                    "conns": 8 * len(servers.replicas),
+                    "timeout": 60,
+                },
+                120,
+            )
+            drain.update(
+                system=systems[0].name,
+                server=kind,
+                size=size,
+                check=store.check(DRAIN_POOL).as_dict(),
+            )
+            self.overdispatch.append(drain)
+            self.progress.done(f"[{label}] {report.drain_summary(drain)}")
+        finally:
+            if store is not None:
+                store.close()
+            servers.stop()
+
     def _record(self, system: System, size: int, result: Result, label: str) -> None:
         result.update(system=system.name, title=system.title, workers=size, label=label)
         self.runs.append(result)
         self.progress.done(f"[{system.name} {size:,}] {report.summary(result)}")
 
-    def run_loadgen(self, system: System, size: int, base: Dict[str, Any]) -> None:
+    def run_loadgen(
+        self,
+        system: System,
+        size: int,
+        base: Dict[str, Any],
+        after: Optional[Callable[[Result], None]] = None,
+        one_in_flight: bool = False,
+    ) -> None:
+        """
+        The closed loop, then the open loops at its fractions; with
+        C{one_in_flight}, then one connection with one call in flight.
+        C{after} adds to each result before it is recorded.
+        """
         a = self.args
         common = {
             **base,
@@ -423,6 +559,8 @@ class Bench:
                 "label": label,
             }
         )
+        if after is not None:
+            after(closed)
         self._record(system, size, closed, f"closed {a.connections}x{a.depth}")
         capacity = closed["calls_per_s"]
         for fraction in a.open_loads:
@@ -438,7 +576,24 @@ class Bench:
                 }
             )
             result["load_fraction"] = fraction
+            if after is not None:
+                after(result)
             self._record(system, size, result, f"open {fraction:.0%}")
+        if one_in_flight:
+            single = self.loadgen(
+                {
+                    **common,
+                    "mode": "closed",
+                    "conns": 1,
+                    "depth": 1,
+                    "warmup": a.open_warmup,
+                    "duration": a.open_duration,
+                    "label": f"{label} 1x1",
+                }
+            )
+            if after is not None:
+                after(single)
+            self._record(system, size, single, "closed 1x1")
 
     def run_pyclient(self, system: System, size: int, base: Dict[str, Any]) -> None:
         a = self.args
@@ -487,8 +642,65 @@ class Bench:
             "titles": {name: s.title for name, s in SYSTEMS.items()},
             "registrations": self.registrations,
             "runs": self.runs,
+            "overdispatch": self.overdispatch,
             "skipped": self.skipped,
         }
+
+
+def _settle(pids: Dict[str, int], limit: float = 60.0) -> float:
+    """
+    Seconds until the processes C{pids} together use under 5 % of a core
+    over 0.2 s, at most C{limit}.
+    """
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        before = sum(cpu_ticks(pid) for pid in pids.values())
+        time.sleep(0.2)
+        if (sum(cpu_ticks(pid) for pid in pids.values()) - before) / CLOCK_TICKS < 0.01:
+            break
+    return time.monotonic() - start
+
+
+def _split_cpu(cpu_s: Dict[str, float]) -> Tuple[float, float]:
+    """
+    The store's CPU seconds and the replicas' (summed) of a C{cpu_s}.
+    """
+    store = cpu_s["store"]
+    return store, sum(v for k, v in cpu_s.items() if k != "store")
+
+
+def _store_figures(result: Result, check: Dict[str, int], answered_before: int) -> None:
+    """
+    A shared-store run's figures: the server core's CPU is the store's and
+    the replicas', each also per call; C{check} is the store's count of the
+    pool after the run (see L{StoreClient.check}), C{answered_before} its
+    C{answered} before the run.
+    """
+    calls = max(result["calls"], 1)
+    store_s, replica_s = _split_cpu(result["cpu_s"])
+    result["server_cpu_s"] = store_s + replica_s
+    result["server_cpu_us_per_call"] = (store_s + replica_s) / calls * 1e6
+    result["server_cpu_share"] = (store_s + replica_s) / result["seconds"]
+    result["store_cpu_us_per_call"] = store_s / calls * 1e6
+    result["replica_cpu_us_per_call"] = replica_s / calls * 1e6
+    result["store_cpu_share"] = store_s / result["seconds"]
+    result["replica_cpu_share"] = replica_s / result["seconds"]
+    # Every worker's answers since its update within its capacity (no free
+    # slots below 0 or above the capacity), their sum the store's own count
+    # of answers, and the run's share of it at least the successful answers
+    # the load generator counted in its window.
+    counted = result["calls"] - sum(result.get("errors", {}).values())
+    phase = check["answered"] - answered_before
+    result["check"] = dict(check, counted=counted, phase_answers=phase)
+    # (A WorkerUpdate stream refills workers: answers before a worker's
+    # update no longer count against it, only the bounds are checked.)
+    refilled = "updates" in result
+    result["check_ok"] = (
+        check["negative"] == 0
+        and check["above"] == 0
+        and check["answered"] <= check["capacity"]
+        and (refilled or (check["answered"] == check["answers_counter"] and phase >= counted))
+    )
 
 
 def estimate_seconds(args: argparse.Namespace) -> float:
@@ -501,6 +713,9 @@ def estimate_seconds(args: argparse.Namespace) -> float:
             if s.driver == "loadgen":
                 total += args.warmup + args.duration + 1
                 total += len(args.open_loads) * (args.open_warmup + args.open_duration + 1)
+                if s.server in STORE_REPLICAS:
+                    # One call in flight, the over-dispatch count.
+                    total += args.open_warmup + args.open_duration + 1 + 5
             else:
                 total += args.warmup + args.duration + args.open_warmup + args.open_duration + 4
     return total

@@ -17,6 +17,11 @@ Modes (C{spec["mode"]}):
   its scheduled arrival, so a late generator shows as latency (and how late
   it sent is reported: C{late_p99_ms}).
 
+With C{ports} (a list), the C{NextWorker} connections spread over those
+ports in turn instead of C{port} (replicas of a shared store); with
+C{cpu_pids} (name to pid), the CPU of each of those processes over the
+window is reported too (C{cpu_s}, seconds by name).
+
 Both load modes may add a WorkerUpdate (or ZADD) stream of
 C{updates_per_second} on a connection of its own.  The measured window
 samples the server's CPU (C{server_pid}, from /proc) at its start and end.
@@ -337,6 +342,14 @@ def _own_cpu() -> float:
     return t.user + t.system
 
 
+def _named_ticks(pids: Dict[str, int]) -> Dict[str, int]:
+    return {name: cpu_ticks(pid) for name, pid in pids.items()}
+
+
+def _named_seconds(before: Dict[str, int], after: Dict[str, int]) -> Dict[str, float]:
+    return {name: (after[name] - before[name]) / CLOCK_TICKS for name in after}
+
+
 def run_load(spec: Spec) -> Dict[str, Any]:
     """
     The C{closed} and C{open} modes.
@@ -347,12 +360,16 @@ def run_load(spec: Spec) -> Dict[str, Any]:
     warmup = float(spec["warmup"])
     duration = float(spec["duration"])
     server_pid = int(spec["server_pid"])
+    named_pids: Dict[str, int] = spec.get("cpu_pids") or {}
     progress = Progress(spec.get("label", "load"), bool(spec.get("progress", True)))
     clients: List[Client] = []
     if spec["protocol"] == "amp":
         boxes, tags = wire.next_worker_requests()
-        for _ in range(conns):
-            clients.append(AmpClient(_connect(spec["host"], spec["port"]), boxes, tags))
+        # Replicas of a shared store: the connections spread over their ports.
+        ports = spec.get("ports") or [spec["port"]]
+        for i in range(conns):
+            port = ports[i % len(ports)]
+            clients.append(AmpClient(_connect(spec["host"], port), boxes, tags))
     else:
         request = wire.evalsha_request()
         for _ in range(conns):
@@ -459,6 +476,7 @@ def run_load(spec: Spec) -> Dict[str, Any]:
                     "own": _own_cpu(),
                     "busy": busy_ticks(),
                     "updates": updates.answered if updates is not None else 0,
+                    "named": _named_ticks(named_pids),
                 }
             elif now >= t_end:
                 break
@@ -470,6 +488,7 @@ def run_load(spec: Spec) -> Dict[str, Any]:
         else:
             progress.show(now, f"{spec['mode']}: warming up {now - t_start:4.1f}/{warmup:g} s")
     ticks = cpu_ticks(server_pid)
+    named = _named_ticks(named_pids)
     own = _own_cpu()
     busy = busy_ticks()
     elapsed = now - window["t"]
@@ -495,6 +514,8 @@ def run_load(spec: Spec) -> Dict[str, Any]:
         "errors": errors,
         "dropped": dropped,
     }
+    if named_pids:
+        result["cpu_s"] = _named_seconds(window["named"], named)
     if updates is not None:
         done = updates.answered - window["updates"]
         result["updates"] = done
@@ -542,6 +563,8 @@ def run_register(spec: Spec) -> Dict[str, Any]:
     window = 4096 if amp else 16
     commands = (workers + batch - 1) // batch
     server_pid = int(spec["server_pid"])
+    named_pids: Dict[str, int] = spec.get("cpu_pids") or {}
+    named0 = _named_ticks(named_pids)
     ticks0 = cpu_ticks(server_pid)
     t0 = perf_counter()
     sent = 0
@@ -577,13 +600,14 @@ def run_register(spec: Spec) -> Dict[str, Any]:
         progress.show(perf_counter(), f"registering: {done:,}/{workers:,}")
     elapsed = perf_counter() - t0
     ticks = cpu_ticks(server_pid) - ticks0
+    named = _named_ticks(named_pids)
     progress.show(0, "", force=True)
     errors = amp_answers.error_count + resp_answers.error_count
     if errors:
         codes = amp_answers.codes or {resp_answers.last_error: resp_answers.error_count}
         raise RuntimeError(f"{errors} registrations failed: {codes!r}")
     sock.close()
-    return {
+    result: Dict[str, Any] = {
         "workers": workers,
         "capacity": capacity,
         "seconds": elapsed,
@@ -592,6 +616,9 @@ def run_register(spec: Spec) -> Dict[str, Any]:
         "server_cpu_us_per_update": ticks / CLOCK_TICKS / workers * 1e6,
         "batch": batch,
     }
+    if named_pids:
+        result["cpu_s"] = _named_seconds(named0, named)
+    return result
 
 
 def main(argv: Optional[List[str]] = None) -> None:

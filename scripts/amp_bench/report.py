@@ -302,6 +302,133 @@ def targets(results: Result) -> List[Tuple[str, str, str, str]]:
     return out
 
 
+def drain_summary(drain: Result) -> str:
+    errors = ", ".join(f"{n:,} x {code}" for code, n in sorted(drain["errors"].items()))
+    return (
+        f"over-dispatch count: {drain['calls']:,} calls for {drain['slots']:,} slots of "
+        f"{drain['workers']:,} workers: {drain['answered']:,} answered"
+        f" ({'/'.join(f'{n:,}' for n in drain['by_replica'])} by replica), "
+        f"{errors or 'no errors'}; {drain['over_workers']} workers over capacity "
+        f"({drain['over_answers']} answers too many): {'ok' if drain['ok'] else 'FAILED'}"
+    )
+
+
+def _store_check(r: Result) -> str:
+    check = r.get("check")
+    if check is None:
+        return "-"
+    verdict = "ok" if r.get("check_ok") else "**FAILED**"
+    settle = r.get("settle_s", 0.0)
+    return (
+        f"{verdict}: {check['phase_answers']:,} answers ≥ {check['counted']:,} counted; "
+        f"{check['negative']} below 0, {check['above']} above capacity"
+        + (f"; busy {settle:.1f} s after the run" if settle >= 0.5 else "")
+    )
+
+
+STORE_RUN_HEADER = [
+    "system",
+    "workers",
+    "mode",
+    "calls/s",
+    "p50 ms",
+    "p99 ms",
+    "store CPU µs/call",
+    "replica CPU µs/call",
+    "server core busy",
+    "over-dispatch check",
+]
+
+STORE_REGISTRATION_HEADER = [
+    "system",
+    "workers",
+    "updates/s",
+    "store CPU µs/update",
+    "replica CPU µs/update",
+    "store RSS MiB empty / full",
+    "store RSS bytes/worker",
+    "store used_memory bytes/worker",
+]
+
+DRAIN_HEADER = [
+    "system",
+    "run at",
+    "workers",
+    "slots",
+    "calls",
+    "answered (by replica)",
+    "errors",
+    "workers over capacity",
+    "verdict",
+]
+
+
+def store_tables(results: Result) -> List[str]:
+    """
+    The shared-store systems' own tables (empty when none ran): per-process
+    CPU of each NextWorker run with its over-dispatch check, registration
+    and the store's memory, and the over-dispatch counts.
+    """
+    runs = [r for r in results["runs"] if "store_cpu_us_per_call" in r]
+    regs = [r for r in results["registrations"] if "store_cpu_us_per_update" in r]
+    drains = results.get("overdispatch", [])
+    if not (runs or regs or drains):
+        return []
+    lines = ["### Shared store (store and replicas on the server core)", ""]
+    rows = [
+        [
+            _title(results, r["system"]),
+            f"{r['workers']:,}",
+            _mode(r),
+            _rate(r["calls_per_s"]),
+            _ms(r.get("p50_ms")),
+            _ms(r.get("p99_ms")),
+            _us(r["store_cpu_us_per_call"]),
+            _us(r["replica_cpu_us_per_call"]),
+            f"{r['server_cpu_share']:.0%}",
+            _store_check(r),
+        ]
+        for r in runs
+    ]
+    lines += _table(STORE_RUN_HEADER, rows, "lrlrrrrrrl")
+    if regs:
+        lines += [""]
+        rows = []
+        for r in regs:
+            small = r["workers"] < 10_000
+            rows.append(
+                [
+                    ", ".join(_title(results, s) for s in r["systems"]),
+                    f"{r['workers']:,}",
+                    _rate(r["updates_per_s"]),
+                    "-" if small else _us(r["store_cpu_us_per_update"]),
+                    "-" if small else _us(r["replica_cpu_us_per_update"]),
+                    f"{r['rss_empty'] / 2**20:.1f} / {r['rss_full'] / 2**20:.1f}",
+                    "-" if small else f"{r['rss_per_worker']:.0f}",
+                    "-" if small else f"{r['used_memory_per_worker']:.0f}",
+                ]
+            )
+        lines += _table(STORE_REGISTRATION_HEADER, rows, "lrrrrrrr")
+    if drains:
+        lines += [""]
+        rows = [
+            [
+                _title(results, d["system"]),
+                f"{d['size']:,} workers",
+                f"{d['workers']:,}",
+                f"{d['slots']:,}",
+                f"{d['calls']:,}",
+                f"{d['answered']:,} ({' / '.join(f'{n:,}' for n in d['by_replica'])})",
+                ", ".join(f"{n:,} x {c}" for c, n in sorted(d["errors"].items())) or "-",
+                f"{d['over_workers']} ({d['over_answers']} answers too many)",
+                "ok" if d["ok"] else "**FAILED**",
+            ]
+            for d in drains
+        ]
+        lines += _table(DRAIN_HEADER, rows, "llrrrrlrl")
+    return lines
+
+
 def markdown(results: Result, plot_name: Optional[str]) -> str:
     m = results["machine"]
     c = results["config"]
@@ -333,6 +460,9 @@ def markdown(results: Result, plot_name: Optional[str]) -> str:
     lines += _table(RUN_HEADER, run_rows(results), "lrlrrrrrrl")
     lines += ["", "### Registration and memory", ""]
     lines += _table(REGISTRATION_HEADER, registration_rows(results), "lrrrrrr")
+    store = store_tables(results)
+    if store:
+        lines += ["", *store]
     goals = targets(results)
     if goals:
         lines += ["", "### Targets (issue 3)", ""]
@@ -348,7 +478,11 @@ def markdown(results: Result, plot_name: Optional[str]) -> str:
 
 
 def text_table(results: Result) -> str:
-    return "\n".join(_table(RUN_HEADER, run_rows(results), "lrlrrrrrrl"))
+    lines = _table(RUN_HEADER, run_rows(results), "lrlrrrrrrl")
+    store = store_tables(results)
+    if store:
+        lines += ["", *store]
+    return "\n".join(lines)
 
 
 def plot(results: Result, path: Path) -> bool:

@@ -62,6 +62,20 @@ SYSTEMS: Dict[str, System] = {
         System("heap-pypy", "stock AMP dict+heap (PyPy)", "heap-pypy", "loadgen", optional=True),
         System("redis", "Redis + Lua (RESP)", "redis", "loadgen"),
         System("txredisapi", "Redis + Lua via txredisapi", "redis", "pyclient:txredisapi"),
+        System(
+            "amp-redis",
+            "amp-dispatch (CPython), 1 replica on a Redis store",
+            "amp-redis-1",
+            "loadgen",
+            optional=True,
+        ),
+        System(
+            "amp-redis-2",
+            "amp-dispatch (CPython), 2 replicas on a Redis store",
+            "amp-redis-2",
+            "loadgen",
+            optional=True,
+        ),
     ]
 }
 
@@ -74,7 +88,12 @@ SERVER_ORDER = [
     "heap-cpython",
     "heap-pypy",
     "redis",
+    "amp-redis-1",
+    "amp-redis-2",
 ]
+
+#: Server kinds of amp-dispatch replicas on a shared store: how many replicas.
+STORE_REPLICAS = {"amp-redis-1": 1, "amp-redis-2": 2}
 
 
 @dataclass
@@ -169,9 +188,18 @@ class Server:
     same for Redis).
     """
 
-    def __init__(self, kind: str, pythons: Pythons, pinning: Pinning, log_dir: Path) -> None:
+    def __init__(
+        self,
+        kind: str,
+        pythons: Pythons,
+        pinning: Pinning,
+        log_dir: Path,
+        more: Sequence[str] = (),
+        name: str = "",
+    ) -> None:
         self.kind = kind
-        self.log_path = log_dir / f"{kind}-{time.strftime('%H%M%S')}.log"
+        self.more = list(more)
+        self.log_path = log_dir / f"{name or kind}-{time.strftime('%H%M%S')}.log"
         self.log: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.frontend = 0
@@ -205,7 +233,7 @@ class Server:
                     self.scheduler,
                     "warning",
                     # The registering connection closes; its workers stay.
-                    ["--lease-grace", "86400"],
+                    ["--lease-grace", "86400", *self.more],
                 )
                 self.proc = subprocess.Popen(
                     command, stdout=self.log, stderr=self.log, cwd=ROOT, env=env
@@ -288,3 +316,69 @@ class Server:
                 self.proc.wait()
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+class StoreServers:
+    """
+    amp-dispatch on a shared store: one C{redis-server} (the store, started
+    as the C{redis} system's server is) and C{replicas} C{amp-dispatch serve
+    --store} processes over it, all on the server core.  C{frontends} and
+    C{schedulers} are the replicas' ports; C{pids} names every process
+    (C{store}, C{replica 1}, ...).
+    """
+
+    def __init__(self, replicas: int, pythons: Pythons, pinning: Pinning, log_dir: Path) -> None:
+        self.store = Server("redis", pythons, pinning, log_dir, name="store")
+        self.replicas: List[Server] = []
+        try:
+            url = f"redis://127.0.0.1:{self.store.frontend}/0"
+            for n in range(1, replicas + 1):
+                self.replicas.append(
+                    Server(
+                        "amp-cpython",
+                        pythons,
+                        pinning,
+                        log_dir,
+                        more=["--store", url],
+                        name=f"replica-{n}",
+                    )
+                )
+            self._wait_joined(replicas)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_joined(self, replicas: int, timeout: float = 30.0) -> None:
+        from .store import StoreClient
+
+        client = StoreClient(self.store.frontend)
+        try:
+            deadline = time.monotonic() + timeout
+            while client.replicas() < replicas:
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"the replicas did not join the store; see {self.replicas[0].log_path}"
+                    )
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    @property
+    def frontends(self) -> List[int]:
+        return [r.frontend for r in self.replicas]
+
+    @property
+    def schedulers(self) -> List[int]:
+        return [r.scheduler for r in self.replicas]
+
+    @property
+    def pids(self) -> Dict[str, int]:
+        named = {"store": self.store.pid}
+        for n, replica in enumerate(self.replicas, 1):
+            named[f"replica {n}"] = replica.pid
+        return named
+
+    def stop(self) -> None:
+        for replica in self.replicas:
+            replica.stop()
+        self.store.stop()
