@@ -975,3 +975,32 @@ async def test_command_usage_error(reactor: Any) -> None:
         "amp-dispatch: PORT must be an integer, not 'abc'",
         "Run 'amp-dispatch probe update --help' for help.",
     ]
+
+
+@twisted_test
+async def test_several_endpoints_tried_in_turn(
+    reactor: Any, service: DispatcherService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    Endpoints separated by commas (replicas of a shared store) are tried in
+    turn: one that refuses costs a reconnect, not the call.
+    """
+    register(service, "w1", 1)
+    frontend = endpoints(service)[1]
+    argv = ["--frontend", f"{dead_endpoint()},{frontend}", "next"]
+    assert await probe(reactor, *argv) == 0
+    assert capsys.readouterr().out == "w1 10.0.0.1:9000\n"
+
+
+@twisted_test
+async def test_several_endpoints_all_refused(
+    reactor: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    When every endpoint refuses, the call fails once each was tried, naming
+    each.
+    """
+    first, second = dead_endpoint(), dead_endpoint()
+    assert await probe(reactor, "--frontend", f"{first},{second}", "next") == 1
+    error = capsys.readouterr().err
+    assert first in error and second in error

@@ -364,3 +364,18 @@ def test_no_over_dispatch_random(harness: RedisHarness) -> None:
     """
     for seed in range(RUNS):
         random_run(type(harness)(CONFIG), seed)
+
+
+def test_registered_and_moved_logged(
+    harness: RedisHarness, logs: List[MutableMapping[str, Any]]
+) -> None:
+    """
+    A new worker is logged as registered, one that changes pools as moved
+    (whatever its old pool's name, even an outcome's).
+    """
+    store = harness.redis_store
+    harness.resolve(store.update(WorkerReport("w1", "h", 1, 1, pool="stale")))
+    assert harness.resolve(store.update(WorkerReport("w1", "h", 1, 1))).accepted
+    events = [(log["event"], log.get("pool"), log.get("from_pool")) for log in logs]
+    assert ("worker registered", "stale", None) in events
+    assert ("worker moved", "default", "stale") in events

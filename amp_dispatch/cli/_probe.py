@@ -44,6 +44,7 @@ from ..client import (
     WorkerPage,
 )
 from ..client._base import DispatcherClient
+from ..client._connection import Endpoint
 from ..client._defaults import CLIENT_CALL_TIMEOUT, CONNECT_FRONTEND, CONNECT_SCHEDULER
 
 T = TypeVar("T")
@@ -244,12 +245,28 @@ def describe_error(error: BaseException, endpoint: str, listener: str) -> str:
 # -- the clients ---------------------------------------------------------------
 
 
+def endpoints(endpoint: str) -> Endpoint:
+    """
+    The endpoints an option names: one, or several separated by commas (the
+    replicas of a shared store, tried in turn).
+    """
+    each = [part for part in endpoint.split(",") if part]
+    return each if len(each) > 1 else endpoint
+
+
+def _tries(endpoint: Endpoint) -> int:
+    return len(endpoint) if isinstance(endpoint, list) else 1
+
+
 def frontend_client(reactor: Any, endpoint: str, call_timeout: float) -> FrontendClient:
     """
     The probe's client of the front-end listener: a refused connection
-    fails the call at once.
+    fails the call at once (after each of several endpoints refused).
     """
-    return FrontendClient(reactor, endpoint, call_timeout=call_timeout, fail_after_failures=1)
+    where = endpoints(endpoint)
+    return FrontendClient(
+        reactor, where, call_timeout=call_timeout, fail_after_failures=_tries(where)
+    )
 
 
 def scheduler_client(reactor: Any, endpoint: str, call_timeout: float) -> SchedulerClient:
@@ -257,11 +274,12 @@ def scheduler_client(reactor: Any, endpoint: str, call_timeout: float) -> Schedu
     The probe's client of the scheduler listener: as L{frontend_client}'s,
     and it sends updates as given (the probe numbers nothing).
     """
+    where = endpoints(endpoint)
     return SchedulerClient(
         reactor,
-        endpoint,
+        where,
         call_timeout=call_timeout,
-        fail_after_failures=1,
+        fail_after_failures=_tries(where),
         number_updates=False,
     )
 
@@ -470,7 +488,8 @@ class ProbeOptions(usage.Options):
     longdesc = (
         "Send one command to a dispatcher and print the answer; --json prints it as one "
         "JSON object. EP is a Twisted client endpoint string (tcp:HOST:PORT, "
-        "tls:HOST:PORT, unix:PATH, ...). Exit status: 0 answered, 1 the call failed "
+        "tls:HOST:PORT, unix:PATH, ...), or several separated by commas (replicas on a "
+        "shared store: each tried in turn). Exit status: 0 answered, 1 the call failed "
         "(one line on stderr), 2 usage error."
     )
     optFlags = [["json", None, "Print the answer as one JSON object."]]

@@ -415,7 +415,9 @@ if change ~= 0 then redis.call('INCRBY', P .. ':j', change) end
 local out = {}
 -- Calls wait only while the pool has no free slot (see the module).
 local more = cap > 0 and not queued and serve(pool, out)
-return {'accepted', more and 1 or 0, unpack(out)}
+local outcome = 'accepted'
+if not text then outcome = 'registered' elseif where ~= pool then outcome = 'moved:' .. where end
+return {outcome, more and 1 or 0, unpack(out)}
 """
 
 # ARGV: pool.  Serve more waiting calls after an update that ran out of

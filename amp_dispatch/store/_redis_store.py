@@ -340,13 +340,33 @@ class RedisStore:
             max(1, self._ms(ttl)) if ttl else "",
             "" if owner is None else f"{self.replica}:{owner}",
             self.replica,
-        ).addCallback(self._updated, pool_name, owner)
+        ).addCallback(self._updated, report, pool_name, owner)
 
-    def _updated(self, reply: List[Any], pool: str, owner: Optional[Owner]) -> Any:
+    def _updated(
+        self, reply: List[Any], report: WorkerReport, pool: str, owner: Optional[Owner]
+    ) -> Any:
         outcome = _OUTCOMES.get(reply[0])
-        if outcome is None:  # fenced
-            self._rejoin()
-            raise StoreUnavailable("this dispatcher lost its place in the store")
+        if outcome is None:
+            if reply[0] == b"fenced":
+                self._rejoin()
+                raise StoreUnavailable("this dispatcher lost its place in the store")
+            outcome = UpdateOutcome.ACCEPTED
+            if reply[0] == b"registered":
+                _log.info(
+                    "worker registered",
+                    worker_id=report.worker_id,
+                    host=report.host,
+                    port=report.port,
+                    pool=pool,
+                    capacity=report.capacity,
+                )
+            else:
+                _log.info(
+                    "worker moved",
+                    worker_id=report.worker_id,
+                    from_pool=reply[0][len(b"moved:") :].decode(),
+                    pool=pool,
+                )
         self._removed(reply[2:])
         if owner is not None and outcome is not UpdateOutcome.STALE:
             self._owners[owner] = None
