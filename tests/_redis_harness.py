@@ -116,6 +116,12 @@ class PumpedLink:
 
     execute_connected = execute
 
+    def send(self, command: bytes) -> Any:
+        return self.protocol.send(command)
+
+    def send_then(self, command: bytes, sink: Any) -> None:
+        self.protocol.send_then(command, sink)
+
     def start(self) -> None:
         pass
 

@@ -5,7 +5,7 @@ Valkey, over loopback.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, List
 
 import pytest
 import pytest_twisted
@@ -117,3 +117,44 @@ async def test_connection_lost_fails_waiting(redis: RedisProtocol) -> None:
         await waiting
     with pytest.raises(StoreConnectionLost):
         await redis.execute("PING")
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_then_in_order_with_execute(redis: RedisProtocol) -> None:
+    """
+    Replies of commands sent to sinks and of commands awaited come in the
+    order the commands went out; an error reply goes to its sink as a
+    L{ReplyError}.
+    """
+    from amp_dispatch.store._resp import encode_command
+
+    got: List[Any] = []
+    redis.send_then(encode_command("SET", "k", "1"), got.append)
+    awaited = redis.execute("INCR", "k")
+    redis.send_then(encode_command("INCR", "k", "no"), got.append)
+    redis.send_then(encode_command("GET", "k"), got.append)
+    assert await awaited == 2
+    await redis.execute("PING")
+    assert got[0] == b"OK"
+    assert isinstance(got[1], ReplyError)
+    assert got[2] == b"2"
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_then_connection_lost(redis: RedisProtocol) -> None:
+    """
+    A sink waiting when the connection closes gets the connection's error;
+    one sent after gets it at once.
+    """
+    from amp_dispatch.store._resp import encode_command
+
+    got: List[Any] = []
+    redis.send_then(encode_command("BLPOP", "nothing", "5"), got.append)
+    closed = redis.execute("BLPOP", "nothing", "5")
+    assert redis.transport is not None
+    redis.transport.loseConnection()
+    with pytest.raises(StoreConnectionLost):
+        await closed
+    assert len(got) == 1 and isinstance(got[0], StoreConnectionLost)
+    redis.send_then(encode_command("PING"), got.append)
+    assert len(got) == 2 and isinstance(got[1], StoreConnectionLost)

@@ -55,7 +55,7 @@ P = TypeVar("P", bound=RedisProtocol)
 
 #: What the watchdog saw on a connection: the oldest waiting command's
 #: Deferred (or None) and when it first saw it there.
-_Seen = Tuple[Optional[Deferred[Any]], float]
+_Seen = Tuple[Optional[object], float]
 _IDLE: _Seen = (None, 0.0)
 
 
@@ -275,6 +275,26 @@ class StoreLink:
         if command is None:
             return fail(StoreUnavailable(self._why))
         return command.execute(*arguments)
+
+    def send(self, command: bytes) -> Deferred[Any]:
+        """
+        L{execute} of a command encoded already (see L{encode_command}).
+        """
+        ready = self._ready
+        if ready is None:
+            return fail(StoreUnavailable(self._why))
+        return ready.send(command)
+
+    def send_then(self, command: bytes, sink: Callable[[Any], object]) -> None:
+        """
+        L{send}, the reply given to C{sink} (see L{RedisProtocol.send_then};
+        C{StoreUnavailable} at once if the link is not ready).
+        """
+        ready = self._ready
+        if ready is None:
+            sink(StoreUnavailable(self._why))
+        else:
+            ready.send_then(command, sink)
 
     def execute_connected(self, *arguments: Value) -> Deferred[Any]:
         """

@@ -58,7 +58,9 @@ class RedisProtocol(Protocol):
         on_lost: Optional[Callable[[RedisProtocol, str], object]] = None,
     ) -> None:
         self._reader = reader()
-        self._waiting: Deque[Deferred[Any]] = deque()
+        # What waits for each reply, in order: a Deferred (execute, send) or
+        # a sink (send_then).
+        self._waiting: Deque[Any] = deque()
         # Why the connection closed, once it did (or is closing).
         self._lost: Optional[str] = None
         self._lost_error = lost_error
@@ -69,12 +71,33 @@ class RedisProtocol(Protocol):
         """
         Send one command (its name first, then its arguments).
         """
+        return self.send(encode_command(*arguments))
+
+    def send(self, command: bytes) -> Deferred[Any]:
+        """
+        Send one command encoded already (see L{encode_command}): a caller
+        that sends the same command often keeps its bytes.
+        """
         if self._lost is not None or self.transport is None:
             return fail(self._lost_error(self._lost or "not connected to the store"))
         waiting: Deferred[Any] = Deferred()
         self._waiting.append(waiting)
-        self.transport.write(encode_command(*arguments))
+        self.transport.write(command)
         return waiting
+
+    def send_then(self, command: bytes, sink: Callable[[Any], object]) -> None:
+        """
+        L{send}, the reply given to C{sink} instead of a Deferred (for the
+        hottest calls: a Deferred and its callbacks cost more than the rest
+        of the client): C{sink} gets the reply, a L{ReplyError}, or the
+        exception of a connection that cannot answer (at once, if it is
+        closed already).
+        """
+        if self._lost is not None or self.transport is None:
+            sink(self._lost_error(self._lost or "not connected to the store"))
+            return
+        self._waiting.append(sink)
+        self.transport.write(command)
 
     def dataReceived(self, data: bytes) -> None:
         reader = self._reader
@@ -86,7 +109,9 @@ class RedisProtocol(Protocol):
                 if not waiting:
                     raise ProtocolError("a reply to no command")
                 answered = waiting.popleft()
-                if isinstance(reply, ReplyError):
+                if answered.__class__ is not Deferred:
+                    answered(reply)
+                elif isinstance(reply, ReplyError):
                     answered.errback(reply)
                 else:
                     answered.callback(reply)
@@ -96,9 +121,9 @@ class RedisProtocol(Protocol):
             if self.transport is not None:
                 self.transport.loseConnection()
 
-    def oldest(self) -> Optional[Deferred[Any]]:
+    def oldest(self) -> Optional[object]:
         """
-        The Deferred of the oldest command still waiting for its reply, if
+        What waits for the oldest command's reply (its Deferred or sink), if
         any (a watchdog that sees the same one twice, far enough apart,
         knows the store has not replied for that long).
         """
@@ -124,7 +149,10 @@ class RedisProtocol(Protocol):
         if self._on_lost is not None:
             self._on_lost(self, self._lost)
         for answered in waiting:
-            answered.errback(self._lost_error(self._lost))
+            if answered.__class__ is Deferred:
+                answered.errback(self._lost_error(self._lost))
+            else:
+                answered(self._lost_error(self._lost))
 
 
 class RedisSubscriber(RedisProtocol):

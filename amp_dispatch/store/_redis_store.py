@@ -22,6 +22,7 @@ new incarnation, and its waiting calls fail.
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
 import structlog
@@ -37,7 +38,7 @@ from .._records import RegisteredWorker, Worker
 from ._interface import IWorkerStore, Owner, StoreStats, UpdateOutcome, WorkerReport, WorkerRows
 from ._memory import no_free_slot
 from ._redis_scripts import Script, scripts
-from ._resp import ReplyError, Value
+from ._resp import ReplyError, Value, encode_command
 
 _log = structlog.get_logger("amp_dispatch.store")
 
@@ -56,12 +57,18 @@ class Link(Protocol):
     What the store needs of its link to the server (L{_link.StoreLink}, or a
     test's): C{execute} sends one command and returns a Deferred of its
     reply, failing with C{StoreUnavailable} when the store cannot be
-    reached; C{execute_connected} the same while the link is being set up
-    (in L{RedisStore.connected}).  A structural type: links need not inherit
+    reached; C{send} the same for a command encoded already, C{send_then}
+    with the reply (or that error) given to a function instead;
+    C{execute_connected} like C{execute} while the link is being set up (in
+    L{RedisStore.connected}).  A structural type: links need not inherit
     it.
     """
 
     def execute(self, *arguments: Value) -> Deferred[Any]: ...
+
+    def send(self, command: bytes) -> Deferred[Any]: ...
+
+    def send_then(self, command: bytes, sink: Callable[[Any], object]) -> None: ...
 
     def execute_connected(self, *arguments: Value) -> Deferred[Any]: ...
 
@@ -136,6 +143,9 @@ class RedisStore:
         self._incarnation = 0
         self.replica = f"{self.name}.0"
         self._scripts = scripts(time_key)
+        self._next = self._scripts["next"]
+        # The calls of take, by pool (see _take_command).
+        self._take_commands: Dict[str, bytes] = {}
         self._loading: Dict[str, List[Deferred[None]]] = {}
         self._link: Optional[Link] = None
         self._waiters: Dict[str, _Waiter] = {}
@@ -236,40 +246,56 @@ class RedisStore:
         restart or a C{SCRIPT FLUSH}: C{NOSCRIPT}, which runs nothing), load
         it once, whatever the number of calls that met it, and run it again.
         """
+        script = self._scripts[name]
+        return self._send(script, encode_command("EVALSHA", script.sha, 0, *arguments))
+
+    def _send(self, script: Script, command: bytes) -> Deferred[Any]:
+        """
+        L{_run} of C{script}, its call encoded already as C{command}.
+        """
         link = self._link
         if link is None:
             return fail(StoreUnavailable("the store is not connected"))
-        return self._script(link.execute, name, arguments)
+        return link.send(command).addErrback(self._unloaded, link.send, script, command)
 
     def _run_connected(self, name: str, *arguments: Value) -> Deferred[Any]:
         """
         L{_run} while the link is being set up.
         """
-        assert self._link is not None
-        return self._script(self._link.execute_connected, name, arguments)
-
-    def _script(
-        self, execute: Callable[..., Deferred[Any]], name: str, arguments: Sequence[Value]
-    ) -> Deferred[Any]:
+        link = self._link
+        assert link is not None
         script = self._scripts[name]
-        return execute("EVALSHA", script.sha, 0, *arguments).addErrback(
-            self._unloaded, execute, script, arguments
+        return link.execute_connected("EVALSHA", script.sha, 0, *arguments).addErrback(
+            self._unloaded_connected, link, script, arguments
         )
 
     def _unloaded(
         self,
         failure: Failure,
-        execute: Callable[..., Deferred[Any]],
+        send: Callable[[bytes], Deferred[Any]],
         script: Script,
-        arguments: Sequence[Value],
+        command: bytes,
     ) -> Deferred[Any]:
         if not (failure.check(ReplyError) and str(failure.value).startswith("NOSCRIPT")):
             return failure  # type: ignore[return-value]
-        return self._loaded(execute, script).addCallback(
-            lambda _: execute("EVALSHA", script.sha, 0, *arguments)
-        )
+        return self._loaded(
+            lambda: send(encode_command("SCRIPT", "LOAD", script.source)), script
+        ).addCallback(lambda _: send(command))
 
-    def _loaded(self, execute: Callable[..., Deferred[Any]], script: Script) -> Deferred[None]:
+    def _unloaded_connected(
+        self, failure: Failure, link: Link, script: Script, arguments: Sequence[Value]
+    ) -> Deferred[Any]:
+        if not (failure.check(ReplyError) and str(failure.value).startswith("NOSCRIPT")):
+            return failure  # type: ignore[return-value]
+        return self._loaded(
+            lambda: link.execute_connected("SCRIPT", "LOAD", script.source), script
+        ).addCallback(lambda _: link.execute_connected("EVALSHA", script.sha, 0, *arguments))
+
+    def _loaded(self, load: Callable[[], Deferred[Any]], script: Script) -> Deferred[None]:
+        """
+        Fires once C{script} is loaded (by C{load}: one C{SCRIPT LOAD} for
+        every caller waiting at the time).
+        """
         loaded: Deferred[None] = Deferred()
         waiting = self._loading.get(script.sha)
         if waiting is not None:
@@ -284,7 +310,7 @@ class RedisStore:
                 else:
                     each.callback(None)
 
-        execute("SCRIPT", "LOAD", script.source).addBoth(done)
+        load().addBoth(done)
         return loaded
 
     def _ms(self, seconds: float) -> int:
@@ -427,20 +453,64 @@ class RedisStore:
         """
         Take a slot of the head of C{pool}'s queue, if one is free and no
         call waits (see L{IWorkerStore.take}).
-        """
-        return self._run("next", pool, "", self.replica).addCallback(self._taken, pool)
 
-    def _taken(self, reply: List[Any], pool: str) -> Any:
-        answer = reply[0]
-        if answer:
-            if len(reply) > 1:
-                self._removed(reply[1:])
-            return self._answer(answer)
-        if len(reply) > 2:
+        The hottest call: its reply goes to L{_took} with no Deferred but
+        the one returned.
+        """
+        taken: Deferred[Optional[Worker]] = Deferred()
+        link = self._link
+        if link is None:
+            taken.errback(StoreUnavailable("the store is not connected"))
+            return taken
+        command = self._take_command(pool)
+        link.send_then(command, partial(self._took, taken, link, command))
+        return taken
+
+    def _took(
+        self, taken: Deferred[Optional[Worker]], link: Link, command: bytes, reply: Any
+    ) -> None:
+        """
+        The store's reply to a C{take}: the answer, none, again (expired
+        workers removed first), or an error (C{NOSCRIPT}: the script is
+        loaded and the call sent again).
+        """
+        if reply.__class__ is list:
+            answer = reply[0]
+            if answer:
+                if len(reply) > 1:
+                    self._removed(reply[1:])
+                record = self._records.get(answer)
+                taken.callback(record if record is not None else self._answer(answer))
+                return
             self._removed(reply[2:])
-        if reply[1] == b"again":
-            return self.take(pool)
-        return None
+            if reply[1] == b"again":
+                link.send_then(command, partial(self._took, taken, link, command))
+            else:
+                taken.callback(None)
+        elif isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+            script = self._next
+            self._loaded(
+                lambda: link.send(encode_command("SCRIPT", "LOAD", script.source)), script
+            ).addCallbacks(
+                lambda _: link.send_then(command, partial(self._took, taken, link, command)),
+                taken.errback,
+            )
+        else:
+            taken.errback(reply)
+
+    def _take_command(self, pool: str) -> bytes:
+        """
+        The call of the C{next} script that takes a slot of C{pool} without
+        waiting, encoded once per pool (and incarnation).
+        """
+        command = self._take_commands.get(pool)
+        if command is None:
+            if len(self._take_commands) >= _MAX_RECORDS:
+                self._take_commands.clear()
+            command = self._take_commands[pool] = encode_command(
+                "EVALSHA", self._next.sha, 0, pool, "", self.replica
+            )
+        return command
 
     def next_worker(
         self,
@@ -458,6 +528,7 @@ class RedisStore:
         answers, loses the slot it took until the worker's next update.)
         """
         pool_name = pool or DEFAULT_POOL
+        refusal: Optional[Exception] = None
         if timeout:
             if len(self._waiters) >= self.max_waiting:
                 refusal = Overloaded(f"{self.max_waiting} calls are already waiting")
@@ -467,21 +538,7 @@ class RedisStore:
                 )
             else:
                 return self._wait(pool_name, timeout, owner)
-            return self._run("next", pool_name, "", self.replica).addCallback(
-                self._taken_or, pool_name, refusal
-            )
-        return self._run("next", pool_name, "", self.replica).addCallback(
-            self._taken_or, pool_name, None
-        )
-
-    def _taken_or(self, reply: List[Any], pool: str, refusal: Optional[Exception]) -> Any:
-        """
-        A worker taken, or the refusal of a call that may not wait.
-        """
-        worker = self._taken(reply, pool)
-        if isinstance(worker, Deferred):
-            return worker.addCallback(self._taken_or_none, pool, refusal)
-        return self._taken_or_none(worker, pool, refusal)
+        return self.take(pool_name).addCallback(self._taken_or_none, pool_name, refusal)
 
     def _taken_or_none(
         self, worker: Optional[Worker], pool: str, refusal: Optional[Exception]
@@ -673,6 +730,7 @@ class RedisStore:
         self._owners.clear()
         self._incarnation += 1
         self.replica = f"{self.name}.{self._incarnation}"
+        self._take_commands.clear()
         for waiter in list(self._waiters.values()):
             self._end(waiter)
             waiter.deferred.errback(StoreUnavailable("this dispatcher lost its place in the store"))
