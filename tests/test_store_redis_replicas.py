@@ -14,7 +14,7 @@ from typing import Any, Dict, List, MutableMapping, Optional
 
 import pytest
 from amp_dispatch_commands import NoWorkerAvailable, StoreUnavailable
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from amp_dispatch._records import Worker
@@ -379,3 +379,77 @@ def test_registered_and_moved_logged(
     events = [(log["event"], log.get("pool"), log.get("from_pool")) for log in logs]
     assert ("worker registered", "stale", None) in events
     assert ("worker moved", "default", "stale") in events
+
+
+class _DownLink:
+    """
+    A link whose store cannot be reached: every command fails at once.
+    """
+
+    def execute(self, *arguments: Any) -> Deferred[Any]:
+        return fail(StoreUnavailable("the store is down"))
+
+    execute_connected = execute
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> Deferred[None]:
+        return succeed(None)
+
+
+def test_call_timed_out_while_store_down_leaves_no_token(harness: RedisHarness) -> None:
+    """
+    A waiting call whose timeout comes while the link is down fails; once
+    the link is back its token is withdrawn, so it neither keeps a place in
+    line nor takes a slot that no call collects.
+    """
+    store = harness.redis_store
+    link = harness.links[0]
+    waiting = waits(harness, store, timeout=1.0)
+    store.attach(_DownLink())
+    harness.clock.advance(1.0)
+    failure_of(waiting, StoreUnavailable)
+    store.attach(link)
+    harness.resolve(store.connected("primary-1"))
+    assert harness.resolve(store.stats()).waiting == 0
+    harness.resolve(store.update(report("w1", capacity=1)))
+    assert harness.resolve(store.next_worker()).worker_id == "w1"
+
+
+def test_answer_of_call_failed_while_store_down_goes_back(harness: RedisHarness) -> None:
+    """
+    A slot handed to a waiting call that could not collect it (the link
+    down) goes back to its worker once the link is back.
+    """
+    store = harness.redis_store
+    r2 = harness.replica("r2")
+    link = harness.links[0]
+    waiting = waits(harness, store, timeout=1.0)
+    store.attach(_DownLink())
+    harness.resolve(r2.update(report("w1", capacity=1)))
+    failure_of(waiting, StoreUnavailable)
+    store.attach(link)
+    harness.resolve(store.connected("primary-1"))
+    assert free(harness, "w1") == 1
+    assert harness.resolve(r2.next_worker()).worker_id == "w1"
+
+
+def test_owner_lost_while_store_down_gets_lease_grace(harness: RedisHarness) -> None:
+    """
+    A scheduler connection that closes while the store cannot be reached:
+    its workers get the lease grace once the link is back (not kept
+    forever), and nothing is left unhandled.
+    """
+    store = harness.redis_store
+    link = harness.links[0]
+    harness.resolve(store.update(report("w1", capacity=1), owner=7))
+    store.attach(_DownLink())
+    lost = store.owner_lost(7)
+    assert result_of(lost) is None
+    store.attach(link)
+    harness.resolve(store.connected("primary-1"))
+    rows = harness.resolve(store.list_workers(None, None, 10)).workers
+    assert [row.expires_in for row in rows] == [CONFIG.lease_grace]
+    harness.advance(CONFIG.lease_grace + 1)
+    assert harness.resolve(store.stats()).workers == 0

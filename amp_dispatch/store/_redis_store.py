@@ -157,6 +157,16 @@ class RedisStore:
         self._beat_at: Optional[float] = None
         self._heartbeat: Optional[LoopingCall] = None
         self._stopped = False
+        # Calls whose place or answer in the store is unknown (a script
+        # about them failed: the link went down): their tokens, withdrawn
+        # (an answer handed to them given back) once the link is back.
+        self._unsettled: Dict[str, str] = {}
+        # Owners whose connection closed while the store could not be
+        # told: their lease grace starts once the link is back.
+        self._unlost: Dict[str, None] = {}
+        # Answers collected for cancelled calls the store could not take
+        # back yet.
+        self._returning: List[bytes] = []
 
     @property
     def channel(self) -> bytes:
@@ -218,9 +228,38 @@ class RedisStore:
             await self._join(self._run_connected)
         if await self._run_connected("primary", identity):
             _log.warning("workers held", reason="the store's primary changed", primary=identity)
+        await self._settle()
         for waiter in list(self._waiters.values()):
             if waiter.state == _WAITING:
                 self._collect(waiter)
+
+    async def _settle(self) -> None:
+        """
+        While the link was down: withdraw the tokens of calls that ended
+        not knowing where they stood (giving back an answer handed to one),
+        and start the lease grace of owners whose connection closed.
+        """
+        for token, pool in list(self._unsettled.items()):
+            answer = await self._run_connected("withdraw", pool, token, self.replica)
+            if answer and answer != b"withdrawn":
+                await self._give_back(self._run_connected, answer)
+            self._unsettled.pop(token, None)
+        while self._returning:
+            await self._give_back(self._run_connected, self._returning[0])
+            del self._returning[0]
+        for owner in list(self._unlost):
+            while True:
+                reply = await self._run_connected("lose", owner, self._ms(self.lease_grace))
+                self._removed(reply[1:])
+                if not reply[0]:
+                    break
+            self._unlost.pop(owner, None)
+
+    async def _give_back(self, run: Callable[..., Deferred[Any]], answer: bytes) -> None:
+        pool, stamp, taken = answer.split(b"\t", 2)
+        worker_id = taken.split(b"\t", 2)[1]
+        reply = await run("give_back", pool, worker_id, stamp)
+        self._removed(reply[1:])
 
     async def _join(self, run: Callable[..., Deferred[Any]]) -> None:
         await run("join", self.replica, self._ms(self.replica_timeout))
@@ -431,7 +470,17 @@ class RedisStore:
             return succeed(None)
         del self._owners[owner]
         _log.info("lease grace started", owner=owner, grace=self.lease_grace)
-        return self._lose(f"{self.replica}:{owner}")
+        held_by = f"{self.replica}:{owner}"
+        return self._lose(held_by).addErrback(self._lose_failed, held_by)
+
+    def _lose_failed(self, failure: Failure, owner: str) -> None:
+        """
+        The store could not be told that C{owner}'s connection closed: tell
+        it once the link is back (else its workers would stay held by a
+        connection that is gone, never removed).
+        """
+        failure.trap(StoreUnavailable)
+        self._unlost[owner] = None
 
     def _lose(self, owner: str) -> Deferred[None]:
         def lost(reply: List[Any]) -> Optional[Deferred[None]]:
@@ -650,23 +699,27 @@ class RedisStore:
 
     def _lost_answer(self, failure: Failure, waiter: _Waiter) -> None:
         """
-        The store could not be asked for the call's answer: the call fails
-        (an answer it was handed goes back when this replica is buried).
+        The store could not be asked for the call's answer: the call fails,
+        and its token is withdrawn once the link is back (an answer it was
+        handed given back), so that it neither keeps a place in line nor
+        takes a slot no one collects.
         """
+        self._unsettled[waiter.token] = waiter.pool
         self._end(waiter)
         if not waiter.cancelled and not waiter.deferred.called:
             waiter.deferred.errback(failure)
 
     def _deliver(self, waiter: _Waiter, answer: bytes) -> None:
-        pool, stamp, taken = answer.split(b"\t", 2)
         self._end(waiter)
         if waiter.cancelled:
-            worker_id = taken.split(b"\t", 2)[1]
-            self._run("give_back", pool, worker_id, stamp).addCallback(
-                lambda reply: self._removed(reply[1:])
-            ).addErrback(lambda failure: None)
+
+            def unsent(failure: Failure) -> None:
+                if failure.check(StoreUnavailable):
+                    self._returning.append(answer)
+
+            Deferred.fromCoroutine(self._give_back(self._run, answer)).addErrback(unsent)
             return
-        waiter.deferred.callback(self._answer(taken))
+        waiter.deferred.callback(self._answer(answer.split(b"\t", 2)[2]))
 
     # -- heartbeats and fencing -------------------------------------------
 
@@ -728,6 +781,11 @@ class RedisStore:
         self._joined = False
         self._beat_at = None
         self._owners.clear()
+        # Burying took this incarnation's tokens out of line, gave back the
+        # answers handed to them and started its owners' lease grace (an
+        # answer collected, to give back, is still to give back).
+        self._unsettled.clear()
+        self._unlost.clear()
         self._incarnation += 1
         self.replica = f"{self.name}.{self._incarnation}"
         self._take_commands.clear()
