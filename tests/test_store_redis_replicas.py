@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Any, Dict, List, MutableMapping, Optional
+from typing import Any, Callable, Dict, List, MutableMapping, Optional
 
 import pytest
 from amp_dispatch_commands import NoWorkerAvailable, StoreUnavailable
@@ -390,6 +390,12 @@ class _DownLink:
         return fail(StoreUnavailable("the store is down"))
 
     execute_connected = execute
+
+    def send(self, command: bytes) -> Deferred[Any]:
+        return self.execute(command)
+
+    def send_then(self, command: bytes, sink: Callable[[Any], object]) -> None:
+        sink(StoreUnavailable("the store is down"))
 
     def start(self) -> None:
         pass
