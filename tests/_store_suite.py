@@ -609,11 +609,33 @@ class Gone(StoreTests):
         self.store.gone("a")
         assert self.removals() == [("a", "gone")]
 
+    def test_gone_logged_with_pool(self) -> None:
+        """
+        The removal's line names the worker's pool.
+        """
+        self.add("a", 1, pool="gpu")
+        self.store.gone("a")
+        [line] = [log for log in self.logs if log["event"] == "worker removed"]
+        assert line["pool"] == "gpu"
+
 
 class Lease(StoreTests):
     """
     Workers outlive the loss of their scheduler connection by the lease grace.
     """
+
+    def test_owner_lost_logged_with_workers(self) -> None:
+        """
+        The start of a lease grace is logged once, with the number of
+        workers the connection held; a connection that held none logs
+        nothing.
+        """
+        self.add("a", 1, owner="s1")
+        self.add("b", 1, owner="s1")
+        self.store.owner_lost("s1")
+        self.store.owner_lost("s2")
+        lines = [log for log in self.logs if log["event"] == "lease grace started"]
+        assert [(line["workers"], line["grace"]) for line in lines] == [(2, self.lease_grace)]
 
     def test_owner_lost_grace_removes_after_grace(self) -> None:
         """

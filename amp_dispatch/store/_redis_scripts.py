@@ -5,25 +5,26 @@ sharing one store never answer a slot twice.
 
 Layout, per pool C{P} (every key of a pool has the hash tag C{{P}}):
   - C{{P}:q}: a sorted set of the workers with a free slot, scored by minus
-    their free slots; a member is the worker's order (15 bytes), its deadline
-    (store milliseconds, empty without one), then C{\\tid\\thost\\tport}.
-    Equal scores sort by member, and the order is C{a} and the hex tick the
+    their free slots; a member is the worker's order (8 bytes), its deadline
+    (store milliseconds, empty without one), then C{\tid\tport\thost}.
+    Equal scores sort by member, and the order is C{a} and the tick the
     worker entered the pool at while never answered since, C{b} and the tick
-    of its last answer otherwise: so the head is the most free slots, then
-    never answered in entering order, then least recently answered.
+    of its last answer otherwise (7 bytes, big-endian): so the head is the
+    most free slots, then never answered in entering order, then least
+    recently answered.
   - C{{P}:m}: each worker's member (kept while it has no free slot, for its
     order); C{{P}:w}: each worker's state (seq, capacity, ttl, owner, ttl
     deadline, lease deadline, stamp, port, host, tab separated; the stamp
-    changes with every accepted update); C{{P}:ids}: its ids, for listing.
-  - C{{P}:t}: answers given (the answer tick); C{{P}:e}: the update tick;
-    C{{P}:j}: free slots plus answers given, so the pool's free slots are
-    C{j - t} and an answer changes neither.
+    changes with every accepted update); C{{P}:ids}: its ids, for listing;
+    C{{P}:e}: the update tick.
   - C{{P}:wq}: waiting calls' tokens, first come first served (scored by
     C{{P}:wn}).
 Across pools: C{amp:where} (each worker's pool), C{amp:pools}, C{amp:dl}
-(deadlines of the workers that have one), C{amp:done} (answers of pools
-since emptied), C{amp:replicas} (each replica's heartbeat deadline),
-C{amp:o:OWNER} (the workers a scheduler connection holds),
+(deadlines of the workers that have one), the counters C{amp:t} (answers
+given: the answer tick), C{amp:j} (free slots plus answers given, so the
+free slots are C{j - t} and an answer changes neither), C{amp:n} (workers)
+and C{amp:wt} (waiting calls), C{amp:replicas} (each replica's heartbeat
+deadline), C{amp:o:OWNER} (the workers a scheduler connection holds),
 C{amp:r:R:owners}, C{amp:r:R:tok} (its waiting tokens and their pools),
 C{amp:r:R:wa} (answers handed to its waiting calls, not yet collected) and
 C{amp:primary} (the primary's identity, for the hold rule).  Scripts name
@@ -107,10 +108,7 @@ _DROP = """
 local function drop_if_empty(pool)
   local P = '{' .. pool .. '}'
   if redis.call('HLEN', P .. ':w') == 0 and redis.call('ZCARD', P .. ':wq') == 0 then
-    local t = tonumber(redis.call('GET', P .. ':t') or '0')
-    if t > 0 then redis.call('INCRBY', 'amp:done', t) end
-    redis.call('DEL', P .. ':t', P .. ':e', P .. ':j', P .. ':q', P .. ':m', P .. ':ids',
-      P .. ':wn')
+    redis.call('DEL', P .. ':e', P .. ':q', P .. ':m', P .. ':ids', P .. ':wn')
     redis.call('SREM', 'amp:pools', pool)
   end
 end
@@ -120,8 +118,9 @@ local function remove(pool, wid, s, member, score)
   local P = '{' .. pool .. '}'
   if score then
     redis.call('ZREM', P .. ':q', member)
-    redis.call('INCRBY', P .. ':j', tonumber(score))
+    redis.call('INCRBY', 'amp:j', tonumber(score))
   end
+  redis.call('DECR', 'amp:n')
   redis.call('HDEL', P .. ':w', wid)
   redis.call('HDEL', P .. ':m', wid)
   redis.call('ZREM', P .. ':ids', wid)
@@ -168,14 +167,14 @@ local function take(pool, out)
       live = tonumber(string.sub(rest, 1, tab - 1)) > at
     end
     if live then
-      local fresh = order('b', redis.call('INCR', P .. ':t')) .. rest
+      local fresh = order('b', redis.call('INCR', 'amp:t')) .. rest
       local free = 0 - tonumber(popped[2]) - 1
       if free > 0 then redis.call('ZADD', P .. ':q', 0 - free, fresh) end
       redis.call('HSET', P .. ':m', wid, fresh)
       return wid, rest
     end
     local s = state(redis.call('HGET', P .. ':w', wid))
-    redis.call('INCRBY', P .. ':j', tonumber(popped[2]))
+    redis.call('INCRBY', 'amp:j', tonumber(popped[2]))
     remove(pool, wid, s, popped[1], false)
     table.insert(out, wid)
     table.insert(out, pool)
@@ -199,6 +198,7 @@ local function serve(pool, out)
       redis.call('ZADD', P .. ':wq', token[2], token[1])
       return wid == false
     end
+    redis.call('DECR', 'amp:wt')
     local s = state(redis.call('HGET', P .. ':w', wid))
     local replica = string.match(token[1], '^([^/]*)/')
     redis.call('HSET', 'amp:r:' .. replica .. ':wa', token[1],
@@ -222,7 +222,7 @@ local function give_back(pool, wid, stamp, out)
   local free = score and 0 - tonumber(score) or 0
   if free >= s.cap then return false end
   redis.call('ZADD', P .. ':q', 0 - free - 1, member)
-  redis.call('INCRBY', P .. ':j', 1)
+  redis.call('INCR', 'amp:j')
   serve(pool, out)
   return true
 end
@@ -319,6 +319,7 @@ elseif token ~= '' then
   if redis.call('ZSCORE', 'amp:replicas', replica) then
     local P = '{' .. pool .. '}'
     redis.call('ZADD', P .. ':wq', redis.call('INCR', P .. ':wn'), token)
+    redis.call('INCR', 'amp:wt')
     redis.call('HSET', 'amp:r:' .. replica .. ':tok', token, pool)
     redis.call('SADD', 'amp:pools', pool)
     status = 'queued'
@@ -376,7 +377,7 @@ if text then
   else
     if score then
       redis.call('ZREM', O .. ':q', member)
-      redis.call('INCRBY', O .. ':j', tonumber(score))
+      redis.call('INCRBY', 'amp:j', tonumber(score))
     end
     redis.call('HDEL', O .. ':w', wid)
     redis.call('HDEL', O .. ':m', wid)
@@ -385,6 +386,7 @@ if text then
     member = nil
   end
 end
+if not text then redis.call('INCR', 'amp:n') end
 if not ord then
   ord = order('a', tick)
   redis.call('HSET', 'amp:where', wid, pool)
@@ -411,7 +413,7 @@ if cap > 0 then
 elseif queued and fresh == member then
   redis.call('ZREM', P .. ':q', member)
 end
-if change ~= 0 then redis.call('INCRBY', P .. ':j', change) end
+if change ~= 0 then redis.call('INCRBY', 'amp:j', change) end
 local out = {}
 -- Calls wait only while the pool has no free slot (see the module).
 local more = cap > 0 and not queued and serve(pool, out)
@@ -428,9 +430,12 @@ local more = serve(ARGV[1], out)
 return {more and 1 or 0, unpack(out)}
 """
 
-# ARGV: id.  1 if it was registered.
+# ARGV: id.  Its pool, if it was registered ('' if not).
 _GONE = """
-return remove_id(ARGV[1], 'gone', 0, nil) and 1 or 0
+local pool = redis.call('HGET', 'amp:where', ARGV[1])
+if not pool then return '' end
+remove_id(ARGV[1], 'gone', 0, nil)
+return pool
 """
 
 # ARGV: pool, token, replica.  'withdrawn' (it left the line), the answer
@@ -439,6 +444,7 @@ return remove_id(ARGV[1], 'gone', 0, nil) and 1 or 0
 _WITHDRAW = """
 local pool, token, replica = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('ZREM', '{' .. pool .. '}:wq', token) == 1 then
+  redis.call('DECR', 'amp:wt')
   redis.call('HDEL', 'amp:r:' .. replica .. ':tok', token)
   drop_if_empty(pool)
   return 'withdrawn'
@@ -466,11 +472,12 @@ local given = give_back(ARGV[1], ARGV[2], ARGV[3], out)
 return {given and 1 or 0, unpack(out)}
 """
 
-# ARGV: owner, grace ms.  {more, removed...}.
+# ARGV: owner, grace ms.  {more, workers it held before, removed...}.
 _LOSE = """
 local out = {}
+local held = redis.call('SCARD', 'amp:o:' .. ARGV[1])
 local left = lose(ARGV[1], tonumber(ARGV[2]), now(), @BUDGET@, out)
-return {left <= 0 and redis.call('EXISTS', 'amp:o:' .. ARGV[1]) or 0, unpack(out)}
+return {left <= 0 and redis.call('EXISTS', 'amp:o:' .. ARGV[1]) or 0, held, unpack(out)}
 """
 
 # ARGV: replica, lapse ms.  Registers a replica: its heartbeat runs out
@@ -494,7 +501,9 @@ local function bury(dead, grace, at, budget, out)
   if budget <= 0 then return budget end
   local tokens = redis.call('HGETALL', 'amp:r:' .. dead .. ':tok')
   for i = 1, #tokens, 2 do
-    redis.call('ZREM', '{' .. tokens[i + 1] .. '}:wq', tokens[i])
+    if redis.call('ZREM', '{' .. tokens[i + 1] .. '}:wq', tokens[i]) == 1 then
+      redis.call('DECR', 'amp:wt')
+    end
     drop_if_empty(tokens[i + 1])
   end
   redis.call('DEL', 'amp:r:' .. dead .. ':tok')
@@ -551,27 +560,20 @@ if not known then return 0 end
 for _, pool in ipairs(redis.call('SMEMBERS', 'amp:pools')) do
   local P = '{' .. pool .. '}'
   redis.call('DEL', P .. ':q')
-  redis.call('SET', P .. ':j', redis.call('GET', P .. ':t') or '0')
 end
+redis.call('SET', 'amp:j', redis.call('GET', 'amp:t') or '0')
 for _, replica in ipairs(redis.call('ZRANGE', 'amp:replicas', 0, -1)) do
   redis.call('DEL', 'amp:r:' .. replica .. ':wa')
 end
 return 1
 """
 
-# {workers, free slots, waiting, dispatched}.
+# {workers, free slots, waiting, dispatched}: the store's counters, kept by
+# the scripts that change them (a cost that does not grow with the pools).
 _STATS = """
-local workers, free, waiting = 0, 0, 0
-local dispatched = tonumber(redis.call('GET', 'amp:done') or '0')
-for _, pool in ipairs(redis.call('SMEMBERS', 'amp:pools')) do
-  local P = '{' .. pool .. '}'
-  local t = tonumber(redis.call('GET', P .. ':t') or '0')
-  workers = workers + redis.call('HLEN', P .. ':w')
-  free = free + tonumber(redis.call('GET', P .. ':j') or '0') - t
-  waiting = waiting + redis.call('ZCARD', P .. ':wq')
-  dispatched = dispatched + t
-end
-return {workers, free, waiting, dispatched}
+local n, j, t, wt = unpack(redis.call('MGET', 'amp:n', 'amp:j', 'amp:t', 'amp:wt'))
+t = tonumber(t or '0')
+return {tonumber(n or '0'), tonumber(j or '0') - t, tonumber(wt or '0'), t}
 """
 
 # ARGV: pool ('' for every pool), after ('' for none), limit.  {rows, more}:

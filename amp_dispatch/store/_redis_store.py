@@ -432,6 +432,12 @@ class RedisStore:
                     from_pool=reply[0][len(b"moved:") :].decode(),
                     pool=pool,
                 )
+        elif outcome is UpdateOutcome.ACCEPTED:
+            _log.debug("worker updated", worker_id=report.worker_id, capacity=report.capacity)
+        elif outcome is UpdateOutcome.STALE:
+            _log.debug("update stale", worker_id=report.worker_id, seq=report.seq)
+        else:
+            _log.debug("update duplicate", worker_id=report.worker_id, seq=report.seq)
         self._removed(reply[2:])
         if owner is not None and outcome is not UpdateOutcome.STALE:
             self._owners[owner] = None
@@ -456,10 +462,10 @@ class RedisStore:
         """
         return self._run("gone", worker_id).addCallback(self._was_gone, worker_id)
 
-    def _was_gone(self, known: int, worker_id: str) -> bool:
-        if known:
-            _log.info("worker removed", worker_id=worker_id, reason="gone")
-        return bool(known)
+    def _was_gone(self, pool: bytes, worker_id: str) -> bool:
+        if pool:
+            _log.info("worker removed", worker_id=worker_id, pool=pool.decode(), reason="gone")
+        return bool(pool)
 
     def owner_lost(self, owner: Owner) -> Deferred[None]:
         """
@@ -469,7 +475,6 @@ class RedisStore:
         if owner not in self._owners:
             return succeed(None)
         del self._owners[owner]
-        _log.info("lease grace started", owner=owner, grace=self.lease_grace)
         held_by = f"{self.replica}:{owner}"
         return self._lose(held_by).addErrback(self._lose_failed, held_by)
 
@@ -482,10 +487,12 @@ class RedisStore:
         failure.trap(StoreUnavailable)
         self._unlost[owner] = None
 
-    def _lose(self, owner: str) -> Deferred[None]:
+    def _lose(self, owner: str, first: bool = True) -> Deferred[None]:
         def lost(reply: List[Any]) -> Optional[Deferred[None]]:
-            self._removed(reply[1:])
-            return self._lose(owner) if reply[0] else None
+            if first and reply[1]:
+                _log.info("lease grace started", workers=reply[1], grace=self.lease_grace)
+            self._removed(reply[2:])
+            return self._lose(owner, first=False) if reply[0] else None
 
         return self._run("lose", owner, self._ms(self.lease_grace)).addCallback(lost)
 
