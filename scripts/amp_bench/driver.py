@@ -481,7 +481,7 @@ class Bench:
                 f"{reg['used_memory_per_worker']:.0f} bytes/worker"
             )
             client = store
-            answered = [reg["check"]["answered"]]
+            before = [reg["check"]]
 
             def after(result: Result) -> None:
                 # Calls still queued when the load generator left (in the
@@ -489,8 +489,8 @@ class Bench:
                 # by the next run: wait, bounded, until the server core is idle.
                 result["settle_s"] = _settle(servers.pids)
                 check = client.check().as_dict()
-                _store_figures(result, check, answered[0])
-                answered[0] = check["answered"]
+                _store_figures(result, check, before[0])
+                before[0] = check
 
             for system in systems:
                 self.run_loadgen(system, size, base, after=after, one_in_flight=True)
@@ -669,12 +669,12 @@ def _split_cpu(cpu_s: Dict[str, float]) -> Tuple[float, float]:
     return store, sum(v for k, v in cpu_s.items() if k != "store")
 
 
-def _store_figures(result: Result, check: Dict[str, int], answered_before: int) -> None:
+def _store_figures(result: Result, check: Dict[str, int], before: Dict[str, int]) -> None:
     """
     A shared-store run's figures: the server core's CPU is the store's and
     the replicas', each also per call; C{check} is the store's count of the
-    pool after the run (see L{StoreClient.check}), C{answered_before} its
-    C{answered} before the run.
+    pool after the run (see L{StoreClient.check}), C{before} the same before
+    the run.
     """
     calls = max(result["calls"], 1)
     store_s, replica_s = _split_cpu(result["cpu_s"])
@@ -686,11 +686,13 @@ def _store_figures(result: Result, check: Dict[str, int], answered_before: int) 
     result["store_cpu_share"] = store_s / result["seconds"]
     result["replica_cpu_share"] = replica_s / result["seconds"]
     # Every worker's answers since its update within its capacity (no free
-    # slots below 0 or above the capacity), their sum the store's own count
-    # of answers, and the run's share of it at least the successful answers
-    # the load generator counted in its window.
+    # slots below 0 or above the capacity), the run's answers as many as the
+    # store's own count of answers grew by (only this pool is asked during
+    # the run), and at least the successful answers the load generator
+    # counted in its window.
     counted = result["calls"] - sum(result.get("errors", {}).values())
-    phase = check["answered"] - answered_before
+    phase = check["answered"] - before["answered"]
+    counter = check["answers_counter"] - before["answers_counter"]
     result["check"] = dict(check, counted=counted, phase_answers=phase)
     # (A WorkerUpdate stream refills workers: answers before a worker's
     # update no longer count against it, only the bounds are checked.)
@@ -699,7 +701,7 @@ def _store_figures(result: Result, check: Dict[str, int], answered_before: int) 
         check["negative"] == 0
         and check["above"] == 0
         and check["answered"] <= check["capacity"]
-        and (refilled or (check["answered"] == check["answers_counter"] and phase >= counted))
+        and (refilled or (phase == counter and phase >= counted))
     )
 
 

@@ -15,7 +15,7 @@ from amp_dispatch.store._resp import PythonReader, ReplyError, encode_command
 
 #: Every worker of pool KEYS-less ARGV[1]: its capacity (from its state),
 #: its free slots (minus its score in the queue, 0 when it is out of the
-#: queue), and the pool's answers given (C{{P}:t}).  Layout: see
+#: queue), and the store's answers given (C{amp:t}, every pool's).  Layout: see
 #: C{amp_dispatch/store/_redis_scripts.py}.
 CHECK_LUA = """
 local P = '{' .. ARGV[1] .. '}'
@@ -37,7 +37,7 @@ for i = 1, #w, 2 do
   if free > cap then over = over + 1 end
   if cap - free > most then most = cap - free end
 end
-local t = tonumber(redis.call('GET', P .. ':t') or '0')
+local t = tonumber(redis.call('GET', 'amp:t') or '0')
 return {workers, capacity, answered, negative, over, most, t}
 """
 
@@ -49,7 +49,7 @@ class PoolCheck:
     of capacity minus free slots (the answers since each worker's update),
     C{negative} the workers whose free slots went below 0, C{above} those
     with more free slots than their capacity, C{answers_counter} the
-    store's own count of answers (C{{P}:t}).
+    store's own count of answers (C{amp:t}, of every pool).
     """
 
     workers: int
