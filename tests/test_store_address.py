@@ -200,11 +200,17 @@ def test_password_file_missing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("environ", "expected"),
-    [({PASSWORD_ENV: "from-env"}, "from-env"), ({PASSWORD_ENV: ""}, None), ({}, None)],
+    [
+        ({PASSWORD_ENV: "from-env"}, "from-env"),
+        ({PASSWORD_ENV: "from-env\n"}, "from-env"),
+        ({PASSWORD_ENV: "\r\n"}, None),
+        ({PASSWORD_ENV: ""}, None),
+        ({}, None),
+    ],
 )
 def test_password_from_environment(environ: Dict[str, str], expected: Optional[str]) -> None:
     """
-    Without a file, the environment variable (if set and not empty), else
-    no password.
+    Without a file, the environment variable (without a line end, if set
+    and not empty), else no password.
     """
     assert read_store_password(None, environ) == expected

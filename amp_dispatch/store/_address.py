@@ -183,8 +183,8 @@ def _parse_db(url: str, text: str) -> int:
 def read_store_password(password_file: Optional[str], environ: Mapping[str, str]) -> Optional[str]:
     """
     The store's password: the first line of C{password_file} (without its
-    line end) if given, else C{$AMP_DISPATCH_STORE_PASSWORD} if set and not
-    empty, else C{None}.
+    line end) if given, else C{$AMP_DISPATCH_STORE_PASSWORD} (without a line
+    end) if set and not empty, else C{None}.
 
     Read once at start-up (a blocking read of a small local file).
 
@@ -203,7 +203,9 @@ def read_store_password(password_file: Optional[str], environ: Mapping[str, str]
         if not password:
             raise ValueError(f"the store password file {password_file!r} starts with an empty line")
         return password
-    return environ.get(PASSWORD_ENV) or None
+    # A line end, as `export VAR="$(cat file)"` or an env file may leave one,
+    # is not part of the password (as with the file's first line).
+    return environ.get(PASSWORD_ENV, "").rstrip("\r\n") or None
 
 
 __all__ = [
