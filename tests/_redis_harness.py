@@ -87,8 +87,10 @@ class _SocketTransport:
 
 
 def _read(connection: socket.socket) -> bytes:
-    ready, _, _ = select.select([connection], [], [], PUMP_TIMEOUT)
-    if not ready:
+    # poll, not select: select refuses file descriptors past 1023.
+    poller = select.poll()
+    poller.register(connection, select.POLLIN)
+    if not poller.poll(PUMP_TIMEOUT * 1000):
         raise AssertionError(f"the store did not answer within {PUMP_TIMEOUT} s")
     data = connection.recv(1 << 16)
     if not data:
@@ -238,6 +240,10 @@ class RedisHarness(StoreHarness):
 
     def pump(self) -> None:
         pump([link for link in self.links if link.store not in self.silenced])
+
+    def close(self) -> None:
+        for link in self.links:
+            link.close()
 
     def settle(self) -> None:
         self.pump()

@@ -207,6 +207,11 @@ class StoreMachine(RuleBasedStateMachine):
 
     # -- rules ----------------------------------------------------------------
 
+    def teardown(self) -> None:
+        harness = getattr(self, "harness", None)
+        if harness is not None:
+            harness.close()
+
     @initialize(lease_grace=st.sampled_from([0.0, 1.5]), max_waiting=st.sampled_from([3, 100]))
     def start(self, lease_grace: float, max_waiting: int) -> None:
         self.setup(lease_grace, max_waiting)

@@ -8,7 +8,7 @@ L{tests._store_model} runs through it too.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, MutableMapping, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Iterator, List, MutableMapping, Optional, Tuple, Type
 
 import pytest
 from amp_dispatch_commands import NoWorkerAvailable, Overloaded
@@ -55,7 +55,7 @@ class StoreTests:
     make_harness: MakeHarness
 
     @pytest.fixture(autouse=True)
-    def _store(self, logs: List[MutableMapping[str, Any]]) -> None:
+    def _store(self, logs: List[MutableMapping[str, Any]]) -> Iterator[None]:
         self.logs = logs
         self.harness = self.make_harness(
             DispatcherConfig(
@@ -65,6 +65,8 @@ class StoreTests:
             )
         )
         self.store: Any = _Resolving(self.harness)
+        yield
+        self.harness.close()
 
     def add(
         self,

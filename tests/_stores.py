@@ -77,6 +77,11 @@ class StoreHarness:
         """
         return list(self.clock.getDelayedCalls())
 
+    def close(self) -> None:
+        """
+        Let go of what the store holds outside the process (connections).
+        """
+
     def settle(self) -> None:
         """
         Let the store take in the calls made so far (a store in another

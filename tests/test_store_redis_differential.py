@@ -8,7 +8,7 @@ so a failure names the run that shows it).
 from __future__ import annotations
 
 import random
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
 from twisted.internet.task import Clock
@@ -59,12 +59,13 @@ def operations(seed: int) -> List[Operation]:
 
 
 @pytest.fixture(params=[RedisHarness, ValkeyHarness], ids=["redis", "valkey"])
-def harness(request: pytest.FixtureRequest) -> RedisHarness:
+def harness(request: pytest.FixtureRequest) -> Iterator[RedisHarness]:
     """
     A shared store alone on a real server of each kind.
     """
     made: RedisHarness = request.param(DEFAULT_CONFIG)
-    return made
+    yield made
+    made.close()
 
 
 def answers(memory: Any, harness: RedisHarness, operation: Operation) -> Tuple[Any, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Any, Callable, Dict, List, MutableMapping, Optional
+from typing import Any, Callable, Dict, Iterator, List, MutableMapping, Optional
 
 import pytest
 from amp_dispatch_commands import NoWorkerAvailable, StoreUnavailable
@@ -28,9 +28,10 @@ CONFIG = DispatcherConfig(lease_grace=30.0)
 
 
 @pytest.fixture(params=[RedisHarness, ValkeyHarness], ids=["redis", "valkey"])
-def harness(request: pytest.FixtureRequest) -> RedisHarness:
+def harness(request: pytest.FixtureRequest) -> Iterator[RedisHarness]:
     made: RedisHarness = request.param(CONFIG)
-    return made
+    yield made
+    made.close()
 
 
 def report(worker_id: str = "w1", capacity: int = 1, seq: Optional[int] = None) -> WorkerReport:
@@ -363,7 +364,11 @@ def test_no_over_dispatch_random(harness: RedisHarness) -> None:
     accepted updates, and the counters agree with the calls.
     """
     for seed in range(RUNS):
-        random_run(type(harness)(CONFIG), seed)
+        run = type(harness)(CONFIG)
+        try:
+            random_run(run, seed)
+        finally:
+            run.close()
 
 
 def test_registered_and_moved_logged(
