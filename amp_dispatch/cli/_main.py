@@ -4,6 +4,7 @@ The C{amp-dispatch} command: C{serve} runs the dispatcher, C{probe} talks to one
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, List, NoReturn, Optional
 
@@ -12,29 +13,22 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
-from .. import __version__
 from ._logging import configure
 from ._probe import ProbeOptions, quiet_logging, run_probe
 from ._serve import ServeOptions, make_service
+from ._version import VersionOption
 
 
-class Options(usage.Options):
+class Options(VersionOption, usage.Options):
     """
     The C{amp-dispatch} command line.
     """
 
-    synopsis = "amp-dispatch serve|probe [options]"
+    synopsis = "Usage: amp-dispatch serve|probe [options]"
     subCommands = [
         ["serve", None, ServeOptions, "Run the dispatcher."],
         ["probe", None, ProbeOptions, "Send one command to a dispatcher and print the answer."],
     ]
-
-    def opt_version(self) -> NoReturn:
-        """
-        Print the version and exit.
-        """
-        print(f"amp-dispatch {__version__}")
-        sys.exit(0)
 
     def postOptions(self) -> None:
         if self.subCommand is None:
@@ -72,8 +66,32 @@ def _command_path(options: usage.Options) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> NoReturn:
     """
-    Run the C{amp-dispatch} command with C{argv} (default: C{sys.argv[1:]}).
+    Run the C{amp-dispatch} command with C{argv} (default: C{sys.argv[1:]});
+    quiet when its output's reader has gone (C{amp-dispatch --help | head}).
     """
+    try:
+        _main(argv)
+    except SystemExit:
+        _flush_quietly()
+        raise
+    except BrokenPipeError:
+        _flush_quietly()
+        sys.exit(1)
+    sys.exit(0)
+
+
+def _flush_quietly() -> None:
+    """
+    Flush standard output; if its reader has gone, point it at /dev/null
+    so that the flush at exit does not print a traceback.
+    """
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _main(argv: Optional[List[str]]) -> None:
     options = Options()
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)

@@ -46,6 +46,7 @@ from ..client import (
 from ..client._base import DispatcherClient
 from ..client._connection import Endpoint
 from ..client._defaults import CLIENT_CALL_TIMEOUT, CONNECT_FRONTEND, CONNECT_SCHEDULER
+from ._version import VersionOption
 
 T = TypeVar("T")
 
@@ -287,7 +288,7 @@ def scheduler_client(reactor: Any, endpoint: str, call_timeout: float) -> Schedu
 # -- the subcommands -----------------------------------------------------------
 
 
-class _Subcommand(usage.Options, Generic[C, R]):
+class _Subcommand(VersionOption, usage.Options, Generic[C, R]):
     """
     What every subcommand has: the listener it talks to, its client, its
     calls, how their result is shown.
@@ -436,17 +437,25 @@ class GoneOptions(_SchedulerSubcommand[bool]):
 
 class StatsOptions(_Subcommand[DispatcherClient, DispatcherStats]):
     """
-    C{probe stats}: C{Stats} on the front end, or the scheduler listener.
+    C{probe stats}: C{Stats} on the front end, or the scheduler listener:
+    with C{--scheduler}, or when only the probe's C{--scheduler EP} was
+    given (then that is the dispatcher asked).
     """
 
     synopsis = "[--scheduler]"
     optFlags = [["scheduler", None, "Ask the scheduler listener instead of the front end."]]
 
     def listener(self) -> str:
-        return "scheduler" if self["scheduler"] else "frontend"
+        probe = self.parent
+        only_scheduler = (
+            probe is not None
+            and probe["scheduler"] != CONNECT_SCHEDULER
+            and probe["frontend"] == CONNECT_FRONTEND
+        )
+        return "scheduler" if self["scheduler"] or only_scheduler else "frontend"
 
     def client(self, reactor: Any, endpoint: str, call_timeout: float) -> DispatcherClient:
-        make = scheduler_client if self["scheduler"] else frontend_client
+        make = scheduler_client if self.listener() == "scheduler" else frontend_client
         return make(reactor, endpoint, call_timeout)
 
     async def ask(self, client: DispatcherClient) -> DispatcherStats:
@@ -479,7 +488,7 @@ class ListOptions(_SchedulerSubcommand[WorkerPage]):
         return render_workers(result, as_json)
 
 
-class ProbeOptions(usage.Options):
+class ProbeOptions(VersionOption, usage.Options):
     """
     Options of the probe.
     """

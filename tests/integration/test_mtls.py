@@ -237,13 +237,12 @@ async def test_probe_without_certificate_fails(
 @pytest_twisted.ensureDeferred
 async def test_string_without_ca_cannot_listen(dispatchers: DispatcherLauncher, pki: PKI) -> None:
     """
-    An C{mtls:} string without C{caCerts}: the process logs C{cannot listen}
-    naming the parameter and exits 1.
+    An C{mtls:} string without C{caCerts}: a usage error (exit status 2)
+    naming the option and the parameter, before anything listens.
     """
     without_ca = pki.mtls().split(":caCerts=")[0]
     with pytest.raises(ProcessGone):
         await dispatchers.start(scheduler=without_ca)
     log = dispatchers.processes[-1].log
-    assert log.exit_code == 1
-    [event] = log.found({"event": "cannot listen"})
-    assert event["error"].startswith("mtls: caCerts: missing")
+    assert log.exit_code == 2
+    assert b"amp-dispatch: --scheduler: mtls: caCerts: missing" in log.stderr
