@@ -116,10 +116,10 @@ class PumpedLink:
     def execute(self, *arguments: Value) -> Any:
         return self.protocol.execute(*arguments)
 
-    execute_connected = execute
-
     def send(self, command: bytes) -> Any:
         return self.protocol.send(command)
+
+    send_connected = send
 
     def send_then(self, command: bytes, sink: Any) -> None:
         self.protocol.send_then(command, sink)

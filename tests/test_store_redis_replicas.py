@@ -394,10 +394,10 @@ class _DownLink:
     def execute(self, *arguments: Any) -> Deferred[Any]:
         return fail(StoreUnavailable("the store is down"))
 
-    execute_connected = execute
-
     def send(self, command: bytes) -> Deferred[Any]:
         return self.execute(command)
+
+    send_connected = send
 
     def send_then(self, command: bytes, sink: Callable[[Any], object]) -> None:
         sink(StoreUnavailable("the store is down"))
@@ -464,3 +464,30 @@ def test_owner_lost_while_store_down_gets_lease_grace(harness: RedisHarness) -> 
     assert [row.expires_in for row in rows] == [CONFIG.lease_grace]
     harness.advance(CONFIG.lease_grace + 1)
     assert harness.resolve(store.stats()).workers == 0
+
+
+def test_owner_lost_while_store_down_without_grace(
+    logs: List[MutableMapping[str, Any]],
+) -> None:
+    """
+    With no lease grace, the workers of a connection that closed while the
+    store could not be reached are removed once the link is back, and the
+    removals are logged as such.
+    """
+    for kind in (RedisHarness, ValkeyHarness):
+        run = kind(DispatcherConfig(lease_grace=0.0))
+        try:
+            store = run.redis_store
+            link = run.links[0]
+            run.resolve(store.update(report("w1", capacity=1), owner=7))
+            store.attach(_DownLink())
+            assert result_of(store.owner_lost(7)) is None
+            store.attach(link)
+            run.resolve(store.connected("primary-1"))
+            assert run.resolve(store.stats()).workers == 0
+        finally:
+            run.close()
+    removed = [
+        (log["worker_id"], log["reason"]) for log in logs if log["event"] == "worker removed"
+    ]
+    assert removed == [("w1", "lease expired")] * 2

@@ -296,6 +296,15 @@ class StoreLink:
         else:
             ready.send_then(command, sink)
 
+    def send_connected(self, command: bytes) -> Deferred[Any]:
+        """
+        L{send}, also while C{on_ready} runs (see L{execute_connected}).
+        """
+        command_connection = self._command
+        if command_connection is None:
+            return fail(StoreUnavailable(self._why))
+        return command_connection.send(command)
+
     def execute_connected(self, *arguments: Value) -> Deferred[Any]:
         """
         L{execute}, also while C{on_ready} runs (the connection is up to a

@@ -65,6 +65,8 @@ class RedisProtocol(Protocol):
         self._lost: Optional[str] = None
         self._lost_error = lost_error
         self._on_lost = on_lost
+        # Where messages of a subscribing connection go (RedisSubscriber).
+        self._on_message: Optional[Callable[[bytes, bytes], object]] = None
         self._closed = False
 
     def execute(self, *arguments: Value) -> Deferred[Any]:
@@ -102,19 +104,30 @@ class RedisProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         reader = self._reader
         waiting = self._waiting
+        on_message = self._on_message
         try:
             reader.feed(data)
             reply = reader.gets()
             while reply is not False:
-                if not waiting:
-                    raise ProtocolError("a reply to no command")
-                answered = waiting.popleft()
-                if answered.__class__ is not Deferred:
-                    answered(reply)
-                elif isinstance(reply, ReplyError):
-                    answered.errback(reply)
+                if (
+                    on_message is not None
+                    and type(reply) is list
+                    and len(reply) == 3
+                    and reply[0] == b"message"
+                ):
+                    on_message(reply[1], reply[2])
                 else:
-                    answered.callback(reply)
+                    if not waiting:
+                        raise ProtocolError("a reply to no command")
+                    answered = waiting.popleft()
+                    if answered.__class__ is not Deferred:
+                        answered(reply)
+                    elif isinstance(reply, ReplyError):
+                        answered.errback(reply)
+                    else:
+                        answered.callback(reply)
+                if self._lost is not None:
+                    return  # whoever it answered dropped the connection
                 reply = reader.gets()
         except ProtocolError as e:
             self._lost = f"the store's reply was refused: {e}"
@@ -178,29 +191,6 @@ class RedisSubscriber(RedisProtocol):
     ) -> None:
         super().__init__(reader, lost_error=lost_error, on_lost=on_lost)
         self._on_message = on_message
-
-    def dataReceived(self, data: bytes) -> None:
-        reader = self._reader
-        waiting = self._waiting
-        try:
-            reader.feed(data)
-            reply = reader.gets()
-            while reply is not False:
-                if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
-                    self._on_message(reply[1], reply[2])
-                elif not waiting:
-                    raise ProtocolError("a reply to no command")
-                elif isinstance(reply, ReplyError):
-                    waiting.popleft().errback(reply)
-                else:
-                    waiting.popleft().callback(reply)
-                if self._lost is not None:
-                    return
-                reply = reader.gets()
-        except ProtocolError as e:
-            self._lost = f"the store's reply was refused: {e}"
-            if self.transport is not None:
-                self.transport.loseConnection()
 
 
 __all__ = ["RedisProtocol", "RedisSubscriber", "StoreConnectionLost"]

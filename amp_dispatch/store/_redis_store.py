@@ -55,22 +55,19 @@ _MAX_RECORDS = 1 << 18
 class Link(Protocol):
     """
     What the store needs of its link to the server (L{_link.StoreLink}, or a
-    test's): C{execute} sends one command and returns a Deferred of its
-    reply, failing with C{StoreUnavailable} when the store cannot be
-    reached; C{send} the same for a command encoded already, C{send_then}
-    with the reply (or that error) given to a function instead;
-    C{execute_connected} like C{execute} while the link is being set up (in
-    L{RedisStore.connected}).  A structural type: links need not inherit
-    it.
+    test's): C{send} sends one command, encoded already, and returns a
+    Deferred of its reply, failing with C{StoreUnavailable} when the store
+    cannot be reached; C{send_then} gives the reply (or that error) to a
+    function instead; C{send_connected} is C{send} while the link is being
+    set up (in L{RedisStore.connected}).  A structural type: links need not
+    inherit it.
     """
-
-    def execute(self, *arguments: Value) -> Deferred[Any]: ...
 
     def send(self, command: bytes) -> Deferred[Any]: ...
 
     def send_then(self, command: bytes, sink: Callable[[Any], object]) -> None: ...
 
-    def execute_connected(self, *arguments: Value) -> Deferred[Any]: ...
+    def send_connected(self, command: bytes) -> Deferred[Any]: ...
 
     def start(self) -> None: ...
 
@@ -224,6 +221,7 @@ class RedisStore:
                 self._fence()
             else:
                 self._beat_at = self._clock.seconds()
+                self._removed(reply[2:])
         if not self._joined:
             await self._join(self._run_connected)
         if await self._run_connected("primary", identity):
@@ -248,11 +246,7 @@ class RedisStore:
             await self._give_back(self._run_connected, self._returning[0])
             del self._returning[0]
         for owner in list(self._unlost):
-            while True:
-                reply = await self._run_connected("lose", owner, self._ms(self.lease_grace))
-                self._removed(reply[1:])
-                if not reply[0]:
-                    break
+            await self._lose(owner, self._run_connected)
             self._unlost.pop(owner, None)
 
     async def _give_back(self, run: Callable[..., Deferred[Any]], answer: bytes) -> None:
@@ -285,28 +279,24 @@ class RedisStore:
         restart or a C{SCRIPT FLUSH}: C{NOSCRIPT}, which runs nothing), load
         it once, whatever the number of calls that met it, and run it again.
         """
-        script = self._scripts[name]
-        return self._send(script, encode_command("EVALSHA", script.sha, 0, *arguments))
-
-    def _send(self, script: Script, command: bytes) -> Deferred[Any]:
-        """
-        L{_run} of C{script}, its call encoded already as C{command}.
-        """
         link = self._link
         if link is None:
             return fail(StoreUnavailable("the store is not connected"))
-        return link.send(command).addErrback(self._unloaded, link.send, script, command)
+        return self._script(link.send, name, arguments)
 
     def _run_connected(self, name: str, *arguments: Value) -> Deferred[Any]:
         """
-        L{_run} while the link is being set up.
+        L{_run} while the link is being set up (see L{connected}).
         """
-        link = self._link
-        assert link is not None
+        assert self._link is not None
+        return self._script(self._link.send_connected, name, arguments)
+
+    def _script(
+        self, send: Callable[[bytes], Deferred[Any]], name: str, arguments: Sequence[Value]
+    ) -> Deferred[Any]:
         script = self._scripts[name]
-        return link.execute_connected("EVALSHA", script.sha, 0, *arguments).addErrback(
-            self._unloaded_connected, link, script, arguments
-        )
+        command = encode_command("EVALSHA", script.sha, 0, *arguments)
+        return send(command).addErrback(self._unloaded, send, script, command)
 
     def _unloaded(
         self,
@@ -320,15 +310,6 @@ class RedisStore:
         return self._loaded(
             lambda: send(encode_command("SCRIPT", "LOAD", script.source)), script
         ).addCallback(lambda _: send(command))
-
-    def _unloaded_connected(
-        self, failure: Failure, link: Link, script: Script, arguments: Sequence[Value]
-    ) -> Deferred[Any]:
-        if not (failure.check(ReplyError) and str(failure.value).startswith("NOSCRIPT")):
-            return failure  # type: ignore[return-value]
-        return self._loaded(
-            lambda: link.execute_connected("SCRIPT", "LOAD", script.source), script
-        ).addCallback(lambda _: link.execute_connected("EVALSHA", script.sha, 0, *arguments))
 
     def _loaded(self, load: Callable[[], Deferred[Any]], script: Script) -> Deferred[None]:
         """
@@ -487,14 +468,22 @@ class RedisStore:
         failure.trap(StoreUnavailable)
         self._unlost[owner] = None
 
-    def _lose(self, owner: str, first: bool = True) -> Deferred[None]:
+    def _lose(
+        self, owner: str, run: Optional[Callable[..., Deferred[Any]]] = None, first: bool = True
+    ) -> Deferred[None]:
+        """
+        Start the lease grace of C{owner}'s workers, in as many bounded
+        calls as it takes (by C{run}, default L{_run}).
+        """
+        script = run or self._run
+
         def lost(reply: List[Any]) -> Optional[Deferred[None]]:
             if first and reply[1]:
                 _log.info("lease grace started", workers=reply[1], grace=self.lease_grace)
             self._removed(reply[2:])
-            return self._lose(owner, first=False) if reply[0] else None
+            return self._lose(owner, script, first=False) if reply[0] else None
 
-        return self._run("lose", owner, self._ms(self.lease_grace)).addCallback(lost)
+        return script("lose", owner, self._ms(self.lease_grace)).addCallback(lost)
 
     def holds(self, owner: Owner) -> bool:
         """
