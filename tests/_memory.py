@@ -72,11 +72,21 @@ class HandledCommands:
 
     def __init__(self) -> None:
         self.calls: List[Tuple[bytes, str, ConnectionInfo, int]] = []
+        #: The rejected inputs, as (role, kind).
+        self.rejections: List[Tuple[str, str]] = []
+        #: The waits, in seconds.
+        self.waits: List[float] = []
 
     def __call__(
         self, command: bytes, outcome: str, connection: ConnectionInfo, count: int
     ) -> None:
         self.calls.append((command, outcome, connection, count))
+
+    def rejected(self, role: str, kind: str) -> None:
+        self.rejections.append((role, kind))
+
+    def waited(self, seconds: float) -> None:
+        self.waits.append(seconds)
 
     def counts(self) -> Dict[Tuple[bytes, str], int]:
         """

@@ -121,6 +121,9 @@ class PumpedLink:
 
     send_connected = send
 
+    #: Commands always reach the server.
+    ready = True
+
     def send_then(self, command: bytes, sink: Any) -> None:
         self.protocol.send_then(command, sink)
 

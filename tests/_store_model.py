@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from amp_dispatch._records import RegisteredWorker, Worker
 from amp_dispatch.server._config import DispatcherConfig
-from amp_dispatch.store._interface import StoreStats, WorkerReport
+from amp_dispatch.store._interface import PoolFigures, StoreStats, WorkerReport
 from tests._deferreds import fired
 from tests._stores import StoreHarness
 
@@ -340,6 +340,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.waiting[call.pool].remove(call)
         call.expected = CANCELLED
         call.deferred.cancel()
+        self.harness.settle()  # a shared store hears of it by a script
 
     @rule(step=st.sampled_from(STEPS))
     def advance(self, step: float) -> None:
@@ -389,6 +390,19 @@ class StoreMachine(RuleBasedStateMachine):
             waiting=len(self.pending()),
             dispatched=self.dispatched,
         )
+
+    @invariant()
+    def pools_agree(self) -> None:
+        expected = []
+        for pool in POOLS:
+            workers = [worker for worker in self.workers.values() if worker.pool == pool]
+            if workers or self.waiting[pool]:
+                free = sum(worker.free for worker in workers)
+                expected.append(PoolFigures(pool, len(workers), free, len(self.waiting[pool])))
+        named = self.resolve(self.store.pools(POOLS, 0))
+        assert named == expected, (named, expected)
+        found = self.resolve(self.store.pools([], len(POOLS)))
+        assert sorted(found, key=lambda figures: figures.pool) == expected
 
     @invariant()
     def workers_agree(self) -> None:

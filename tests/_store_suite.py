@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Iterator, List, MutableMapping, Optional, Tuple, Type
 
 import pytest
-from amp_dispatch_commands import NoWorkerAvailable, Overloaded
+from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded
 from twisted.internet.defer import CancelledError, Deferred
 
 from amp_dispatch._records import RegisteredWorker, Worker
 from amp_dispatch.server._config import DispatcherConfig
-from amp_dispatch.store._interface import StoreStats, WorkerReport
+from amp_dispatch.store._interface import PoolFigures, StoreStats, WorkerReport
 from tests._deferreds import assert_no_result, failure_of, result_of
 from tests._store_model import make_model_tests
 from tests._stores import StoreHarness
@@ -1236,6 +1236,81 @@ class Counters(StoreTests):
         assert self.store.stats().free_slots == 1
 
 
+class Figures(StoreTests):
+    """
+    C{pools}, C{removed} and C{available}: what metrics read.
+    """
+
+    def test_pools_named(self) -> None:
+        """
+        C{pools} gives each named pool's workers, free slots and waiting
+        calls, in the order named, leaving out pools that do not exist.
+        """
+        self.add("a", 3)
+        self.add("b", 2, pool="x")
+        self.add("c", 0, pool="x")
+        self.take()
+        self.take("x")
+        self.take("x")
+        self.wait("x")
+        assert self.store.pools(["x", "nothing", DEFAULT_POOL], 0) == [
+            PoolFigures("x", 2, 0, 1),
+            PoolFigures(DEFAULT_POOL, 1, 2, 0),
+        ]
+
+    def test_pools_more(self) -> None:
+        """
+        C{pools} adds up to C{more} pools that were not named.
+        """
+        for pool in ("p", "q", "r"):
+            self.add(f"w-{pool}", 1, pool=pool)
+        found = self.store.pools(["q"], 1)
+        assert found[0] == PoolFigures("q", 1, 1, 0)
+        assert len(found) == 2 and found[1].pool in ("p", "r")
+        assert sorted(figures.pool for figures in self.store.pools([], 10)) == ["p", "q", "r"]
+
+    def test_pools_forget_empty(self) -> None:
+        """
+        A pool whose last worker left and where no call waits is not given.
+        """
+        self.add("a", 1, pool="x")
+        self.add("a", 1, pool="y")
+        self.store.gone("a")
+        assert self.store.pools(["x", "y"], 10) == []
+
+    def test_pools_follow_moves(self) -> None:
+        """
+        A worker moving pools takes its free slots with it.
+        """
+        self.add("a", 3, pool="x")
+        self.take("x")
+        self.add("b", 1, pool="x")
+        self.add("a", 4, pool="y")
+        assert self.store.pools(["x", "y"], 0) == [
+            PoolFigures("x", 1, 1, 0),
+            PoolFigures("y", 1, 4, 0),
+        ]
+
+    def test_removed_by_reason(self) -> None:
+        """
+        C{removed} counts the workers removed, by reason.
+        """
+        assert self.harness.store.removed == {}
+        self.add("a")
+        self.store.gone("a")
+        self.add("t", ttl=5.0)
+        self.add("l", owner="s1")
+        self.store.owner_lost("s1")
+        self.harness.advance(self.lease_grace + 1.0)
+        assert self.harness.store.removed == {"gone": 1, "ttl expired": 1, "lease expired": 1}
+
+    def test_available(self) -> None:
+        """
+        A store that answers is available.
+        """
+        assert self.harness.store.available()
+
+
 class Listing(StoreTests):
     """
     C{list_workers}.
@@ -1327,6 +1402,7 @@ _SUITE: Tuple[Type[StoreTests], ...] = (
     WaitingShare,
     WaitingShareAndTotal,
     Counters,
+    Figures,
     Listing,
 )
 

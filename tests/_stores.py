@@ -6,7 +6,7 @@ answer comes as a L{Deferred}, as a store in another process answers.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -20,6 +20,7 @@ from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import (
     IWorkerStore,
     Owner,
+    PoolFigures,
     StoreStats,
     UpdateOutcome,
     WorkerReport,
@@ -163,6 +164,16 @@ class LaterStore:
 
     def stats(self) -> Deferred[StoreStats]:
         return self._later(self._store.stats)
+
+    def pools(self, names: Sequence[str], more: int) -> Deferred[List[PoolFigures]]:
+        return self._later(self._store.pools, names, more)
+
+    @property
+    def removed(self) -> Dict[str, int]:
+        return self._store.removed
+
+    def available(self) -> bool:
+        return self._store.available()
 
     def owner_lost(self, owner: Owner) -> Deferred[None]:
         return self._later(self._store.owner_lost, owner)

@@ -19,8 +19,9 @@ from amp_dispatch_commands import (
     Stats,
     WorkerGone,
 )
+from twisted.protocols import amp
 
-from amp_dispatch.protocol._hooks import ConnectionInfo
+from amp_dispatch.protocol._hooks import INVALID_ARGUMENT, NOT_SERVED, ConnectionInfo
 from tests._memory import Connection, RawDispatcher, lax, update
 
 
@@ -173,3 +174,58 @@ def test_connection_told(memory: RawDispatcher) -> None:
     ]
     assert len({connection.number for connection in connections}) == 3
     assert all(connection.peer != "?" for connection in connections)
+
+
+def test_rejected_invalid(memory: RawDispatcher) -> None:
+    """
+    A call refused for its arguments is told as a rejected input of its
+    listener, of kind C{invalid argument}.
+    """
+    with pytest.raises(InvalidArgument):
+        memory.frontend().call(lax(NextWorker), timeout=b"soon")
+    assert memory.handled.rejections == [("frontend", INVALID_ARGUMENT)]
+
+
+def test_rejected_not_served(memory: RawDispatcher) -> None:
+    """
+    A command the listener does not serve is told as C{command not served}.
+    """
+    with pytest.raises(amp.UnhandledCommand):
+        memory.frontend().call(WorkerGone, worker_id="w1")
+    assert memory.handled.rejections == [("frontend", NOT_SERVED)]
+
+
+def test_waited_answered(memory: RawDispatcher) -> None:
+    """
+    A call that waited is told with how long it waited.
+    """
+    frontend = memory.frontend()
+    frontend.send(NextWorker, timeout=5.0)
+    memory.clock.advance(1.5)
+    update(memory.scheduler(), "w1")
+    frontend.flush()
+    assert memory.handled.waits == [1.5]
+
+
+def test_waited_timed_out(memory: RawDispatcher) -> None:
+    """
+    A call that waited until its timeout is told with its wait.
+    """
+    frontend = memory.frontend()
+    frontend.send(NextWorker, timeout=5.0)
+    memory.clock.advance(5.0)
+    frontend.flush()
+    assert memory.handled.waits == [5.0]
+
+
+def test_not_waited(memory: RawDispatcher) -> None:
+    """
+    Calls answered at once, and calls whose connection closed while they
+    waited, are not told as waits.
+    """
+    update(memory.scheduler(), "w1")
+    frontend = memory.frontend()
+    frontend.call(NextWorker, timeout=5.0)
+    frontend.send(NextWorker, timeout=5.0)
+    frontend.close()
+    assert memory.handled.waits == []

@@ -399,6 +399,8 @@ class _DownLink:
 
     send_connected = send
 
+    ready = False
+
     def send_then(self, command: bytes, sink: Callable[[Any], object]) -> None:
         sink(StoreUnavailable("the store is down"))
 

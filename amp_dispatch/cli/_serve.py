@@ -12,7 +12,13 @@ from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from ..server._config import DEFAULT_CONFIG, MAX_BOX_BYTES, MIN_BOX_BYTES, DispatcherConfig
+from ..server._config import (
+    DEFAULT_CONFIG,
+    MAX_BOX_BYTES,
+    MIN_BOX_BYTES,
+    NO_ADMIN,
+    DispatcherConfig,
+)
 from ..server._service import DispatcherService
 from ..store._address import PASSWORD_ENV, parse_store_url, read_store_password
 from ._logging import FORMATS, LEVELS, configure_under_twist
@@ -196,6 +202,13 @@ class ServeOptions(VersionOption, usage.Options):
                 "take over a replica's share (its waiting calls, its workers' leases).",
                 _replica_timeout,
             ],
+            [
+                "admin",
+                None,
+                DEFAULT_CONFIG.admin,
+                f"Admin listener, HTTP: /metrics (Prometheus), /healthz, /readyz "
+                f"({NO_ADMIN}: off).",
+            ],
             ["log-format", None, "console", "console or json.", _choice(FORMATS)],
             ["log-level", None, "info", "debug, info, warning or error.", _choice(LEVELS)],
         ]
@@ -205,7 +218,10 @@ class ServeOptions(VersionOption, usage.Options):
         return f"Usage: amp-dispatch serve {self.synopsis}"
 
     def postOptions(self) -> None:
-        for listener in ("frontend", "scheduler"):
+        listeners = ["frontend", "scheduler"]
+        if self["admin"] != NO_ADMIN:
+            listeners.append("admin")
+        for listener in listeners:
             try:
                 # Made, not listened on: a bad string is refused here.
                 serverFromString(None, self[listener])
@@ -245,6 +261,7 @@ def make_service(options: ServeOptions, reactor: Any) -> DispatcherService:
         store_password=options["store-password"],
         store_ca=options["store-ca"],
         replica_timeout=options["replica-timeout"],
+        admin=options["admin"],
     )
     return DispatcherService(reactor, config)
 

@@ -6,24 +6,18 @@ schema package's and the protocol's.
 from __future__ import annotations
 
 import sys
-from importlib import metadata
 from typing import NoReturn
 
-from amp_dispatch_commands import PROTOCOL_VERSION
-
-from .. import __version__
+from .._versions import PROTOCOL_VERSION, __version__, schema_version
 
 
 def version_text() -> str:
     """
     C{amp-dispatch 0.1.0 (amp-dispatch-commands 1.1.0, protocol v1)}.
     """
-    try:
-        schema = metadata.version("amp-dispatch-commands")
-    except metadata.PackageNotFoundError:
-        schema = "not installed"
     return (
-        f"amp-dispatch {__version__} (amp-dispatch-commands {schema}, protocol v{PROTOCOL_VERSION})"
+        f"amp-dispatch {__version__} (amp-dispatch-commands {schema_version()}, "
+        f"protocol v{PROTOCOL_VERSION})"
     )
 
 

@@ -2,8 +2,9 @@
 The one place per-command concerns plug in: each listener connection's
 identity (L{ConnectionInfo}), and the L{CommandHook} that both the fast
 paths and the generic receivers call for every command they handle, with
-its outcome.  Metrics count through it; a concern written here is written
-once for both paths.
+its outcome, for every input they reject, with its kind, and for every
+C{NextWorker} that waited, with how long.  Metrics count through it; a
+concern written here is written once for both paths.
 
 The fast paths may report several boxes of one read in one call (C{count}),
 so that counting costs a call per read, not per box.
@@ -32,6 +33,18 @@ INVALID = "invalid"
 #: The shared store did not answer.
 STORE_UNAVAILABLE = "store unavailable"
 
+# Kinds of rejected input (a bounded set: metrics label them).
+#: A command's arguments did not parse or break the schema's bounds.
+INVALID_ARGUMENT = "invalid argument"
+#: A command the listener does not serve.
+NOT_SERVED = "command not served"
+#: A box that is not a call: an answer, an error, an empty box, no C{_command}.
+NOT_A_COMMAND = "not a command"
+#: Bytes that are not AMP boxes we accept (the connection is dropped).
+BAD_FRAMING = "bad framing"
+#: A TLS connection whose handshake failed.
+TLS_HANDSHAKE = "tls handshake failed"
+
 
 _numbers = _count(1)
 
@@ -55,29 +68,61 @@ class ConnectionInfo:
 class CommandHook(Protocol):
     """
     Called for handled commands: C{count} boxes of C{command} (its name on
-    the wire) came to C{outcome} on C{connection}.
+    the wire) came to C{outcome} on C{connection}.  Its methods are told of
+    rejected input and of waits.
     """
 
     def __call__(
         self, command: bytes, outcome: str, connection: ConnectionInfo, count: int
     ) -> None: ...
 
+    def rejected(self, role: str, kind: str) -> None:
+        """
+        An input on a C{role} listener was rejected, of C{kind} (one of the
+        kinds above).
+        """
 
-def no_hook(command: bytes, outcome: str, connection: ConnectionInfo, count: int) -> None:
+    def waited(self, seconds: float) -> None:
+        """
+        A C{NextWorker} that found no free slot waited C{seconds} for its
+        answer (a worker, or none at its timeout).
+        """
+
+
+class _NoHook:
     """
     The hook when none is given: does nothing.
     """
 
+    def __call__(
+        self, command: bytes, outcome: str, connection: ConnectionInfo, count: int
+    ) -> None:
+        pass
+
+    def rejected(self, role: str, kind: str) -> None:
+        pass
+
+    def waited(self, seconds: float) -> None:
+        pass
+
+
+no_hook: CommandHook = _NoHook()
+
 
 __all__ = [
     "ANSWERED",
+    "BAD_FRAMING",
     "CANCELLED",
     "INVALID",
+    "INVALID_ARGUMENT",
     "KNOWN",
+    "NOT_A_COMMAND",
+    "NOT_SERVED",
     "NO_WORKER",
     "OVERLOADED",
     "STORE_UNAVAILABLE",
     "TIMED_OUT",
+    "TLS_HANDSHAKE",
     "UNKNOWN",
     "CommandHook",
     "ConnectionInfo",

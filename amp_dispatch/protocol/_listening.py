@@ -40,6 +40,7 @@ from zope.interface import implementer
 
 from ._addresses import describe, no_delay
 from ._framing import BoxReader, FramingError, KeyTooLong, read_pairs
+from ._hooks import BAD_FRAMING, TLS_HANDSHAKE
 from ._peerlog import shown
 from ._receivers import _RoleReceiver
 
@@ -163,6 +164,7 @@ class ListenerProtocol(Protocol):
                 reason = Failure(amp.TooLong(True, False, None, None))
             self._receiver.stopReceivingBoxes(reason)
         elif self._tls:
+            self._receiver.rejected(TLS_HANDSHAKE)
             self._listener.warnings.warn(
                 "tls handshake failed",
                 peer=self._connection.peer,
@@ -404,6 +406,7 @@ class ListenerProtocol(Protocol):
         """
         self._framing_error = error
         self._reader.clear()
+        self._receiver.rejected(BAD_FRAMING)
         self._listener.warnings.warn(
             "connection dropped", peer=self._connection.peer, reason=str(error)
         )

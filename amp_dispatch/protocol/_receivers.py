@@ -51,10 +51,14 @@ from ._addresses import describe
 from ._codecs import arguments_of, encode_page, list_encoder
 from ._hooks import (
     ANSWERED,
+    BAD_FRAMING,
     CANCELLED,
     INVALID,
+    INVALID_ARGUMENT,
     KNOWN,
     NO_WORKER,
+    NOT_A_COMMAND,
+    NOT_SERVED,
     OVERLOADED,
     STORE_UNAVAILABLE,
     TIMED_OUT,
@@ -178,7 +182,7 @@ class _RoleReceiver(amp.BoxDispatcher):
         name = box[amp.COMMAND]
         responder = self.locateResponder(name)
         if responder is None:
-            self._rejected(name, "command not served on this listener")
+            self._rejected(name, NOT_SERVED, "command not served on this listener")
             return fail(unhandled(name))
         return maybeDeferred(responder, box)
 
@@ -187,16 +191,18 @@ class _RoleReceiver(amp.BoxDispatcher):
             self._commandReceived(box)
             return
         if amp.ANSWER in box or amp.ERROR in box:
-            self._rejected(None, "an answer or error, but this listener makes no calls")
+            self._rejected(
+                None, NOT_A_COMMAND, "an answer or error, but this listener makes no calls"
+            )
         elif amp.ASK in box:
-            self._rejected(None, "a call without _command")
+            self._rejected(None, NOT_A_COMMAND, "a call without _command")
             error = amp.AmpBox()
             error[amp.ERROR] = box[amp.ASK]
             error[amp.ERROR_CODE] = amp.UNHANDLED_ERROR_CODE
             error[amp.ERROR_DESCRIPTION] = b"No _command"
             self._safeEmit(error)
         else:
-            self._rejected(None, "not a command" if box else "an empty box")
+            self._rejected(None, NOT_A_COMMAND, "not a command" if box else "an empty box")
 
     def startReceivingBoxes(self, boxSender: amp.IBoxSender) -> None:
         super().startReceivingBoxes(boxSender)
@@ -242,14 +248,23 @@ class _RoleReceiver(amp.BoxDispatcher):
         we accept (C{reason}): logged at warning (Twisted's generic protocol
         calls this; the listeners' own protocols warn per listener).
         """
+        self.rejected(BAD_FRAMING)
         self._warnings.warn("connection dropped", reason=reason)
 
-    def _rejected(self, command: Optional[bytes], reason: str) -> None:
+    def rejected(self, kind: str) -> None:
         """
-        Log a rejected input at warning, within the connection's limit of
-        lines per second; C{command} is the command name the peer sent, if
-        any.
+        Tell the hook that an input of C{kind} was rejected (the caller logs
+        it).
         """
+        self._hook.rejected(self.role, kind)
+
+    def _rejected(self, command: Optional[bytes], kind: str, reason: str) -> None:
+        """
+        Count a rejected input of C{kind} and log it at warning, within the
+        connection's limit of lines per second; C{command} is the command
+        name the peer sent, if any.
+        """
+        self.rejected(kind)
         self._warnings.warn(
             "input rejected", command=None if command is None else shown(command), reason=reason
         )
@@ -270,7 +285,7 @@ class _RoleReceiver(amp.BoxDispatcher):
             try:
                 result = handler(*parse(box))
             except InvalidArgument as e:
-                self._rejected(name, str(e))
+                self._rejected(name, INVALID_ARGUMENT, str(e))
                 self.handled(name, INVALID)
                 raise amp.RemoteAmpError(errors[InvalidArgument], str(e)) from None
             except tuple(errors) as e:
@@ -361,10 +376,16 @@ class FrontendReceiver(_RoleReceiver):
             return _assignment(answer)
         waiting = answer
         self.waiting.add(waiting)
+        # A call waits if it has a timeout and its answer has not come yet.
+        started = self.clock.seconds() if timeout and not waiting.called else None
 
         def done(result: Any) -> Any:
             self.waiting.discard(waiting)
-            self.last_active = self.clock.seconds()
+            self.last_active = now = self.clock.seconds()
+            if started is not None and not (
+                isinstance(result, Failure) and result.check(CancelledError)
+            ):
+                self._hook.waited(now - started)
             if not isinstance(result, Failure):
                 self.handled(NextWorker.commandName, ANSWERED)
                 return result

@@ -14,6 +14,14 @@ from attrs import field, frozen
 #: clients' defaults, client endpoint strings, are in L{amp_dispatch.client}).
 LISTEN_FRONTEND = "tcp:8750:interface=127.0.0.1"
 LISTEN_SCHEDULER = "tcp:8751:interface=127.0.0.1"
+#: The admin listener (metrics, health), HTTP; C{none} turns it off.
+LISTEN_ADMIN = "tcp:8752:interface=127.0.0.1"
+NO_ADMIN = "none"
+
+#: The most pools metrics label by name (the first seen); the others are
+#: added up under L{OTHER_POOLS}.  Pools are the only label peers choose.
+MAX_POOL_LABELS = 64
+OTHER_POOLS = "(other)"
 
 
 @frozen
@@ -47,6 +55,8 @@ class DispatcherConfig:
     @ivar replica_timeout: seconds without a heartbeat after which the other
         replicas bury one (its waiting calls leave the line, its scheduler
         connections' workers get the lease grace).
+    @ivar admin: the admin listener (C{/metrics}, C{/healthz}, C{/readyz}),
+        a Twisted server endpoint string, or L{NO_ADMIN}.
     """
 
     frontend: str = LISTEN_FRONTEND
@@ -64,6 +74,7 @@ class DispatcherConfig:
     store_ca: Optional[str] = None
     heartbeat_interval: float = 1.0
     replica_timeout: float = 5.0
+    admin: str = LISTEN_ADMIN
 
 
 DEFAULT_CONFIG = DispatcherConfig()
@@ -75,9 +86,13 @@ MAX_BOX_BYTES = 1_048_576
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "LISTEN_ADMIN",
     "LISTEN_FRONTEND",
     "LISTEN_SCHEDULER",
     "MAX_BOX_BYTES",
+    "MAX_POOL_LABELS",
     "MIN_BOX_BYTES",
+    "NO_ADMIN",
+    "OTHER_POOLS",
     "DispatcherConfig",
 ]

@@ -101,6 +101,10 @@ class ListenerFactory(ServerFactory):
         self._evicted: Set[ListenerConnection] = set()
         #: Warnings about the listener's connections, limited per listener.
         self.warnings = Warnings(clock, _log, {"role": settings.role})
+        #: Connections closed at once because the listener was full.
+        self.refused = 0
+        #: Connections closed to make room for a new one.
+        self.evicted = 0
 
     @property
     def open(self) -> int:
@@ -114,6 +118,7 @@ class ListenerFactory(ServerFactory):
         if self.open - len(self._evicted) >= settings.max_connections and not (
             settings.evict and self._evict(addr)
         ):
+            self.refused += 1
             self.warnings.warn(
                 "connection refused",
                 peer=_peer(addr),
@@ -142,6 +147,7 @@ class ListenerFactory(ServerFactory):
             return False
         victim = min(candidates, key=lambda connection: connection.last_active())
         self._evicted.add(victim)
+        self.evicted += 1
         self.warnings.warn(
             "connection evicted",
             peer=_peer(addr),

@@ -1,11 +1,12 @@
 """
 The dispatcher as a service: listens on the front-end and scheduler
-endpoints over one store, within the process's file descriptor limit.
+endpoints over one store, within the process's file descriptor limit, and
+on the admin endpoint (metrics, health) unless it is C{none}.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import structlog
 from attrs import evolve, frozen
@@ -15,10 +16,11 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorCore
 from twisted.python.failure import Failure
 
+from ..admin import ListenerCounts, Metrics, admin_site
 from ..protocol._addresses import host_port
-from ..protocol._hooks import CommandHook, no_hook
-from ._config import DEFAULT_CONFIG, DispatcherConfig
+from ._config import DEFAULT_CONFIG, NO_ADMIN, DispatcherConfig
 from ._limits import fit_caps, raise_fd_limit
+from ._listener import ListenerFactory
 from ._listeners import Listeners, build_listeners
 from ._stores import open_store
 
@@ -44,7 +46,8 @@ def with_backlog(endpoint: str, backlog: int) -> str:
 @frozen
 class ListenAddress:
     """
-    Where a listener listens.
+    Where a listener listens (C{role}: C{frontend}, C{scheduler} or
+    C{admin}).
     """
 
     role: str
@@ -58,11 +61,11 @@ class DispatcherService(Service):
     endpoint strings) over the store its config names.
 
     At L{listen} it raises the process's file descriptor limit (see
-    L{_limits}) and fits the front-end connection cap under it.
+    L{_limits}) and fits the front-end connection cap under it.  Its
+    L{metrics} count every command through the listeners' hook.
 
     @param fd_limit: returns the file descriptor limit to fit under, once
         raised; default L{raise_fd_limit}.
-    @param hook: told of every command handled, with its outcome.
     """
 
     def __init__(
@@ -71,14 +74,13 @@ class DispatcherService(Service):
         config: DispatcherConfig = DEFAULT_CONFIG,
         *,
         fd_limit: Callable[[], int] = raise_fd_limit,
-        hook: CommandHook = no_hook,
         **settings: Any,
     ) -> None:
         self._reactor = reactor
         self.config = evolve(config, **settings)
         self._fd_limit = fd_limit
-        self._hook = hook
         self.store = open_store(reactor, self.config)
+        self.metrics = Metrics(reactor, self.store, self._connection_counts)
         self._store_started = False
         self.listeners: Optional[Listeners] = None
         self._ports: List[IListeningPort] = []
@@ -97,29 +99,30 @@ class DispatcherService(Service):
         config = evolve(
             self.config, max_frontend_connections=frontend, max_scheduler_connections=scheduler
         )
-        self.listeners = build_listeners(self.store, self._reactor, config, hook=self._hook)
+        self.listeners = build_listeners(self.store, self._reactor, config, hook=self.metrics)
+        served: List[Tuple[str, str, Any]] = [
+            (listener.role, listener.endpoint, listener.factory) for listener in self.listeners
+        ]
+        if config.admin != NO_ADMIN:
+            site = admin_site(self._reactor, self.metrics, self.not_ready)
+            served.append(("admin", config.admin, site))
         try:
             listening = [
-                serverFromString(
-                    self._reactor, with_backlog(listener.endpoint, config.backlog)
-                ).listen(listener.factory)
-                for listener in self.listeners
+                serverFromString(self._reactor, with_backlog(endpoint, config.backlog)).listen(
+                    factory
+                )
+                for _, endpoint, factory in served
             ]
         except Exception:
             return fail()
 
         def listened(ports: List[IListeningPort]) -> List[ListenAddress]:
             self._ports = ports
-            assert self.listeners is not None
-            for listener, port in zip(self.listeners, ports):
-                address = ListenAddress(listener.role, *host_port(port.getHost()))
+            for (role, endpoint, _), port in zip(served, ports):
+                address = ListenAddress(role, *host_port(port.getHost()))
                 self.addresses.append(address)
                 _log.info(
-                    "listening",
-                    role=listener.role,
-                    host=address.host,
-                    port=address.port,
-                    endpoint=listener.endpoint,
+                    "listening", role=role, host=address.host, port=address.port, endpoint=endpoint
                 )
             return self.addresses
 
@@ -134,6 +137,27 @@ class DispatcherService(Service):
             .addCallback(lambda results: [port for _, port in results])
             .addCallbacks(listened, lambda f: failed(f.value.subFailure))
         )
+
+    def not_ready(self) -> Optional[str]:
+        """
+        Why the dispatcher cannot serve now (not listening, or its store
+        does not answer), or C{None} when it can.
+        """
+        if not self._ports:
+            return "not listening"
+        if not self.store.available():
+            return "the store does not answer"
+        return None
+
+    def _connection_counts(self) -> List[ListenerCounts]:
+        counts = []
+        for listener in self.listeners or ():
+            factory = listener.factory
+            if isinstance(factory, ListenerFactory):
+                counts.append(
+                    ListenerCounts(listener.role, factory.open, factory.refused, factory.evicted)
+                )
+        return counts
 
     def start_store(self) -> None:
         """

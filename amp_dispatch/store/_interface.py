@@ -13,11 +13,21 @@ C{next_worker} raises its declared errors at once.
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Hashable, NamedTuple, Optional, Sequence, TypeVar, Union
+from typing import (
+    Callable,
+    ClassVar,
+    Hashable,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+)
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 from .._records import RegisteredWorker, Worker
 
@@ -104,6 +114,23 @@ class StoreStats:
 
 
 @frozen
+class PoolFigures:
+    """
+    One pool's figures, for metrics.
+
+    @ivar pool: its name.
+    @ivar workers: its registered workers.
+    @ivar free_slots: their free slots added up.
+    @ivar waiting: C{NextWorker} calls waiting for one of its slots.
+    """
+
+    pool: str
+    workers: int
+    free_slots: int
+    waiting: int
+
+
+@frozen
 class WorkerRows:
     """
     One run of registered workers in id order, as C{ListWorkers} pages them.
@@ -171,6 +198,26 @@ class IWorkerStore(Interface):
         The store's counters.
         """
 
+    def pools(names: Sequence[str], more: int) -> Result[List[PoolFigures]]:
+        """
+        The figures of the pools C{names} that exist, then of up to C{more}
+        other pools (any), so that a caller can learn the pools a few at a
+        time.
+        """
+
+    removed = Attribute(
+        """
+        A C{dict} of how many workers this process removed, by reason
+        (C{"gone"}, C{"ttl expired"}, C{"lease expired"}).
+        """
+    )
+
+    def available() -> bool:
+        """
+        Whether the store answers now (the shared store: its link is up and
+        this replica may serve).
+        """
+
     def owner_lost(owner: Owner) -> Result[None]:
         """
         C{owner}'s connection closed: its workers go after the lease grace,
@@ -199,6 +246,7 @@ class IWorkerStore(Interface):
 __all__ = [
     "IWorkerStore",
     "Owner",
+    "PoolFigures",
     "Result",
     "StoreStats",
     "UpdateOutcome",

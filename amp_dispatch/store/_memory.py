@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from itertools import count, islice
-from typing import Callable, Dict, Iterator, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import structlog
 from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded
@@ -31,7 +31,15 @@ from zope.interface import implementer
 
 from .._records import RegisteredWorker, Worker
 from ._deadlines import DeadlineHeap
-from ._interface import IWorkerStore, Owner, StoreStats, UpdateOutcome, WorkerReport, WorkerRows
+from ._interface import (
+    IWorkerStore,
+    Owner,
+    PoolFigures,
+    StoreStats,
+    UpdateOutcome,
+    WorkerReport,
+    WorkerRows,
+)
 
 _log = structlog.get_logger("amp_dispatch.store")
 
@@ -100,6 +108,8 @@ class _Pool:
     ids: SortedList = field(factory=SortedList)
     # Insertion-ordered set: first come first served, O(1) removal.
     waiters: Dict[_Waiter, None] = field(factory=dict)
+    # Its workers' free slots added up.
+    free: int = 0
 
 
 @implementer(IWorkerStore)
@@ -145,6 +155,8 @@ class MemoryStore:
         self._free_slots = 0
         self._waiting = 0
         self._dispatched = 0
+        #: Workers removed, by reason (see L{IWorkerStore.removed}).
+        self.removed: Dict[str, int] = {}
 
     # -- the scheduler's side -------------------------------------------------
 
@@ -178,13 +190,16 @@ class MemoryStore:
                 _log.info(
                     "worker moved", worker_id=worker_id, from_pool=worker.pool.name, pool=pool_name
                 )
+                worker.pool.free -= worker.free
                 self._leave_pool(worker)
                 worker.pool = self._pool(pool_name)
                 worker.pool.ids.add(worker_id)
+                worker.pool.free += worker.free
                 worker.order = _NEVER_ANSWERED + next(self._ticks)
             else:
                 _log.debug("worker updated", worker_id=worker_id, capacity=capacity)
             self._free_slots -= worker.free
+            worker.pool.free += capacity - worker.free
             if host != worker.host or port != worker.port:
                 worker.host = host
                 worker.port = port
@@ -291,6 +306,28 @@ class MemoryStore:
             dispatched=self._dispatched,
         )
 
+    def pools(self, names: Sequence[str], more: int) -> List[PoolFigures]:
+        """
+        The figures of the pools C{names} that exist, then of up to C{more}
+        others.
+        """
+        found = [self._figures(target) for target in map(self._pools.get, names) if target]
+        if more > 0:
+            named = set(names)
+            others = (target for target in self._pools.values() if target.name not in named)
+            found += map(self._figures, islice(others, more))
+        return found
+
+    @staticmethod
+    def _figures(target: _Pool) -> PoolFigures:
+        return PoolFigures(target.name, len(target.ids), target.free, len(target.waiters))
+
+    def available(self) -> bool:
+        """
+        Always: the store is this process's memory.
+        """
+        return True
+
     def list_workers(self, pool: Optional[str], after: Optional[str], limit: int) -> WorkerRows:
         """
         Up to C{limit} workers of C{pool} (of every pool when C{None}) whose
@@ -360,6 +397,7 @@ class MemoryStore:
         )
         self._workers[worker_id] = worker
         target.ids.add(worker_id)
+        target.free += capacity
         self._free_slots += capacity
         return worker
 
@@ -442,6 +480,7 @@ class MemoryStore:
             worker.assigned += 1
             order = worker.order = next(self._ticks)
             self._free_slots -= 1
+            target.free -= 1
             self._dispatched += 1
             free = worker.capacity - worker.assigned
             if free > 0:
@@ -468,8 +507,10 @@ class MemoryStore:
 
     def _remove(self, worker: _Worker, reason: str) -> None:
         del self._workers[worker.worker_id]
+        worker.pool.free -= worker.free
         self._leave_pool(worker)
         self._free_slots -= worker.free
+        self.removed[reason] = self.removed.get(reason, 0) + 1
         if worker.owner is not None:
             self._owned[worker.owner].pop(worker, None)
         _log.info(

@@ -576,6 +576,45 @@ t = tonumber(t or '0')
 return {tonumber(n or '0'), tonumber(j or '0') - t, tonumber(wt or '0'), t}
 """
 
+# ARGV: more, then pool names.  Flat (pool, workers, free slots, waiting) for
+# each named pool that exists, then for up to `more` other pools (a bounded
+# scan of amp:pools).  A pool's free slots are added up from its queue:
+# O(its workers with a free slot), for metrics scraped every few seconds.
+_POOLS = """
+local out, named = {}, {}
+local function add(p)
+  local P = '{' .. p .. '}'
+  local workers = redis.call('ZCARD', P .. ':ids')
+  local waiting = redis.call('ZCARD', P .. ':wq')
+  if workers == 0 and waiting == 0 then return false end
+  local free = 0
+  local q = redis.call('ZRANGE', P .. ':q', 0, -1, 'WITHSCORES')
+  for i = 2, #q, 2 do free = free - tonumber(q[i]) end
+  table.insert(out, p)
+  table.insert(out, workers)
+  table.insert(out, free)
+  table.insert(out, waiting)
+  return true
+end
+for i = 2, #ARGV do
+  named[ARGV[i]] = true
+  add(ARGV[i])
+end
+local more, cursor, rounds = tonumber(ARGV[1]), '0', 0
+while more > 0 and rounds < 256 do
+  local page = redis.call('SSCAN', 'amp:pools', cursor, 'COUNT', 100)
+  cursor, rounds = page[1], rounds + 1
+  for _, p in ipairs(page[2]) do
+    if more > 0 and not named[p] then
+      named[p] = true
+      if add(p) then more = more - 1 end
+    end
+  end
+  if cursor == '0' then break end
+end
+return out
+"""
+
 # ARGV: pool ('' for every pool), after ('' for none), limit.  {rows, more}:
 # rows flat (id, host, port, pool, capacity, free, ms to its deadline or -1).
 # Each pool gives at most limit + 1 ids, merged in byte order.
@@ -644,6 +683,7 @@ _PARTS = {
     "reap": ("now", _STATE, _DROP, _TAKE, _SERVE, _OWNERS, _BURY, _REAP),
     "primary": (_PRIMARY,),
     "stats": (_STATS,),
+    "pools": (_POOLS,),
     "list": ("now", _STATE, _LIST),
 }
 

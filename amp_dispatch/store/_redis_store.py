@@ -35,7 +35,15 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._records import RegisteredWorker, Worker
-from ._interface import IWorkerStore, Owner, StoreStats, UpdateOutcome, WorkerReport, WorkerRows
+from ._interface import (
+    IWorkerStore,
+    Owner,
+    PoolFigures,
+    StoreStats,
+    UpdateOutcome,
+    WorkerReport,
+    WorkerRows,
+)
 from ._memory import no_free_slot
 from ._redis_scripts import Script, scripts
 from ._resp import ReplyError, Value, encode_command
@@ -68,6 +76,12 @@ class Link(Protocol):
     def send_then(self, command: bytes, sink: Callable[[Any], object]) -> None: ...
 
     def send_connected(self, command: bytes) -> Deferred[Any]: ...
+
+    @property
+    def ready(self) -> bool:
+        """
+        Whether commands go to the store now.
+        """
 
     def start(self) -> None: ...
 
@@ -164,6 +178,8 @@ class RedisStore:
         # Answers collected for cancelled calls the store could not take
         # back yet.
         self._returning: List[bytes] = []
+        #: Workers this replica's scripts removed, by reason.
+        self.removed: Dict[str, int] = {}
 
     @property
     def channel(self) -> bytes:
@@ -338,14 +354,17 @@ class RedisStore:
 
     def _removed(self, flat: Sequence[bytes]) -> None:
         """
-        Log the workers a script removed (id, pool, reason, flat).
+        Count and log the workers a script removed (id, pool, reason, flat).
         """
+        removed = self.removed
         for at in range(0, len(flat) - 2, 3):
+            reason = flat[at + 2].decode()
+            removed[reason] = removed.get(reason, 0) + 1
             _log.info(
                 "worker removed",
                 worker_id=flat[at].decode(),
                 pool=flat[at + 1].decode(),
-                reason=flat[at + 2].decode(),
+                reason=reason,
             )
 
     def _answer(self, answer: bytes) -> Worker:
@@ -445,7 +464,7 @@ class RedisStore:
 
     def _was_gone(self, pool: bytes, worker_id: str) -> bool:
         if pool:
-            _log.info("worker removed", worker_id=worker_id, pool=pool.decode(), reason="gone")
+            self._removed([worker_id.encode(), pool, b"gone"])
         return bool(pool)
 
     def owner_lost(self, owner: Owner) -> Deferred[None]:
@@ -796,6 +815,29 @@ class RedisStore:
         The counters of the whole store (every replica's waiting calls).
         """
         return self._run("stats").addCallback(lambda values: StoreStats(*values))
+
+    def pools(self, names: Sequence[str], more: int) -> Deferred[List[PoolFigures]]:
+        """
+        The figures of the pools C{names} that exist, then of up to C{more}
+        others (see the C{pools} script: a named pool's free slots cost
+        O(its workers) in the store).
+        """
+        return self._run("pools", more, *names).addCallback(self._pool_figures)
+
+    @staticmethod
+    def _pool_figures(flat: List[Any]) -> List[PoolFigures]:
+        return [
+            PoolFigures(flat[at].decode(), flat[at + 1], flat[at + 2], flat[at + 3])
+            for at in range(0, len(flat) - 3, 4)
+        ]
+
+    def available(self) -> bool:
+        """
+        Whether the link is up and this replica has renewed its place in
+        time (it is not fenced).
+        """
+        link = self._link
+        return link is not None and link.ready and not self._fenced()
 
     def list_workers(
         self, pool: Optional[str], after: Optional[str], limit: int

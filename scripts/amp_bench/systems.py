@@ -170,6 +170,8 @@ def serve_command(
         f"tcp:{frontend}:interface=127.0.0.1",
         "--scheduler",
         f"tcp:{scheduler}:interface=127.0.0.1",
+        "--admin",
+        "tcp:0:interface=127.0.0.1",
         "--log-format",
         "json",
         "--log-level",

@@ -289,11 +289,21 @@ class DispatcherProcess:
         """
         return {role: f"tcp:{port}:interface={LOOPBACK}" for role, port in self.ports.items()}
 
+    @property
+    def admin(self) -> str:
+        """
+        The base URL of the admin listener (C{http://127.0.0.1:PORT}).
+        """
+        return f"http://{LOOPBACK}:{self.ports['admin']}"
+
     async def listening(self) -> None:
         """
-        Wait for both C{listening} events and learn the ports from them.
+        Wait for every C{listening} event and learn the ports from them.
         """
-        for role in ("frontend", "scheduler"):
+        roles = ["frontend", "scheduler"]
+        if self.arguments[self.arguments.index("--admin") + 1] != "none":
+            roles.append("admin")
+        for role in roles:
             event = await self.log.wait_for({"event": "listening", "role": role})
             self.ports[role] = int(event["port"])
 
@@ -341,6 +351,7 @@ class DispatcherLauncher:
         *,
         frontend: str = ANY_PORT,
         scheduler: str = ANY_PORT,
+        admin: str = ANY_PORT,
         lease_grace: Optional[float] = None,
         max_waiting: Optional[int] = None,
         more: Sequence[str] = (),
@@ -348,7 +359,7 @@ class DispatcherLauncher:
     ) -> DispatcherProcess:
         """
         Start C{amp-dispatch serve} with JSON logs at level debug and wait
-        until it listens on both endpoints.
+        until it listens on every endpoint (C{admin}: C{none} for none).
 
         @param more: more options of C{serve}.
         @param fd_limit: run it with this C{RLIMIT_NOFILE}, soft and hard (or
@@ -367,6 +378,8 @@ class DispatcherLauncher:
             frontend,
             "--scheduler",
             scheduler,
+            "--admin",
+            admin,
             "--log-format",
             "json",
             "--log-level",
@@ -404,7 +417,10 @@ class DispatcherLauncher:
         await process.stop()
         same = process.same_ports()
         return await self.start(
-            frontend=same["frontend"], scheduler=same["scheduler"], **process.options
+            frontend=same["frontend"],
+            scheduler=same["scheduler"],
+            admin=same.get("admin", "none"),
+            **process.options,
         )
 
     async def stop_all(self) -> None:

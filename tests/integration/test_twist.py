@@ -41,6 +41,8 @@ async def test_cannot_listen_stops(reactor: Any) -> None:
                 "tcp:0:interface=127.0.0.1",
                 "--scheduler",
                 f"tcp:{port}:interface=127.0.0.1",
+                "--admin",
+                "none",
             ],
             env=dict(os.environ),
             reactor=reactor,

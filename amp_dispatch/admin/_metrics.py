@@ -1,0 +1,324 @@
+"""
+The dispatcher's metrics, in Prometheus's data model: L{Metrics} is the
+listeners' L{CommandHook} (it counts commands by outcome, rejected input by
+kind, and how long waiting calls waited) and the collector that exposes
+those counts with what the listeners and the store know (connections, pool
+figures, removals), read into a L{Snapshot} on the reactor's thread.
+
+Counting is a dict update per call of the hook, which the fast paths make
+once per read: no lock on the hot path.  The exposition runs on another
+thread (see L{amp_dispatch.admin._site}); it reads only snapshots, made
+here on the reactor's thread before each scrape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from attrs import field, frozen
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from .._versions import PROTOCOL_VERSION, __version__, schema_version
+from ..protocol._hooks import ConnectionInfo
+from ..server._config import MAX_POOL_LABELS, OTHER_POOLS
+from ..store._interface import IWorkerStore, PoolFigures, StoreStats
+
+__all__ = ["WAIT_BUCKETS", "ListenerCounts", "Metrics", "Snapshot"]
+
+#: The waiting-time histogram's buckets, in seconds.
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+#: The shortest time between two readings of the store (scrapes coming
+#: faster share the last one): a scrape costs the shared store O(workers).
+MIN_REFRESH = 1.0
+
+
+def label(text: str) -> str:
+    """
+    An outcome, kind or reason as a label value: C{"no worker"} is
+    C{no_worker}.
+    """
+    return text.replace(" ", "_")
+
+
+@frozen
+class ListenerCounts:
+    """
+    One listener's connection figures.
+
+    @ivar role: C{"frontend"} or C{"scheduler"}.
+    @ivar open: connections open now.
+    @ivar refused: connections refused because the listener was full.
+    @ivar evicted: idle connections closed to make room.
+    """
+
+    role: str
+    open: int
+    refused: int
+    evicted: int
+
+
+@frozen
+class Snapshot:
+    """
+    Everything the exposition shows but the histogram and the process,
+    read at once on the reactor's thread.
+    """
+
+    commands: Dict[Tuple[bytes, str], int] = field(factory=dict)
+    rejected: Dict[Tuple[str, str], int] = field(factory=dict)
+    removed: Dict[str, int] = field(factory=dict)
+    listeners: Sequence[ListenerCounts] = ()
+    stats: Optional[StoreStats] = None
+    pools: Sequence[PoolFigures] = ()
+    other: Optional[PoolFigures] = None
+    store_up: bool = False
+
+
+class Metrics:
+    """
+    The listeners' hook and the dispatcher's metrics collector.
+
+    @param clock: where time comes from (for L{MIN_REFRESH}).
+    @param store: the store whose figures are shown.
+    @param listeners: returns each listener's connection figures.
+    @param max_pool_labels: the most pools labelled by name.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        store: IWorkerStore,
+        listeners: Callable[[], Iterable[ListenerCounts]] = lambda: (),
+        *,
+        max_pool_labels: int = MAX_POOL_LABELS,
+    ) -> None:
+        self._clock = clock
+        self._store = store
+        self._listeners = listeners
+        self._max_pool_labels = max_pool_labels
+        self._commands: Dict[Tuple[bytes, str], int] = {}
+        self._rejected: Dict[Tuple[str, str], int] = {}
+        # The pools labelled by name, in the order first seen.
+        self._labelled: Dict[str, None] = {}
+        self._refreshed_at: Optional[float] = None
+        self._refreshing: Optional[Deferred[Snapshot]] = None
+        self.snapshot = Snapshot()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.waits = Histogram(
+            "amp_dispatch_next_worker_wait_seconds",
+            "How long NextWorker calls that found no free slot waited for their answer "
+            "(a worker, or none at their timeout).",
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(self)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    # -- the hook (CommandHook) ----------------------------------------------
+
+    def __call__(
+        self, command: bytes, outcome: str, connection: ConnectionInfo, count: int
+    ) -> None:
+        commands = self._commands
+        key = (command, outcome)
+        commands[key] = commands.get(key, 0) + count
+
+    def rejected(self, role: str, kind: str) -> None:
+        key = (role, kind)
+        self._rejected[key] = self._rejected.get(key, 0) + 1
+
+    def waited(self, seconds: float) -> None:
+        self.waits.observe(seconds)
+
+    # -- reading, on the reactor's thread ------------------------------------
+
+    def refresh(self) -> Deferred[Snapshot]:
+        """
+        Read the store's and listeners' figures into L{snapshot}, unless
+        read less than L{MIN_REFRESH} seconds ago (or being read now).
+        Never fails: a store that does not answer is shown down, its
+        figures left out.
+        """
+        if self._refreshing is not None:
+            return self._refreshing
+        now = self._clock.seconds()
+        if self._refreshed_at is not None and now - self._refreshed_at < MIN_REFRESH:
+            return succeed(self.snapshot)
+        self._refreshed_at = now
+        reading = self._read()
+        if reading.called:
+            return reading
+        self._refreshing = reading
+
+        def done(snapshot: Snapshot) -> Snapshot:
+            self._refreshing = None
+            return snapshot
+
+        return reading.addCallback(done)
+
+    def _read(self) -> Deferred[Snapshot]:
+        store = self._store
+        commands, rejected = dict(self._commands), dict(self._rejected)
+        removed = dict(store.removed)
+        listeners = tuple(self._listeners())
+        if not store.available():
+            return succeed(self._keep(Snapshot(commands, rejected, removed, listeners)))
+        names = list(self._labelled)
+        room = self._max_pool_labels - len(names)
+
+        def figures(results: List[Any]) -> Snapshot:
+            stats, pools = results
+            snapshot = self._with_pools(commands, rejected, removed, listeners, stats, pools)
+            return self._keep(snapshot)
+
+        def failed(failure: Failure) -> Snapshot:
+            return self._keep(Snapshot(commands, rejected, removed, listeners))
+
+        reads = [_deferred(store.stats()), _deferred(store.pools(names, room))]
+        return gatherResults(reads, consumeErrors=True).addCallbacks(figures, failed)
+
+    def _with_pools(
+        self,
+        commands: Dict[Tuple[bytes, str], int],
+        rejected: Dict[Tuple[str, str], int],
+        removed: Dict[str, int],
+        listeners: Sequence[ListenerCounts],
+        stats: StoreStats,
+        pools: Sequence[PoolFigures],
+    ) -> Snapshot:
+        for figures in pools:
+            if len(self._labelled) >= self._max_pool_labels:
+                break
+            self._labelled.setdefault(figures.pool, None)
+        shown = [figures for figures in pools if figures.pool in self._labelled]
+        other = None
+        if len(self._labelled) >= self._max_pool_labels:
+            other = PoolFigures(
+                OTHER_POOLS,
+                max(0, stats.workers - sum(figures.workers for figures in shown)),
+                max(0, stats.free_slots - sum(figures.free_slots for figures in shown)),
+                max(0, stats.waiting - sum(figures.waiting for figures in shown)),
+            )
+        return Snapshot(commands, rejected, removed, listeners, stats, shown, other, True)
+
+    def _keep(self, snapshot: Snapshot) -> Snapshot:
+        self.snapshot = snapshot
+        return snapshot
+
+    # -- the collector, on the exposition's thread ---------------------------
+
+    def describe(self) -> List[Metric]:
+        return list(self._families(Snapshot()))
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self.snapshot)
+
+    def _families(self, snapshot: Snapshot) -> Iterator[Metric]:
+        info = InfoMetricFamily("amp_dispatch", "The dispatcher's versions.")
+        info.add_metric(
+            [],
+            {
+                "version": __version__,
+                "commands_version": schema_version(),
+                "protocol": str(PROTOCOL_VERSION),
+            },
+        )
+        yield info
+        commands = CounterMetricFamily(
+            "amp_dispatch_commands",
+            "Commands handled, by command and outcome.",
+            labels=["command", "outcome"],
+        )
+        for (command, outcome), count in sorted(snapshot.commands.items()):
+            commands.add_metric([command.decode("ascii"), label(outcome)], count)
+        yield commands
+        rejected = CounterMetricFamily(
+            "amp_dispatch_rejected_inputs",
+            "Inputs rejected (and logged), by listener and kind.",
+            labels=["listener", "reason"],
+        )
+        for (role, kind), count in sorted(snapshot.rejected.items()):
+            rejected.add_metric([role, label(kind)], count)
+        yield rejected
+        removed = CounterMetricFamily(
+            "amp_dispatch_workers_removed",
+            "Workers this process removed, by reason (gone, ttl_expired, lease_expired).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(snapshot.removed.items()):
+            removed.add_metric([label(reason)], count)
+        yield removed
+        yield from self._connections(snapshot.listeners)
+        up = GaugeMetricFamily(
+            "amp_dispatch_store_up", "Whether the store answers (1) or not (0)."
+        )
+        up.add_metric([], 1.0 if snapshot.store_up else 0.0)
+        yield up
+        if snapshot.stats is not None:
+            yield from self._totals(snapshot.stats)
+        yield from self._pools(snapshot)
+
+    @staticmethod
+    def _connections(listeners: Sequence[ListenerCounts]) -> Iterator[Metric]:
+        families = (
+            (GaugeMetricFamily, "amp_dispatch_connections", "Connections open, by listener.",
+             "open"),
+            (CounterMetricFamily, "amp_dispatch_connections_refused",
+             "Connections refused because the listener was full.", "refused"),
+            (CounterMetricFamily, "amp_dispatch_connections_evicted",
+             "Idle connections closed to make room for a new one.", "evicted"),
+        )
+        for kind, name, documentation, attribute in families:
+            family = kind(name, documentation, labels=["listener"])
+            for listener in listeners:
+                family.add_metric([listener.role], getattr(listener, attribute))
+            yield family
+
+    @staticmethod
+    def _totals(stats: StoreStats) -> Iterator[Metric]:
+        for name, documentation, value in (
+            ("amp_dispatch_workers", "Registered workers, in every pool.", stats.workers),
+            ("amp_dispatch_free_slots", "Free slots, in every pool.", stats.free_slots),
+            ("amp_dispatch_waiting_calls", "NextWorker calls waiting, in every pool.",
+             stats.waiting),
+        ):
+            yield GaugeMetricFamily(name, documentation, value=value)
+        yield CounterMetricFamily(
+            "amp_dispatch_dispatched",
+            "NextWorker answers the store gave (every replica's, on a shared store).",
+            value=stats.dispatched,
+        )
+
+    @staticmethod
+    def _pools(snapshot: Snapshot) -> Iterator[Metric]:
+        pools = list(snapshot.pools)
+        if snapshot.other is not None:
+            pools.append(snapshot.other)
+        for name, documentation, attribute in (
+            ("amp_dispatch_pool_workers", "Registered workers, by pool.", "workers"),
+            ("amp_dispatch_pool_free_slots", "Free slots, by pool.", "free_slots"),
+            ("amp_dispatch_pool_waiting_calls", "NextWorker calls waiting, by pool.", "waiting"),
+        ):
+            family = GaugeMetricFamily(name, documentation, labels=["pool"])
+            for figures in pools:
+                family.add_metric([figures.pool], getattr(figures, attribute))
+            yield family
+
+
+def _deferred(result: Any) -> Deferred[Any]:
+    return result if isinstance(result, Deferred) else succeed(result)

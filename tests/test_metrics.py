@@ -1,0 +1,364 @@
+"""
+L{amp_dispatch.admin}: the metrics the listeners' hook counts and the
+collector shows (read from a L{MemoryStore} on a L{Clock}), and the admin
+site's C{/metrics}, C{/healthz} and C{/readyz} resources.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.test.requesthelper import DummyRequest
+
+from amp_dispatch.admin import ListenerCounts, Metrics, admin_site
+from amp_dispatch.protocol._hooks import ConnectionInfo
+from amp_dispatch.server._config import OTHER_POOLS, DispatcherConfig
+from amp_dispatch.server._stores import open_memory_store
+from amp_dispatch.store._interface import StoreStats, WorkerReport
+from amp_dispatch.store._memory import MemoryStore
+from tests._stores import LaterStore
+
+Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
+
+
+def samples(metrics: Metrics) -> Samples:
+    """
+    The exposition of C{metrics}, parsed: every sample by name and labels.
+    """
+    found: Samples = {}
+    text = generate_latest(metrics.registry).decode("utf-8")
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> Optional[float]:
+    return samples(metrics).get((name, tuple(sorted(labels.items()))))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(clock: Clock) -> MemoryStore:
+    return open_memory_store(clock, DispatcherConfig(lease_grace=0.0))
+
+
+def add(store: MemoryStore, worker_id: str, capacity: int, pool: str = "default") -> None:
+    store.update(WorkerReport(worker_id, "h", 9000, capacity, pool=pool))
+
+
+_FRONT = ConnectionInfo("frontend")
+
+
+def test_commands_counted_by_outcome(clock: Clock, store: MemoryStore) -> None:
+    """
+    The hook's counts show as C{amp_dispatch_commands_total}, by command and
+    outcome (spaces as underscores), several boxes of a read at once.
+    """
+    metrics = Metrics(clock, store)
+    metrics(b"NextWorker", "answered", _FRONT, 16)
+    metrics(b"NextWorker", "answered", _FRONT, 1)
+    metrics(b"NextWorker", "no worker", _FRONT, 1)
+    metrics.refresh()
+    total = "amp_dispatch_commands_total"
+    assert value(metrics, total, command="NextWorker", outcome="answered") == 17
+    assert value(metrics, total, command="NextWorker", outcome="no_worker") == 1
+
+
+def test_counts_shown_as_of_the_last_refresh(clock: Clock, store: MemoryStore) -> None:
+    """
+    The exposition shows the counts read at the last refresh (it runs on
+    another thread, which reads only what the reactor's thread read).
+    """
+    metrics = Metrics(clock, store)
+    metrics(b"Stats", "answered", _FRONT, 1)
+    total = "amp_dispatch_commands_total"
+    assert value(metrics, total, command="Stats", outcome="answered") is None
+    metrics.refresh()
+    assert value(metrics, total, command="Stats", outcome="answered") == 1
+
+
+def test_rejected_by_listener_and_kind(clock: Clock, store: MemoryStore) -> None:
+    """
+    Rejected inputs are counted by listener and kind.
+    """
+    metrics = Metrics(clock, store)
+    metrics.rejected("frontend", "bad framing")
+    metrics.rejected("frontend", "bad framing")
+    metrics.rejected("scheduler", "invalid argument")
+    metrics.refresh()
+    rejected = "amp_dispatch_rejected_inputs_total"
+    assert value(metrics, rejected, listener="frontend", reason="bad_framing") == 2
+    assert value(metrics, rejected, listener="scheduler", reason="invalid_argument") == 1
+
+
+def test_waits_histogram(clock: Clock, store: MemoryStore) -> None:
+    """
+    Each wait is observed in the waiting-time histogram.
+    """
+    metrics = Metrics(clock, store)
+    metrics.waited(0.003)
+    metrics.waited(2.0)
+    name = "amp_dispatch_next_worker_wait_seconds"
+    assert value(metrics, f"{name}_count") == 2
+    assert value(metrics, f"{name}_bucket", le="0.005") == 1
+    assert value(metrics, f"{name}_bucket", le="2.5") == 2
+
+
+def test_pools_and_totals(clock: Clock, store: MemoryStore) -> None:
+    """
+    Each pool's workers, free slots and waiting calls, and the store's
+    totals, as of the refresh.
+    """
+    add(store, "a", 3)
+    add(store, "b", 2, pool="gpu")
+    store.take("gpu")
+    store.next_worker("cpu", timeout=10.0)
+    metrics = Metrics(clock, store)
+    metrics.refresh()
+    assert value(metrics, "amp_dispatch_pool_workers", pool="default") == 1
+    assert value(metrics, "amp_dispatch_pool_free_slots", pool="gpu") == 1
+    assert value(metrics, "amp_dispatch_pool_waiting_calls", pool="cpu") == 1
+    assert value(metrics, "amp_dispatch_workers") == 2
+    assert value(metrics, "amp_dispatch_free_slots") == 4
+    assert value(metrics, "amp_dispatch_waiting_calls") == 1
+    assert value(metrics, "amp_dispatch_dispatched_total") == 1
+    assert value(metrics, "amp_dispatch_store_up") == 1
+
+
+def test_pool_labels_capped(clock: Clock, store: MemoryStore) -> None:
+    """
+    Past the cap, pools are added up under one label; the pools labelled
+    first keep their label.
+    """
+    add(store, "a", 1, pool="p1")
+    add(store, "b", 2, pool="p2")
+    metrics = Metrics(clock, store, max_pool_labels=2)
+    metrics.refresh()
+    add(store, "c", 4, pool="p3")
+    add(store, "d", 8, pool="p4")
+    clock.advance(1.0)
+    metrics.refresh()
+    free = "amp_dispatch_pool_free_slots"
+    assert value(metrics, free, pool="p1") == 1
+    assert value(metrics, free, pool="p2") == 2
+    assert value(metrics, free, pool=OTHER_POOLS) == 12
+    assert value(metrics, free, pool="p3") is None
+
+
+def test_labelled_pool_gone(clock: Clock, store: MemoryStore) -> None:
+    """
+    A labelled pool with no worker left is not shown.
+    """
+    add(store, "a", 1, pool="p1")
+    metrics = Metrics(clock, store)
+    metrics.refresh()
+    store.gone("a")
+    clock.advance(1.0)
+    metrics.refresh()
+    assert value(metrics, "amp_dispatch_pool_workers", pool="p1") is None
+    assert value(metrics, "amp_dispatch_workers_removed_total", reason="gone") == 1
+
+
+def test_refresh_at_most_once_a_second(clock: Clock, store: MemoryStore) -> None:
+    """
+    Scrapes coming faster than once a second share the last reading.
+    """
+    metrics = Metrics(clock, store)
+    metrics.refresh()
+    add(store, "a", 1)
+    clock.advance(0.5)
+    metrics.refresh()
+    assert value(metrics, "amp_dispatch_workers") == 0
+    clock.advance(0.5)
+    metrics.refresh()
+    assert value(metrics, "amp_dispatch_workers") == 1
+
+
+def test_refresh_waits_for_a_store_answering_later(clock: Clock, store: MemoryStore) -> None:
+    """
+    A store that answers later is read once however many scrapes come
+    meanwhile.
+    """
+    held: List[Deferred[Any]] = []
+
+    class Held(LaterStore):
+        def stats(self) -> Any:
+            later: Deferred[Any] = Deferred()
+            held.append(later)
+            return super().stats().addCallback(lambda stats: later.addCallback(lambda _: stats))
+
+    add(store, "a", 1)
+    metrics = Metrics(clock, Held(store))
+    first, second = metrics.refresh(), metrics.refresh()
+    assert len(held) == 1
+    held[0].callback(None)
+    assert first.result is second.result
+    assert value(metrics, "amp_dispatch_workers") == 1
+
+
+def test_store_down(clock: Clock, store: MemoryStore) -> None:
+    """
+    A store that does not answer shows down, without its figures.
+    """
+
+    class Down(LaterStore):
+        def available(self) -> bool:
+            return False
+
+    add(store, "a", 1)
+    metrics = Metrics(clock, Down(store))
+    metrics.refresh()
+    assert value(metrics, "amp_dispatch_store_up") == 0
+    assert value(metrics, "amp_dispatch_workers") is None
+
+
+def test_store_failing(clock: Clock, store: MemoryStore) -> None:
+    """
+    A store call that fails leaves the figures out; the refresh still fires.
+    """
+
+    class Failing(LaterStore):
+        def stats(self) -> Any:
+            return fail(RuntimeError("no"))
+
+    metrics = Metrics(clock, Failing(store))
+    snapshot = metrics.refresh()
+    assert snapshot.called
+    assert value(metrics, "amp_dispatch_store_up") == 0
+
+
+def test_connections(clock: Clock, store: MemoryStore) -> None:
+    """
+    Each listener's open, refused and evicted connections.
+    """
+    metrics = Metrics(
+        clock,
+        store,
+        lambda: [ListenerCounts("frontend", 3, 2, 1), ListenerCounts("scheduler", 1, 0, 0)],
+    )
+    metrics.refresh()
+    assert value(metrics, "amp_dispatch_connections", listener="frontend") == 3
+    assert value(metrics, "amp_dispatch_connections_refused_total", listener="frontend") == 2
+    assert value(metrics, "amp_dispatch_connections_evicted_total", listener="frontend") == 1
+    assert value(metrics, "amp_dispatch_connections", listener="scheduler") == 1
+
+
+def test_process_and_info(clock: Clock, store: MemoryStore) -> None:
+    """
+    Process metrics and the versions are exported.
+    """
+    metrics = Metrics(clock, store)
+    found = samples(metrics)
+    assert any(name == "process_cpu_seconds_total" for name, _ in found)
+    assert any(name == "amp_dispatch_info" for name, _ in found)
+
+
+# -- the site -----------------------------------------------------------------
+
+
+class _Exposition(Resource):
+    """
+    The exposition, on the test's thread (the real one is on a thread pool).
+    """
+
+    isLeaf = True
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render(self, request: Any) -> Any:
+        request.write(generate_latest(self._metrics.registry))
+        request.finish()
+        return NOT_DONE_YET
+
+
+def render(site: Any, path: bytes) -> Tuple[int, bytes]:
+    request = DummyRequest(path.strip(b"/").split(b"/"))
+    resource = site.resource
+    for segment in list(request.postpath):
+        resource = resource.getChildWithDefault(segment, request)
+        request.prepath.append(request.postpath.pop(0))
+        if getattr(resource, "isLeaf", False):
+            break
+    result = resource.render(request)
+    if result is not NOT_DONE_YET:
+        request.write(result)
+        request.finish()
+    return request.responseCode or 200, b"".join(request.written)
+
+
+def test_healthz(clock: Clock, store: MemoryStore) -> None:
+    """
+    C{/healthz} answers 200 while the process serves.
+    """
+    metrics = Metrics(clock, store)
+    site = admin_site(clock, metrics, lambda: "anything", _Exposition(metrics))
+    assert render(site, b"/healthz") == (200, b"ok\n")
+
+
+def test_readyz(clock: Clock, store: MemoryStore) -> None:
+    """
+    C{/readyz} answers 200 when ready, 503 with the reason when not.
+    """
+    metrics = Metrics(clock, store)
+    reason: List[Optional[str]] = [None]
+    site = admin_site(clock, metrics, lambda: reason[0], _Exposition(metrics))
+    assert render(site, b"/readyz") == (200, b"ready\n")
+    reason[0] = "the store does not answer"
+    assert render(site, b"/readyz") == (503, b"not ready: the store does not answer\n")
+
+
+def test_metrics_refreshed_before_exposed(clock: Clock, store: MemoryStore) -> None:
+    """
+    C{/metrics} reads the figures, then exposes them.
+    """
+    metrics = Metrics(clock, store)
+    site = admin_site(clock, metrics, lambda: None, _Exposition(metrics))
+    add(store, "a", 5)
+    status, body = render(site, b"/metrics")
+    assert status == 200
+    assert b"amp_dispatch_free_slots 5.0" in body
+
+
+def test_metrics_client_gone(clock: Clock, store: MemoryStore) -> None:
+    """
+    A scrape whose client left while the store was read exposes nothing.
+    """
+    stats: List[Deferred[Any]] = []
+
+    class Held(LaterStore):
+        def stats(self) -> Any:
+            later: Deferred[Any] = Deferred()
+            stats.append(later)
+            return later
+
+    metrics = Metrics(clock, Held(store))
+    exposed: List[Any] = []
+
+    class Exposition(Resource):
+        isLeaf = True
+
+        def render(self, request: Any) -> Any:
+            exposed.append(request)
+            return NOT_DONE_YET
+
+    site = admin_site(clock, metrics, lambda: None, Exposition())
+    request = DummyRequest([b"metrics"])
+    resource = site.resource.getChildWithDefault(b"metrics", request)
+    assert resource.render(request) is NOT_DONE_YET
+    request.processingFailed(Exception("gone"))  # the client left
+    stats[0].callback(StoreStats(0, 0, 0, 0))
+    assert exposed == []
