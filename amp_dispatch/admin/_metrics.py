@@ -13,7 +13,19 @@ here on the reactor's thread before each scrape.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from collections import defaultdict
+from typing import (
+    Any,
+    Callable,
+    DefaultDict,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from attrs import field, frozen
 from prometheus_client import CollectorRegistry, Histogram
@@ -109,8 +121,8 @@ class Metrics:
         self._store = store
         self._listeners = listeners
         self._max_pool_labels = max_pool_labels
-        self._commands: Dict[Tuple[bytes, str], int] = {}
-        self._rejected: Dict[Tuple[str, str], int] = {}
+        self._commands: DefaultDict[Tuple[bytes, str], int] = defaultdict(int)
+        self._rejected: DefaultDict[Tuple[str, str], int] = defaultdict(int)
         # The pools labelled by name, in the order first seen.
         self._labelled: Dict[str, None] = {}
         self._refreshed_at: Optional[float] = None
@@ -134,13 +146,10 @@ class Metrics:
     def __call__(
         self, command: bytes, outcome: str, connection: ConnectionInfo, count: int
     ) -> None:
-        commands = self._commands
-        key = (command, outcome)
-        commands[key] = commands.get(key, 0) + count
+        self._commands[command, outcome] += count
 
     def rejected(self, role: str, kind: str) -> None:
-        key = (role, kind)
-        self._rejected[key] = self._rejected.get(key, 0) + 1
+        self._rejected[role, kind] += 1
 
     def waited(self, seconds: float) -> None:
         self.waits.observe(seconds)
