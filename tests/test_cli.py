@@ -46,7 +46,7 @@ def test_version_on_every_command(capsys: pytest.CaptureFixture[str], argv: List
 @pytest.mark.parametrize(
     ("argv", "usage_line"),
     [
-        (["--help"], "Usage: amp-dispatch serve|probe [options]"),
+        (["--help"], "Usage: amp-dispatch serve|probe|top [options]"),
         (["serve", "--help"], "Usage: amp-dispatch serve [--frontend EP]"),
         (["probe", "--help"], "Usage: amp-dispatch probe [--frontend EP]"),
     ],
