@@ -8,7 +8,7 @@ the dispatcher's answers.
 from __future__ import annotations
 
 import io
-from typing import Any, List, Optional
+from typing import Any
 
 from rich.console import Console
 
@@ -24,6 +24,7 @@ from amp_dispatch.cli._top_figures import (
 )
 from amp_dispatch.cli._top_view import render
 from amp_dispatch.client import DispatcherStats, RegisteredWorker
+from tests._text import words
 
 STATS = DispatcherStats(workers=3, free_slots=7, waiting=4, dispatched=12, protocol=1)
 HERE = Connection(CONNECTED, "tcp:127.0.0.1:8751")
@@ -57,24 +58,14 @@ def shown(renderable: Any, interactive: bool = False) -> str:
     return captured.getvalue()
 
 
-def row(text: str, first: str) -> Optional[List[str]]:
-    """
-    The words of the line of C{text} that starts with C{first}.
-    """
-    for line in text.splitlines():
-        if line.strip().startswith(first):
-            return line.split()
-    return None
-
-
 def test_a_row_per_pool() -> None:
     """
     Each pool has a row: its workers, their free slots, the answers in use.
     """
     pools = [PoolFigures("default", 2, 5, 4), PoolFigures("gpu", 1, 4, 1)]
     text = shown(frame(pools=pools))
-    assert row(text, "default") == ["default", "2", "4", "1"]
-    assert row(text, "gpu") == ["gpu", "1", "1", "3"]
+    assert words(text, "default") == ["default", "2", "4", "1"]
+    assert words(text, "gpu") == ["gpu", "1", "1", "3"]
 
 
 def test_totals_row_from_stats() -> None:
@@ -83,14 +74,14 @@ def test_totals_row_from_stats() -> None:
     answers per second.
     """
     text = shown(frame(pools=[PoolFigures("default", 3, 9, 7)], rate=2.5))
-    assert row(text, "all pools") == ["all", "pools", "3", "7", "2", "4", "2.5"]
+    assert words(text, "all pools") == ["all", "pools", "3", "7", "2", "4", "2.5"]
 
 
 def test_rate_not_known_yet() -> None:
     """
     Before two answers came, the answers per second show as C{-}.
     """
-    assert row(shown(frame()), "all pools") == ["all", "pools", "3", "7", "0", "4", "-"]
+    assert words(shown(frame()), "all pools") == ["all", "pools", "3", "7", "0", "4", "-"]
 
 
 def test_large_figures_grouped() -> None:
@@ -109,7 +100,7 @@ def test_busiest_workers_in_order() -> None:
     free slots and capacity.
     """
     text = shown(frame(busiest=[worker("w2", 5, 1), worker("w1", 3, 2)]))
-    assert row(text, "w2") == ["w2", "default", "10.0.0.1:9000", "4", "1", "5", "-"]
+    assert words(text, "w2") == ["w2", "default", "10.0.0.1:9000", "4", "1", "5", "-"]
     assert text.index("w2") < text.index("w1 ")
 
 
@@ -142,9 +133,9 @@ def test_truncated_leaves_total_in_use_out() -> None:
     read.
     """
     pools = [PoolFigures("default", 2, 5, 4)]
-    complete = row(shown(frame(pools=pools, workers_read=2)), "all pools")
+    complete = words(shown(frame(pools=pools, workers_read=2)), "all pools")
     assert complete == ["all", "pools", "3", "7", "1", "4", "-"]
-    truncated = row(shown(frame(pools=pools, workers_read=2, truncated=True)), "all pools")
+    truncated = words(shown(frame(pools=pools, workers_read=2, truncated=True)), "all pools")
     assert truncated == ["all", "pools", "3", "7", "4", "-"]
 
 

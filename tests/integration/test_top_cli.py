@@ -9,21 +9,13 @@ a dispatcher that is not there is one line on stderr and exit status 1.
 from __future__ import annotations
 
 import socket
-from typing import Any, List, Optional
+from typing import Any
 
 import pytest_twisted
 
+from tests._text import words
+
 from ._process import DispatcherProcess, command_process, probe_process
-
-
-def words(output: str, first: str) -> Optional[List[str]]:
-    """
-    The words of the line of C{output} that starts with C{first}.
-    """
-    for line in output.splitlines():
-        if line.strip().startswith(first):
-            return line.split()
-    return None
 
 
 async def registered(reactor: Any, dispatcher: DispatcherProcess) -> None:
