@@ -20,6 +20,10 @@ def _count(value: int) -> str:
     return f"{value:,}"
 
 
+def _workers(value: int) -> str:
+    return f"{_count(value)} worker{'' if value == 1 else 's'}"
+
+
 def _rate(rate: Optional[float]) -> str:
     return "-" if rate is None else f"{rate:,.1f}"
 
@@ -109,12 +113,12 @@ def render_coverage(frame: Frame) -> Text:
     totals_only = "; waiting and answers/s: all pools together"
     if not frame.truncated:
         return Text(
-            f"pools and busiest from all {_count(frame.workers_read)} workers{totals_only}",
+            f"pools and busiest from all {_workers(frame.workers_read)}{totals_only}",
             style="dim",
         )
     return Text(
         f"pools and busiest from the first {_count(frame.workers_read)} of "
-        f"{_count(frame.stats.workers)} workers (by id; --max-workers to read more)"
+        f"{_workers(frame.stats.workers)} (by id; --max-workers to read more)"
         f"{totals_only}",
         style="yellow",
     )
