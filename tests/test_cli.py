@@ -30,7 +30,13 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--version"], ["serve", "--version"], ["probe", "--version"], ["probe", "next", "--version"]],
+    [
+        ["--version"],
+        ["serve", "--version"],
+        ["probe", "--version"],
+        ["probe", "next", "--version"],
+        ["top", "--version"],
+    ],
 )
 def test_version_on_every_command(capsys: pytest.CaptureFixture[str], argv: List[str]) -> None:
     """
@@ -46,9 +52,10 @@ def test_version_on_every_command(capsys: pytest.CaptureFixture[str], argv: List
 @pytest.mark.parametrize(
     ("argv", "usage_line"),
     [
-        (["--help"], "Usage: amp-dispatch serve|probe [options]"),
+        (["--help"], "Usage: amp-dispatch serve|probe|top [options]"),
         (["serve", "--help"], "Usage: amp-dispatch serve [--frontend EP]"),
         (["probe", "--help"], "Usage: amp-dispatch probe [--frontend EP]"),
+        (["top", "--help"], "Usage: amp-dispatch top [--scheduler EP]"),
     ],
 )
 def test_one_usage_line(

@@ -1,6 +1,6 @@
 """
 The C{amp-dispatch} command: C{serve} runs the dispatcher, C{probe} sends it
-one command; the log set-up both use.
+one command, C{top} watches it live; the log set-up.
 """
 
 from ._main import main

@@ -1,5 +1,6 @@
 """
-The C{amp-dispatch} command: C{serve} runs the dispatcher, C{probe} talks to one.
+The C{amp-dispatch} command: C{serve} runs the dispatcher, C{probe} talks to
+one, C{top} watches one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from twisted.python import usage
 from ._logging import configure
 from ._probe import ProbeOptions, quiet_logging, run_probe
 from ._serve import ServeOptions, make_service
+from ._top import TopOptions, run_top
 from ._version import VersionOption
 
 
@@ -24,15 +26,16 @@ class Options(VersionOption, usage.Options):
     The C{amp-dispatch} command line.
     """
 
-    synopsis = "Usage: amp-dispatch serve|probe [options]"
+    synopsis = "Usage: amp-dispatch serve|probe|top [options]"
     subCommands = [
         ["serve", None, ServeOptions, "Run the dispatcher."],
         ["probe", None, ProbeOptions, "Send one command to a dispatcher and print the answer."],
+        ["top", None, TopOptions, "A live view of a dispatcher's pools and busiest workers."],
     ]
 
     def postOptions(self) -> None:
         if self.subCommand is None:
-            raise usage.UsageError("give a command: serve or probe")
+            raise usage.UsageError("give a command: serve, probe or top")
 
 
 async def _serve(reactor: Any, options: ServeOptions) -> None:
@@ -102,4 +105,6 @@ def _main(argv: Optional[List[str]]) -> None:
     if options.subCommand == "serve":
         react(_serve, [options.subOptions])
     quiet_logging()
+    if options.subCommand == "top":
+        react(run_top, [options.subOptions])
     react(run_probe, [options.subOptions])

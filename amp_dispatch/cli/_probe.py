@@ -246,12 +246,19 @@ def describe_error(error: BaseException, endpoint: str, listener: str) -> str:
 # -- the clients ---------------------------------------------------------------
 
 
+def endpoint_names(endpoint: str) -> List[str]:
+    """
+    The endpoint strings an option gives, separated by commas.
+    """
+    return [part for part in endpoint.split(",") if part]
+
+
 def endpoints(endpoint: str) -> Endpoint:
     """
     The endpoints an option names: one, or several separated by commas (the
     replicas of a shared store, tried in turn).
     """
-    each = [part for part in endpoint.split(",") if part]
+    each = endpoint_names(endpoint)
     return each if len(each) > 1 else endpoint
 
 
@@ -270,18 +277,24 @@ def frontend_client(reactor: Any, endpoint: str, call_timeout: float) -> Fronten
     )
 
 
-def scheduler_client(reactor: Any, endpoint: str, call_timeout: float) -> SchedulerClient:
+def scheduler_client(
+    reactor: Any, endpoint: Endpoint, call_timeout: float, **options: Any
+) -> SchedulerClient:
     """
-    The probe's client of the scheduler listener: as L{frontend_client}'s,
-    and it sends updates as given (the probe numbers nothing).
+    The probe's client of the scheduler listener: as L{frontend_client}'s
+    (C{endpoint} may also be the endpoints themselves), and it sends
+    updates as given (the probe numbers nothing).
+
+    @param options: more options of L{SchedulerClient}.
     """
-    where = endpoints(endpoint)
+    where = endpoints(endpoint) if isinstance(endpoint, str) else endpoint
     return SchedulerClient(
         reactor,
         where,
         call_timeout=call_timeout,
         fail_after_failures=_tries(where),
         number_updates=False,
+        **options,
     )
 
 

@@ -561,9 +561,17 @@ async def probe_process(reactor: Any, *argv: str) -> Tuple[str, str, int]:
     Run C{amp-dispatch probe ARGV} (as C{python -m amp_dispatch}) without
     blocking the reactor; its stdout, stderr and exit status.
     """
+    return await command_process(reactor, "probe", *argv)
+
+
+async def command_process(reactor: Any, *argv: str) -> Tuple[str, str, int]:
+    """
+    Run C{amp-dispatch ARGV} (as C{python -m amp_dispatch}), its output a
+    pipe, without blocking the reactor; its stdout, stderr and exit status.
+    """
     running = getProcessOutputAndValue(
         sys.executable,
-        ["-m", "amp_dispatch", "probe", *argv],
+        ["-m", "amp_dispatch", *argv],
         env=dict(os.environ),
         reactor=reactor,
     )
