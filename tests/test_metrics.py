@@ -12,12 +12,16 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
-from twisted.web.test.requesthelper import DummyRequest
+from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
 from amp_dispatch.admin import ListenerCounts, Metrics, admin_site
+from amp_dispatch.admin._site import ADMIN_IDLE_TIMEOUT, ADMIN_MAX_CONNECTIONS, _AdminRequest
 from amp_dispatch.protocol._hooks import ConnectionInfo
 from amp_dispatch.server._config import OTHER_POOLS, DispatcherConfig
 from amp_dispatch.server._stores import open_memory_store
@@ -287,7 +291,7 @@ class _Exposition(Resource):
 
 def render(site: Any, path: bytes) -> Tuple[int, bytes]:
     request = DummyRequest(path.strip(b"/").split(b"/"))
-    resource = site.resource
+    resource = site.wrappedFactory.resource
     for segment in list(request.postpath):
         resource = resource.getChildWithDefault(segment, request)
         request.prepath.append(request.postpath.pop(0))
@@ -357,8 +361,48 @@ def test_metrics_client_gone(clock: Clock, store: MemoryStore) -> None:
 
     site = admin_site(clock, metrics, lambda: None, Exposition())
     request = DummyRequest([b"metrics"])
-    resource = site.resource.getChildWithDefault(b"metrics", request)
+    resource = site.wrappedFactory.resource.getChildWithDefault(b"metrics", request)
     assert resource.render(request) is NOT_DONE_YET
     request.processingFailed(Exception("gone"))  # the client left
     stats[0].callback(StoreStats(0, 0, 0, 0))
     assert exposed == []
+
+
+def test_admin_connections_capped(clock: Clock, store: MemoryStore) -> None:
+    """
+    At most L{ADMIN_MAX_CONNECTIONS} admin connections are open at once; a
+    closed one makes room.
+    """
+    factory = admin_site(clock, Metrics(clock, store), lambda: None, Resource())
+    opened = []
+    for _ in range(ADMIN_MAX_CONNECTIONS):
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        opened.append(protocol)
+    assert factory.buildProtocol(None) is None
+    opened[0].connectionLost(Failure(ConnectionDone()))
+    assert factory.buildProtocol(None) is not None
+
+
+def test_admin_idle_closed(clock: Clock, store: MemoryStore) -> None:
+    """
+    A silent admin connection is closed after L{ADMIN_IDLE_TIMEOUT} seconds
+    on the reactor given.
+    """
+    factory = admin_site(clock, Metrics(clock, store), lambda: None, Resource())
+    transport = StringTransport()
+    factory.buildProtocol(None).makeConnection(transport)
+    clock.advance(ADMIN_IDLE_TIMEOUT)
+    assert transport.disconnecting
+
+
+def test_admin_body_not_kept() -> None:
+    """
+    A request's body is read and thrown away, however long.
+    """
+    request = _AdminRequest(DummyChannel())
+    request.gotLength(10**9)
+    request.handleContentChunk(b"x" * 100_000)
+    content: Any = request.content
+    assert content.tell() == 0
+    assert content.read() == b""
