@@ -6,11 +6,10 @@ site's C{/metrics}, C{/healthz} and C{/readyz} resources.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pytest
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -27,25 +26,19 @@ from amp_dispatch.server._config import OTHER_POOLS, DispatcherConfig
 from amp_dispatch.server._stores import open_memory_store
 from amp_dispatch.store._interface import StoreStats, WorkerReport
 from amp_dispatch.store._memory import MemoryStore
+from tests._scrape import Samples, parse_samples, sample
 from tests._stores import LaterStore
-
-Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 
 
 def samples(metrics: Metrics) -> Samples:
     """
     The exposition of C{metrics}, parsed: every sample by name and labels.
     """
-    found: Samples = {}
-    text = generate_latest(metrics.registry).decode("utf-8")
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return found
+    return parse_samples(generate_latest(metrics.registry).decode("utf-8"))
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> Optional[float]:
-    return samples(metrics).get((name, tuple(sorted(labels.items()))))
+    return sample(samples(metrics), name, **labels)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ metric moving as calls are made; C{/healthz} and C{/readyz} answer.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 import pytest_twisted
@@ -18,7 +18,6 @@ from amp_dispatch_commands import (
     WorkerGone,
     WorkerUpdate,
 )
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Protocol, connectionDone
@@ -27,12 +26,11 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.web.client import Agent
 
+from tests._scrape import Samples, parse_samples
+from tests._scrape import sample as value
 from tests._store_servers import StoreServer
 
 from ._process import LIVENESS_TIMEOUT, DispatcherLauncher, DispatcherProcess
-
-#: A sample's name and labels, sorted.
-Key = Tuple[str, Tuple[Tuple[str, str], ...]]
 
 
 class _Body(Protocol):
@@ -61,21 +59,13 @@ async def get(reactor: Any, url: str) -> Tuple[int, str]:
     return response.code, (await body.done).decode("utf-8")
 
 
-async def scrape(reactor: Any, process: DispatcherProcess) -> Dict[Key, float]:
+async def scrape(reactor: Any, process: DispatcherProcess) -> Samples:
     """
     Scrape C{/metrics} as Prometheus would: every sample by name and labels.
     """
     status, text = await get(reactor, f"{process.admin}/metrics")
     assert status == 200
-    samples: Dict[Key, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Dict[Key, float], name: str, **labels: str) -> Optional[float]:
-    return samples.get((name, tuple(sorted(labels.items()))))
+    return parse_samples(text)
 
 
 async def until(reactor: Any, process: DispatcherProcess, name: str, **labels: str) -> float:
