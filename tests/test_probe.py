@@ -651,16 +651,16 @@ async def test_invalid_argument_checked_before_connecting(
     )
 
 
-def test_invalid_argument_makes_no_connection_attempt() -> None:
+def test_invalid_argument_makes_no_connection() -> None:
     """
-    A value the schema refuses fails the probe before any connection
-    attempt.
+    A value the schema refuses fails the probe at once: the connection
+    attempt the client's start began is stopped before it connects.
     """
     reactor = MemoryReactorClock()
     options = parse("update", "w1", "h", "70000", "1")
     failed = failure_of(Deferred.fromCoroutine(make_probe(reactor, options)), ProbeFailed)
     assert str(failed.value) == "INVALID_ARGUMENT: port: must be within 1..65535"
-    assert reactor.tcpClients == []
+    assert [connector.stoppedConnecting for connector in reactor.connectors] == [True]
 
 
 @twisted_test

@@ -255,19 +255,13 @@ def endpoints(endpoint: str) -> Endpoint:
     return each if len(each) > 1 else endpoint
 
 
-def _tries(endpoint: Endpoint) -> int:
-    return len(endpoint) if isinstance(endpoint, list) else 1
-
-
 def frontend_client(reactor: Any, endpoint: str, call_timeout: float) -> FrontendClient:
     """
     The probe's client of the front-end listener: a refused connection
-    fails the call at once (after each of several endpoints refused).
+    fails the call at once (after each of several endpoints refused), as
+    every client's first connection does.
     """
-    where = endpoints(endpoint)
-    return FrontendClient(
-        reactor, where, call_timeout=call_timeout, fail_after_failures=_tries(where)
-    )
+    return FrontendClient(reactor, endpoints(endpoint), call_timeout=call_timeout)
 
 
 def scheduler_client(reactor: Any, endpoint: str, call_timeout: float) -> SchedulerClient:
@@ -275,13 +269,8 @@ def scheduler_client(reactor: Any, endpoint: str, call_timeout: float) -> Schedu
     The probe's client of the scheduler listener: as L{frontend_client}'s,
     and it sends updates as given (the probe numbers nothing).
     """
-    where = endpoints(endpoint)
     return SchedulerClient(
-        reactor,
-        where,
-        call_timeout=call_timeout,
-        fail_after_failures=_tries(where),
-        number_updates=False,
+        reactor, endpoints(endpoint), call_timeout=call_timeout, number_updates=False
     )
 
 
@@ -569,11 +558,10 @@ async def probe(reactor: Any, options: ProbeOptions) -> str:
         client = subcommand.client(reactor, endpoint, options["timeout"])
     except (ValueError, TypeError, KeyError) as e:
         raise ProbeFailed(f"bad {listener} endpoint {endpoint!r}: {e}", EXIT_USAGE) from None
-    # Asked before the client starts: a value the schema refuses fails the
-    # call at once, and then nothing connects at all.
+    # A value the schema refuses fails the call at once, before the
+    # connection the start began is made: stopping cancels it.
+    client.start()
     answered = Deferred.fromCoroutine(subcommand.ask(client))
-    if not answered.called:
-        client.start()
     try:
         result = await answered
     except Exception as e:

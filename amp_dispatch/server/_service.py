@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional
 
-import structlog
 from attrs import evolve, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, maybeDeferred
@@ -15,6 +14,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorCore
 from twisted.python.failure import Failure
 
+from .._log import get_logger
 from ..protocol._addresses import host_port
 from ..protocol._hooks import CommandHook, no_hook
 from ._config import DEFAULT_CONFIG, DispatcherConfig
@@ -24,7 +24,7 @@ from ._stores import open_store
 
 __all__ = ["DispatcherService", "ListenAddress", "with_backlog"]
 
-_log = structlog.get_logger("amp_dispatch.server")
+_log = get_logger("amp_dispatch.server")
 
 #: Endpoint types whose server strings take a C{backlog} parameter.
 _BACKLOG_TYPES = ("tcp", "tcp6", "ssl", "unix", "mtls")
