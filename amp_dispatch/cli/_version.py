@@ -16,7 +16,7 @@ from .. import __version__
 
 def version_text() -> str:
     """
-    C{amp-dispatch 0.1.0 (amp-dispatch-commands 1.1.0, protocol v1)}.
+    C{amp-dispatch 0.1.0 (amp-dispatch-commands 1.2.0, protocol v1)}.
     """
     try:
         schema = metadata.version("amp-dispatch-commands")
