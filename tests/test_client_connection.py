@@ -18,6 +18,7 @@ from amp_dispatch_commands import (
 )
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.protocols import amp
 from twisted.test.iosim import IOPump
@@ -162,19 +163,64 @@ def test_connection_lost_mid_call_fails_unavailable() -> None:
     assert str(error).startswith(f"connection to {FRONTEND} lost before Stats was answered")
 
 
-def test_fail_after_failures_fails_call_on_refused_connection() -> None:
+def test_refused_first_connection_fails_call_at_once() -> None:
     """
-    With C{fail_after_failures=1}, a refused connection fails a waiting call
-    at once, with the connection error in the message.
+    Before the client ever connected, a refused attempt fails a waiting call
+    at once with L{DispatcherUnavailable}, its message and its
+    C{connection_error} giving the cause.
     """
-    frontend = Frontend(fail_after_failures=1)
+    frontend = Frontend()
     frontend.client.start()
     d = frontend.client.stats()
     frontend.network.refuse()
     frontend.reactor.advance(0)
     error = failure_of(d, DispatcherUnavailable).value
-    assert str(error).startswith(f"cannot connect to {FRONTEND}: ")
-    assert "Connection refused" in str(error)
+    assert str(error) == (
+        f"cannot connect to {FRONTEND}: Connection was refused by other side: Connection refused."
+    )
+    assert isinstance(error, DispatcherUnavailable)
+    assert isinstance(error.connection_error, ConnectionRefusedError)
+
+
+def test_call_after_failed_first_attempt_fails_at_once() -> None:
+    """
+    Before the client ever connected, a call made after an attempt failed
+    (while the client waits to retry) fails at once, with the cause.
+    """
+    frontend = Frontend()
+    frontend.client.start()
+    frontend.network.refuse()
+    d = frontend.client.stats()
+    error = failure_of(d, DispatcherUnavailable).value
+    assert str(error).startswith(f"cannot connect to {FRONTEND}: Connection was refused")
+
+
+def test_call_waits_for_retry_under_way() -> None:
+    """
+    A call made while the retry after a failed first attempt is under way
+    waits for it, and is answered when it connects.
+    """
+    frontend = Frontend()
+    frontend.client.start()
+    frontend.network.refuse()
+    frontend.reactor.advance(1.0)
+    d = frontend.client.stats()
+    frontend.script.auto[Stats.commandName] = STATS
+    frontend.network.complete()
+    frontend.network.flush()
+    assert result_of(d) == DispatcherStats(**STATS)
+
+
+def test_call_before_start_fails_at_once() -> None:
+    """
+    A call made before L{start} fails at once with L{DispatcherUnavailable}
+    saying to start the client.
+    """
+    frontend = Frontend()
+    d = frontend.client.stats()
+    error = failure_of(d, DispatcherUnavailable).value
+    assert str(error) == f"client of {FRONTEND} not started: call start() first"
+    assert frontend.network.attempts() == 0
 
 
 def test_client_can_be_stopped_from_connection_failure() -> None:
@@ -182,7 +228,7 @@ def test_client_can_be_stopped_from_connection_failure() -> None:
     A caller may stop the client right in the errback of a call that a
     refused connection failed.
     """
-    frontend = Frontend(fail_after_failures=1)
+    frontend = Frontend()
     frontend.client.start()
     stopped: List[Deferred[None]] = []
     d = frontend.client.stats()
@@ -190,6 +236,68 @@ def test_client_can_be_stopped_from_connection_failure() -> None:
     frontend.network.refuse()
     frontend.reactor.advance(0)
     assert result_of(stopped[0]) is None
+
+
+def lost_connection(frontend: Frontend) -> Frontend:
+    """
+    C{frontend} connected once, then its connection dropped and the
+    reconnection attempt refused.
+    """
+    frontend.connected()
+    frontend.network.drop(frontend.pump)
+    frontend.reactor.advance(1.0)
+    frontend.network.refuse()
+    frontend.reactor.advance(0)
+    return frontend
+
+
+def test_refused_reconnection_waited_through_once_connected() -> None:
+    """
+    Once the client has connected, a refused reconnection does not fail a
+    waiting call: the client retries and sends it.
+    """
+    frontend = lost_connection(Frontend())
+    d = frontend.client.stats()
+    frontend.reactor.advance(1.0)
+    frontend.network.refuse()
+    frontend.reactor.advance(1.0)
+    assert not fired(d)
+    frontend.script.auto[Stats.commandName] = STATS
+    frontend.network.complete()
+    frontend.network.flush()
+    assert result_of(d) == DispatcherStats(**STATS)
+
+
+def test_deadline_names_last_connection_error() -> None:
+    """
+    A call that waited through an outage until its deadline fails with
+    L{DispatcherUnavailable} naming the latest connection error.
+    """
+    frontend = lost_connection(Frontend(call_timeout=5.0))
+    d = frontend.client.stats()
+    frontend.reactor.advance(5.0)
+    error = failure_of(d, DispatcherUnavailable).value
+    assert str(error) == (
+        f"no connection to {FRONTEND} within 5.0 s (last error: Connection was refused"
+        " by other side: Connection refused.)"
+    )
+    assert isinstance(error, DispatcherUnavailable)
+    assert isinstance(error.connection_error, ConnectionRefusedError)
+
+
+def test_fail_after_failures_fails_call_on_refused_reconnection() -> None:
+    """
+    Once connected, with C{fail_after_failures=1} a refused reconnection
+    fails a waiting call at once, with the connection error in the message.
+    """
+    frontend = lost_connection(Frontend(fail_after_failures=1))
+    d = frontend.client.stats()
+    frontend.reactor.advance(1.0)
+    frontend.network.refuse()
+    frontend.reactor.advance(0)
+    error = failure_of(d, DispatcherUnavailable).value
+    assert str(error).startswith(f"cannot connect to {FRONTEND}: ")
+    assert "Connection refused" in str(error)
 
 
 def test_call_made_as_connection_is_lost_waits_for_next_one() -> None:
@@ -210,22 +318,6 @@ def test_call_made_as_connection_is_lost_waits_for_next_one() -> None:
     assert result_of(retried[0]) == DispatcherStats(**STATS)
 
 
-def test_refused_connection_retried_without_fail_after_failures() -> None:
-    """
-    Without C{fail_after_failures}, a refused connection does not fail a
-    waiting call: the client retries and sends it.
-    """
-    frontend = Frontend()
-    frontend.client.start()
-    d = frontend.client.stats()
-    frontend.network.refuse()
-    frontend.reactor.advance(1.0)
-    frontend.script.auto[Stats.commandName] = STATS
-    frontend.network.complete()
-    frontend.network.flush()
-    assert result_of(d) == DispatcherStats(**STATS)
-
-
 def test_stop_fails_calls_waiting_for_connection() -> None:
     """
     Stopping the client fails the calls still waiting for a connection with
@@ -233,7 +325,6 @@ def test_stop_fails_calls_waiting_for_connection() -> None:
     """
     frontend = Frontend()
     frontend.client.start()
-    frontend.network.refuse()
     d = frontend.client.stats()
     frontend.client.stop()
     frontend.reactor.advance(0)
@@ -250,8 +341,9 @@ def test_call_after_stop_fails_unavailable() -> None:
     frontend.network.flush()
     result_of(stopped)
     d = frontend.client.stats()
-    frontend.reactor.advance(0)
-    failure_of(d, DispatcherUnavailable)
+    assert str(failure_of(d, DispatcherUnavailable).value) == (
+        f"client of {FRONTEND} stopped before Stats"
+    )
 
 
 def test_stop_closes_connection() -> None:

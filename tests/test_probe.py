@@ -153,6 +153,43 @@ def test_double_dash_ends_options() -> None:
     assert options.subOptions["worker_id"] == "-w1"
 
 
+def test_negative_number_is_positional_value() -> None:
+    """
+    A negative number is a positional value, not an option.
+    """
+    update = parse("update", "w1", "h", "-9000", "-1").subOptions
+    assert (update["port"], update["capacity"]) == (-9000, -1)
+
+
+def test_negative_number_is_option_value() -> None:
+    """
+    A negative number after an option that takes a value is its value,
+    however the option is written.
+    """
+    options = parse("update", "w1", "h", "9000", "-1", "--seq", "-5", "--ttl=-1")
+    assert [options.subOptions[name] for name in ("capacity", "seq", "ttl")] == [-1, -5, -1.0]
+
+
+def test_unknown_option_still_refused() -> None:
+    """
+    A word that starts with a dash but is no number is still an option.
+    """
+    with pytest.raises(usage.UsageError, match="option -x not recognized"):
+        parse("update", "w1", "h", "9000", "1", "-x")
+
+
+def test_negative_capacity_refused_by_schema() -> None:
+    """
+    A negative capacity gets the schema's message, naming the field, before
+    anything connects.
+    """
+    options = parse("update", "w1", "h", "9000", "-1")
+    failed = failure_of(
+        Deferred.fromCoroutine(make_probe(MemoryReactorClock(), options)), ProbeFailed
+    )
+    assert str(failed.value) == "INVALID_ARGUMENT: capacity: must be within 0..1000000000"
+
+
 def test_non_integer_port_is_usage_error() -> None:
     """
     A PORT that is not an integer is a usage error naming it.
@@ -651,16 +688,16 @@ async def test_invalid_argument_checked_before_connecting(
     )
 
 
-def test_invalid_argument_makes_no_connection_attempt() -> None:
+def test_invalid_argument_makes_no_connection() -> None:
     """
-    A value the schema refuses fails the probe before any connection
-    attempt.
+    A value the schema refuses fails the probe at once: the connection
+    attempt the client's start began is stopped before it connects.
     """
     reactor = MemoryReactorClock()
     options = parse("update", "w1", "h", "70000", "1")
     failed = failure_of(Deferred.fromCoroutine(make_probe(reactor, options)), ProbeFailed)
     assert str(failed.value) == "INVALID_ARGUMENT: port: must be within 1..65535"
-    assert reactor.tcpClients == []
+    assert [connector.stoppedConnecting for connector in reactor.connectors] == [True]
 
 
 @twisted_test

@@ -19,15 +19,21 @@ from amp_dispatch_commands import (
     FRONTEND_COMMANDS,
     PROTOCOL_VERSION,
     SCHEDULER_COMMANDS,
+    DispatchError,
     InvalidArgument,
+    ListWorkers,
     NextWorker,
     NoWorkerAvailable,
     Overloaded,
+    Stats,
     StoreUnavailable,
+    WorkerGone,
+    WorkerUpdate,
 )
 from twisted.protocols import amp
+from twisted.test.iosim import connectedServerAndClient
 
-from tests._memory import Connection
+from tests._memory import Connection, RecordingAMP
 
 #: (name, stock AMP type, optional)
 Field = Tuple[str, Type[amp.Argument], bool]
@@ -318,3 +324,94 @@ def test_independent_of_server() -> None:
         text=True,
     ).stdout
     assert output.strip() == "False"
+
+
+# -- a sender's bad value --------------------------------------------------------
+
+WORKER = {"worker_id": "w1", "host": "10.0.0.1", "port": 9000, "capacity": 2}
+
+#: (command, its arguments with one bad value, the error's message)
+BAD_VALUES = [
+    (
+        WorkerUpdate,
+        {**WORKER, "worker_id": "x" * 256},
+        "worker_id: must be at most 255 UTF-8 bytes",
+    ),
+    (WorkerUpdate, {**WORKER, "host": ""}, "host: must not be empty"),
+    (WorkerUpdate, {**WORKER, "port": 70000}, "port: must be within 1..65535"),
+    (WorkerUpdate, {**WORKER, "capacity": "2"}, "capacity: must be an integer, not '2'"),
+    (WorkerUpdate, {**WORKER, "ttl": -1.0}, "ttl: must not be negative"),
+    (WorkerGone, {"worker_id": "w\n1"}, "worker_id: must not contain control characters"),
+    (NextWorker, {"timeout": float("nan")}, "timeout: must be a finite number"),
+    (ListWorkers, {"limit": 0}, "limit: must be within 1..500"),
+]
+
+
+@pytest.mark.parametrize(
+    "command, arguments, message", BAD_VALUES, ids=[message for _, _, message in BAD_VALUES]
+)
+def test_bad_value_raises_invalid_argument(
+    command: Type[amp.Command], arguments: Dict[str, object], message: str
+) -> None:
+    """
+    A bad value given to a plain C{callRemote} raises the declared
+    L{InvalidArgument} (a L{DispatchError}), naming the field as the
+    dispatcher would, and nothing is sent.
+    """
+    server = RecordingAMP()
+    client, _, pump = connectedServerAndClient(lambda: server, amp.AMP)
+    with pytest.raises(DispatchError) as raised:
+        client.callRemote(command, **arguments)
+    pump.flush()
+    assert (type(raised.value), str(raised.value)) == (InvalidArgument, message)
+    assert server.received == []
+
+
+def stock(command: Type[amp.Command]) -> Type[amp.Command]:
+    """
+    C{command} with the stock AMP types its arguments' bytes are those of.
+    """
+    return type(
+        "Stock" + command.__name__,
+        (amp.Command,),
+        {
+            "commandName": command.commandName,
+            "arguments": [
+                (name, wire_type(each)(each.optional)) for name, each in command.arguments
+            ],
+        },
+    )
+
+
+GOOD_VALUES = [
+    (WorkerUpdate, {**WORKER, "pool": "gpu", "seq": -5, "ttl": 30.0}),
+    (WorkerGone, {"worker_id": "w\u00e91"}),
+    (NextWorker, {"pool": "gpu", "timeout": 2.5}),
+    (ListWorkers, {"pool": "gpu", "after": "w1", "limit": 10}),
+    (Stats, {}),
+]
+
+
+def sent(command: Type[amp.Command], arguments: Dict[str, object]) -> List[amp.AmpBox]:
+    """
+    The boxes a plain C{callRemote} of C{command} delivers, as received.
+    """
+    server = RecordingAMP()
+    client, _, pump = connectedServerAndClient(lambda: server, amp.AMP)
+    client.callRemote(command, **arguments).addErrback(lambda _: None)
+    pump.flush()
+    return server.received
+
+
+@pytest.mark.parametrize(
+    "command, arguments", GOOD_VALUES, ids=[command.__name__ for command, _ in GOOD_VALUES]
+)
+def test_good_value_sent_as_stock_types_send_it(
+    command: Type[amp.Command], arguments: Dict[str, object]
+) -> None:
+    """
+    A good value leaves as the box the stock AMP types make of it.
+    """
+    boxes = sent(command, arguments)
+    assert len(boxes) == 1
+    assert boxes == sent(stock(command), arguments)

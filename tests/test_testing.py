@@ -213,6 +213,7 @@ def test_call_timeout_by_clock() -> None:
     dispatcher.clock.advance(2.0)
     assert str(failure_of(stats, DispatcherUnavailable).value) == (
         "no connection to memory:frontend within 2.0 s"
+        " (last error: Connection was closed cleanly: Connection done.)"
     )
 
 

@@ -9,11 +9,11 @@ import os
 import sys
 from typing import Any, List, NoReturn, Optional
 
-import structlog
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
+from .._log import get_logger
 from ._logging import configure
 from ._probe import ProbeOptions, quiet_logging, run_probe
 from ._serve import ServeOptions, make_service
@@ -49,7 +49,7 @@ async def _serve(reactor: Any, options: ServeOptions) -> None:
     try:
         await service.listen()
     except Exception as e:
-        structlog.get_logger("amp_dispatch").error("cannot listen", error=str(e))
+        get_logger("amp_dispatch").error("cannot listen", error=str(e))
         raise SystemExit(1) from None
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

@@ -22,6 +22,7 @@ import getopt
 import json
 import logging
 import math
+import re
 import shlex
 import sys
 from typing import Any, Callable, Generic, List, Optional, Sequence, TypeVar
@@ -108,6 +109,10 @@ def _call_timeout(value: str) -> float:
     if not number > 0 or math.isinf(number):
         raise ValueError(f"--timeout must be a finite number > 0, not {value!r}")
     return number
+
+
+#: The start of a negative number (C{-1}, C{-0.5}, C{-.5}).
+_NEGATIVE = re.compile(r"-\.?[0-9]")
 
 
 def _positional_integer(name: str, value: str) -> int:
@@ -262,19 +267,13 @@ def endpoints(endpoint: str) -> Endpoint:
     return each if len(each) > 1 else endpoint
 
 
-def _tries(endpoint: Endpoint) -> int:
-    return len(endpoint) if isinstance(endpoint, list) else 1
-
-
 def frontend_client(reactor: Any, endpoint: str, call_timeout: float) -> FrontendClient:
     """
     The probe's client of the front-end listener: a refused connection
-    fails the call at once (after each of several endpoints refused).
+    fails the call at once (after each of several endpoints refused), as
+    every client's first connection does.
     """
-    where = endpoints(endpoint)
-    return FrontendClient(
-        reactor, where, call_timeout=call_timeout, fail_after_failures=_tries(where)
-    )
+    return FrontendClient(reactor, endpoints(endpoint), call_timeout=call_timeout)
 
 
 def scheduler_client(
@@ -289,12 +288,7 @@ def scheduler_client(
     """
     where = endpoints(endpoint) if isinstance(endpoint, str) else endpoint
     return SchedulerClient(
-        reactor,
-        where,
-        call_timeout=call_timeout,
-        fail_after_failures=_tries(where),
-        number_updates=False,
-        **options,
+        reactor, where, call_timeout=call_timeout, number_updates=False, **options
     )
 
 
@@ -321,19 +315,26 @@ class _Subcommand(VersionOption, usage.Options, Generic[C, R]):
         """
         C{arguments} with the options first, then C{--} and the positional
         arguments, for Twisted's parser (which stops at the first argument).
+        A negative number is a value, never an option: a positional one
+        (C{update w1 h 9000 -1}, refused then as the schema refuses it) or
+        an option's (C{--seq -5}).
         """
+        # Hidden from getopt as text no command line can hold (a NUL).
+        numbers = {f"\0{i}": word for i, word in enumerate(arguments) if _NEGATIVE.match(word)}
+        hidden = [f"\0{i}" if _NEGATIVE.match(word) else word for i, word in enumerate(arguments)]
         try:
-            pairs, positional = getopt.gnu_getopt(list(arguments), self.shortOpt, self.longOpt)
+            pairs, positional = getopt.gnu_getopt(hidden, self.shortOpt, self.longOpt)
         except getopt.GetoptError as e:
             raise usage.UsageError(str(e)) from None
         words: List[str] = []
         for name, value in pairs:
+            value = numbers.get(value, value)
             if name.startswith("--"):
                 takes_value = f"{name[2:]}=" in self.longOpt
                 words.append(f"{name}={value}" if takes_value else name)
             else:
                 words += [name, value] if f"{name[1:]}:" in self.shortOpt else [name]
-        return [*words, "--", *positional]
+        return [*words, "--", *(numbers.get(word, word) for word in positional)]
 
     def getSynopsis(self) -> str:
         name = self.parent.subCommand if self.parent is not None else "COMMAND"
@@ -582,11 +583,10 @@ async def probe(reactor: Any, options: ProbeOptions) -> str:
         client = subcommand.client(reactor, endpoint, options["timeout"])
     except (ValueError, TypeError, KeyError) as e:
         raise ProbeFailed(f"bad {listener} endpoint {endpoint!r}: {e}", EXIT_USAGE) from None
-    # Asked before the client starts: a value the schema refuses fails the
-    # call at once, and then nothing connects at all.
+    # A value the schema refuses fails the call at once, before the
+    # connection the start began is made: stopping cancels it.
+    client.start()
     answered = Deferred.fromCoroutine(subcommand.ask(client))
-    if not answered.called:
-        client.start()
     try:
         result = await answered
     except Exception as e:

@@ -13,7 +13,7 @@ from .._versions import PROTOCOL_VERSION, __version__, schema_version
 
 def version_text() -> str:
     """
-    C{amp-dispatch 0.1.0 (amp-dispatch-commands 1.1.0, protocol v1)}.
+    C{amp-dispatch 0.1.0 (amp-dispatch-commands 1.2.0, protocol v1)}.
     """
     return (
         f"amp-dispatch {__version__} (amp-dispatch-commands {schema_version()}, "

@@ -19,8 +19,15 @@ C{amp_dispatch_commands} (L{NoWorkerAvailable}, L{Overloaded},
 L{StoreUnavailable} from replicas on a shared store, L{InvalidArgument}, the
 latter also at once for an argument out of range), or
 with the client's own: L{DispatcherUnavailable} (no connection within the
-timeout, connecting failed, connection lost before the answer, client
-stopped) and L{CallTimedOut} (sent, but no answer within the timeout).
+timeout, connecting failed, connection lost before the answer, client not
+started or stopped) and L{CallTimedOut} (sent, but no answer within the
+timeout).  Until a client has connected once, a failed connection attempt
+fails its calls at once, with the cause (C{connection_error}); once it has,
+calls wait through an outage for the reconnection.
+
+The library configures no logging: its events go through structlog when
+the application has configured structlog, else to the standard library's
+C{logging} under C{amp_dispatch.client}, silent unless routed.
 """
 
 from __future__ import annotations

@@ -34,10 +34,8 @@ def check_arguments(command: Type[amp.Command], arguments: Arguments) -> Argumen
             if not argument.optional:
                 raise InvalidArgument(f"{name}: missing")
             continue
-        try:
-            argument.toStringProto(sendable[name], None)
-        except (ValueError, TypeError, AttributeError, OverflowError, UnicodeError) as e:
-            raise InvalidArgument(f"{name}: {e}") from None
+        # The schema's types raise InvalidArgument, naming the field.
+        argument.toBox(wire_name, {}, {name: sendable[name]}, None)
     return sendable
 
 

@@ -33,9 +33,13 @@ class DispatcherClient:
         with the one that last did, so a replica's death costs one
         reconnect (see L{FailoverEndpoint}).
     @param call_timeout: seconds a call may take, connecting included.
-    @param fail_after_failures: if given, a call fails as soon as that many
-        connection attempts in a row failed while it waited (for one-shot
-        tools: a refused connection fails the call at once with 1).
+    @param fail_after_failures: until the client has connected once, a
+        failed connection attempt (every endpoint of a list tried once) fails
+        the calls waiting for it, and a call made after it fails at once,
+        with L{DispatcherUnavailable} carrying the cause.  Once it has
+        connected, calls wait through an outage for the reconnection up to
+        their timeout; with this given, they fail as soon as that many
+        attempts in a row failed while they waited.
     @param retry_policy: seconds to wait before reconnect attempt N; default
         C{twisted.application.internet.backoffPolicy()}.
     @param max_box_bytes: the longest box accepted from the dispatcher (a
@@ -81,7 +85,9 @@ class DispatcherClient:
 
     def start(self) -> None:
         """
-        Start keeping a connection up (calls made before wait for it).
+        Start keeping a connection up.  Calls wait for the first
+        connection; a call made before C{start} fails at once with
+        L{DispatcherUnavailable}.
         """
         self._connection.start()
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Generic, List, Optional, Type, TypeVar, cast
 
-import structlog
 from amp_dispatch_commands import Stats
 from attrs import define
 from twisted.internet.defer import Deferred
@@ -32,13 +31,14 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from .._log import get_logger
 from ..protocol._addresses import no_delay
 from ..protocol._framing import Box, BoxReader, FramingError, encode_pair, pack_length
 from ..protocol._peerlog import Warnings
 from ._arguments import Answer
 from ._errors import CallErrors
 
-_log = structlog.get_logger("amp_dispatch.client")
+_log = get_logger("amp_dispatch.client")
 
 #: C{AMP.callRemote}, typed: (protocol, command, **arguments) -> answer.
 call_remote = cast(Callable[..., "Deferred[Answer]"], amp.AMP.callRemote)

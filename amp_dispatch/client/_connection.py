@@ -12,6 +12,14 @@ connection whose call result ends unhandled.  Every call has one deadline
 from the moment it is made: if it runs out before a connection came the call
 fails with L{DispatcherUnavailable}, if it runs out after the call was sent
 it fails with L{CallTimedOut} (a late answer is then ignored).
+
+Until the first connection is up, a failed connection attempt (every
+endpoint of a list tried once) fails the calls waiting for it, and a call
+made after it fails at once, with L{DispatcherUnavailable} carrying the
+cause: a dispatcher that is down, or a wrong endpoint, shows at first
+contact.  Once connected, calls wait through an outage for the reconnection
+(or up to C{fail_after_failures} failed attempts), and a call whose deadline
+runs out names the latest connection error.
 L{DispatcherConnection.fast_call} sends a L{FastCommand} at once on the live
 connection instead, when there is one.
 """
@@ -20,18 +28,25 @@ from __future__ import annotations
 
 from typing import Any, Callable, NoReturn, Optional, Sequence, Tuple, Type, TypeVar, Union, cast
 
-import structlog
 from amp_dispatch_commands import InvalidArgument
 from attrs import define
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectionClosed
-from twisted.internet.interfaces import IAddress, IProtocol, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IAddress,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from .._log import get_logger
 from ..protocol._addresses import describe
 from ._arguments import Answer, Arguments, check_arguments
 from ._calls import ClientProtocol, FastCommand, call_remote
@@ -39,7 +54,7 @@ from ._defaults import CLIENT_CALL_TIMEOUT, CLIENT_KEEPALIVE, CLIENT_MAX_BOX_BYT
 from ._errors import CallErrors, ClientError
 from ._failover import FailoverEndpoint
 
-_log = structlog.get_logger("amp_dispatch.client")
+_log = get_logger("amp_dispatch.client")
 
 T = TypeVar("T")
 
@@ -117,6 +132,23 @@ class _ClientFactory(Factory):
         return protocol
 
 
+@implementer(IStreamClientEndpoint)
+class _Attempts:
+    """
+    The endpoint a L{DispatcherConnection}'s L{ClientService} connects
+    through: it tells the connection of each attempt and of each failure.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint, owner: DispatcherConnection) -> None:
+        self._endpoint = endpoint
+        self._owner = owner
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        self._owner.attempt_started()
+        connecting: Deferred[IProtocol] = self._endpoint.connect(protocolFactory)
+        return connecting.addErrback(self._owner.attempt_failed)
+
+
 @define
 class _Call:
     """
@@ -140,9 +172,10 @@ class DispatcherConnection:
     @param role: C{"frontend"} or C{"scheduler"}, for logs.
     @param call_timeout: seconds each call may take, waiting for a connection
         included.
-    @param fail_after_failures: if not C{None}, a call fails with
-        L{DispatcherUnavailable} (wrapping the connection error) once that many
-        connection attempts failed in a row while it waited.
+    @param fail_after_failures: if not C{None}, once connected a first time,
+        a call fails with L{DispatcherUnavailable} (carrying the connection
+        error) once that many connection attempts failed in a row while it
+        waited.  Before, the first failed attempt fails it.
     @param on_connect: called with each new connection before any call waiting
         for it goes out (boxes it sends go first on the wire).
     @param retry_policy: seconds to wait before reconnect attempt N; default
@@ -182,8 +215,15 @@ class DispatcherConnection:
         self._on_connect = on_connect
         # The connection fast calls go out on, once prepared.
         self._live: Optional[ClientProtocol] = None
+        # None until started, then whether running.
+        self._running: Optional[bool] = None
+        self._connected_once = False
+        # The latest connection error (a failed attempt or a loss), and
+        # whether the latest attempt failed (none is under way).
+        self._last_error: Optional[Failure] = None
+        self._attempt_failed = False
         self._service = ClientService(
-            connect_with,
+            _Attempts(connect_with, self),
             _ClientFactory(self),
             retryPolicy=backoffPolicy() if retry_policy is None else retry_policy,
             clock=reactor,
@@ -195,6 +235,7 @@ class DispatcherConnection:
         Start connecting, and reconnecting with backoff whenever the
         connection is lost or an attempt fails.
         """
+        self._running = True
         self._service.startService()
 
     def stop(self) -> Deferred[None]:
@@ -205,6 +246,7 @@ class DispatcherConnection:
         @return: fires once the connection is closed.
         """
         self._live = None
+        self._running = False
         stopped: Deferred[None] = self._service.stopService()
         return stopped
 
@@ -220,9 +262,27 @@ class DispatcherConnection:
             endpoint=self.endpoint,
             peer=_peer(protocol),
         )
+        self._connected_once = True
+        self._last_error = None
         if self._on_connect is not None:
             self._on_connect(cast(amp.AMP, protocol))
         self._live = cast(ClientProtocol, protocol).itself()
+
+    def attempt_started(self) -> None:
+        """
+        A connection attempt starts.
+        """
+        self._attempt_failed = False
+
+    def attempt_failed(self, reason: Failure) -> Failure:
+        """
+        A connection attempt failed with C{reason} (passed on), unless it
+        was cancelled (the client stops).
+        """
+        if not isinstance(reason.value, CancelledError):
+            self._last_error = reason
+            self._attempt_failed = True
+        return reason
 
     def connection_lost(self, reason: Failure) -> None:
         """
@@ -230,6 +290,7 @@ class DispatcherConnection:
         """
         if self._live is not None and self._live.lost:
             self._live = None
+        self._last_error = reason
         _log.info(
             "dispatcher connection lost",
             role=self.role,
@@ -260,6 +321,8 @@ class DispatcherConnection:
             sendable = check_arguments(command, arguments)
         except InvalidArgument:
             return fail()
+        if not self._running or (self._attempt_failed and not self._connected_once):
+            return fail(self._refused(command))
         limit = self.call_timeout + (wait or 0.0)
         state = _Call(command)
 
@@ -275,7 +338,7 @@ class DispatcherConnection:
             # state machine: pass them on from a clean stack, where the
             # caller may stop or start the client.
             connection: Deferred[Any] = self._service.whenConnected(
-                failAfterFailures=self.fail_after_failures
+                failAfterFailures=self.fail_after_failures if self._connected_once else 1
             )
             connection.addErrback(self._next_turn)
             return connection.addCallback(connected)
@@ -288,12 +351,30 @@ class DispatcherConnection:
 
         def timed_out(result: object, timeout: float) -> NoReturn:
             raise self.errors.deadline(
-                command.commandName.decode("ascii"), timeout, sent=state.sent
+                command.commandName.decode("ascii"),
+                timeout,
+                sent=state.sent,
+                last_error=self._last_error,
             )
 
         answered = waited()
         answered.addTimeout(limit, self.clock, onTimeoutCancel=timed_out)
         return answered.addErrback(self._failed, state)
+
+    def _refused(self, command: Type[amp.Command]) -> Failure:
+        """
+        The failure of a call made when it cannot wait for a connection: the
+        client is not running, or it never connected and its latest attempt
+        failed.
+        """
+        name = command.commandName.decode("ascii")
+        if self._running is None:
+            return self.errors.failure(name, self.errors.not_started(), None)
+        if not self._running:
+            return self.errors.failure(name, self.errors.stopped(name), None)
+        assert self._last_error is not None
+        error = self.errors.cannot_connect(self._last_error)
+        return self.errors.failure(name, error, self._last_error.value)
 
     def _next_turn(self, failure: Optional[Failure] = None) -> Deferred[None]:
         """

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Optional
 
-import structlog
 from attrs import frozen
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionClosed
 from twisted.python.failure import Failure
 
-_log = structlog.get_logger("amp_dispatch.client")
+from .._log import get_logger
+
+_log = get_logger("amp_dispatch.client")
 
 
 class ClientError(Exception):
@@ -28,11 +29,23 @@ class ClientError(Exception):
 
 class DispatcherUnavailable(ClientError):
     """
-    The call could not reach the dispatcher: no connection came within the
-    call's timeout, connecting failed (with C{fail_after_failures}), the
-    connection was lost before the answer came, or the client was stopped.
-    The dispatcher may or may not have acted on a call that was sent.
+    The call could not reach the dispatcher: connecting failed (until the
+    client has connected once, the first failed attempt fails the calls;
+    after, with C{fail_after_failures}), no connection came within the
+    call's timeout, the connection was lost before the answer came, or the
+    client was not started or was stopped.  The dispatcher may or may not
+    have acted on a call that was sent.
+
+    @ivar connection_error: the connection error behind it, when there was
+        one: the failed attempt's (C{ConnectionRefusedError}, a DNS or TLS
+        error, several joined for several endpoints), the latest attempt's
+        when the timeout ran out, or the loss of the connection; else
+        C{None}.  The message includes its text.
     """
+
+    def __init__(self, message: str, connection_error: Optional[BaseException] = None) -> None:
+        super().__init__(message)
+        self.connection_error = connection_error
 
 
 class CallTimedOut(ClientError):
@@ -55,20 +68,34 @@ class CallErrors:
     role: str
     endpoint: str
 
-    def deadline(self, name: str, timeout: float, *, sent: bool) -> ClientError:
+    def deadline(
+        self, name: str, timeout: float, *, sent: bool, last_error: Optional[Failure] = None
+    ) -> ClientError:
         """
         The error of a call to command C{name} whose deadline ran out (after
         C{timeout} seconds): L{CallTimedOut} if it was sent, else
-        L{DispatcherUnavailable}.
+        L{DispatcherUnavailable}, naming C{last_error}, the latest connection
+        error, if any.
         """
         if sent:
             return CallTimedOut(f"no answer to {name} from {self.endpoint} within {timeout} s")
-        return DispatcherUnavailable(f"no connection to {self.endpoint} within {timeout} s")
+        message = f"no connection to {self.endpoint} within {timeout} s"
+        if last_error is None:
+            return DispatcherUnavailable(message)
+        return DispatcherUnavailable(
+            f"{message} (last error: {last_error.getErrorMessage()})", last_error.value
+        )
+
+    def not_started(self) -> DispatcherUnavailable:
+        """
+        The error of a call made before the client was started.
+        """
+        return DispatcherUnavailable(f"client of {self.endpoint} not started: call start() first")
 
     def stopped(self, name: str) -> DispatcherUnavailable:
         """
-        The error of a call cancelled, or still waiting when the client
-        stopped.
+        The error of a call cancelled, made after the client stopped, or
+        still waiting when it stopped.
         """
         return DispatcherUnavailable(f"client of {self.endpoint} stopped before {name}")
 
@@ -78,7 +105,8 @@ class CallErrors:
         """
         return DispatcherUnavailable(
             f"connection to {self.endpoint} lost before {name} was answered:"
-            f" {reason.getErrorMessage()}"
+            f" {reason.getErrorMessage()}",
+            reason.value,
         )
 
     def cannot_connect(self, reason: Failure) -> DispatcherUnavailable:
@@ -86,7 +114,7 @@ class CallErrors:
         The error of a call that gave up on connecting because of C{reason}.
         """
         return DispatcherUnavailable(
-            f"cannot connect to {self.endpoint}: {reason.getErrorMessage()}"
+            f"cannot connect to {self.endpoint}: {reason.getErrorMessage()}", reason.value
         )
 
     def cancelled(self, name: str) -> Failure:

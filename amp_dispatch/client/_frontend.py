@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Dict, Optional, Tuple
 
-from amp_dispatch_commands import NextWorker
+from amp_dispatch_commands import InvalidArgument, NextWorker
 from twisted.internet.defer import Deferred
 from twisted.protocols import amp
 
@@ -120,12 +120,13 @@ def _body(pool: Optional[str], timeout: Optional[float]) -> Optional[bytes]:
     body = _bodies.get(key)
     if body is None:
         parts = [_FAST_NEXT_WORKER.prefix]
+        encoded: Dict[bytes, bytes] = {}
         try:
             for name, value in ((b"pool", pool), (b"timeout", timeout)):
-                if value is not None:
-                    parts.append(encode_pair(name, _ARGUMENTS[name].toStringProto(value, None)))
-        except (ValueError, TypeError, AttributeError, OverflowError, UnicodeError):
+                _ARGUMENTS[name].toBox(name, encoded, {name.decode("ascii"): value}, None)
+        except InvalidArgument:
             return None
+        parts.extend(encode_pair(name, value) for name, value in encoded.items())
         parts.append(END)
         body = b"".join(parts)
         if timeout == 0 and math.copysign(1.0, timeout) < 0:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-import structlog
 from amp_dispatch_commands import (
     MAX_PAGE,
     InvalidArgument,
@@ -20,6 +19,7 @@ from twisted.internet.error import ConnectionClosed
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from .._log import get_logger
 from .._records import RegisteredWorker
 from ._arguments import Answer, Arguments
 from ._base import DispatcherClient
@@ -27,7 +27,7 @@ from ._calls import call_remote
 from ._connection import Endpoint
 from ._records import WorkerPage
 
-_log = structlog.get_logger("amp_dispatch.client")
+_log = get_logger("amp_dispatch.client")
 
 
 class SchedulerClient(DispatcherClient):

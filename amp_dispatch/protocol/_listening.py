@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, ClassVar, Dict, List, Optional, Tuple, cast
 
-import structlog
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import (
     IConsumer,
@@ -38,6 +37,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .._log import get_logger
 from ._addresses import describe, no_delay
 from ._framing import BoxReader, FramingError, KeyTooLong, read_pairs
 from ._hooks import BAD_FRAMING, TLS_HANDSHAKE
@@ -47,7 +47,7 @@ from ._receivers import _RoleReceiver
 if TYPE_CHECKING:
     from ..server._listener import ListenerFactory
 
-_log = structlog.get_logger("amp_dispatch.protocol")
+_log = get_logger("amp_dispatch.protocol")
 _twisted_log = Logger()
 
 Box = Dict[bytes, bytes]

@@ -17,7 +17,6 @@ import logging
 import re
 from typing import Any, Callable, ClassVar, Dict, Optional, Set, Tuple, Type, cast
 
-import structlog
 from amp_dispatch_commands import (
     DEFAULT_PAGE,
     FRONTEND_COMMANDS,
@@ -38,6 +37,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from .._log import get_logger
 from .._records import Worker
 from ..store._interface import (
     IWorkerStore,
@@ -68,7 +68,7 @@ from ._hooks import (
 )
 from ._peerlog import MAX_SHOWN, Warnings, shown
 
-_log = structlog.get_logger("amp_dispatch.protocol")
+_log = get_logger("amp_dispatch.protocol")
 
 _Result = Dict[str, Any]
 _Handler = Callable[..., Any]

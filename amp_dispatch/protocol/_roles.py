@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
-import structlog
 from amp_dispatch_commands import (
     DEFAULT_POOL,
     NO_WORKER_AVAILABLE,
@@ -31,6 +30,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from .._log import get_logger
 from .._records import Worker
 from ..store._interface import IWorkerStore, StoreStats, UpdateOutcome, WorkerReport
 from ..store._memory import no_free_slot
@@ -43,7 +43,7 @@ from ._receivers import FrontendReceiver, SchedulerReceiver, _RoleReceiver, stat
 if TYPE_CHECKING:
     from ..server._listener import ListenerFactory
 
-_log = structlog.get_logger("amp_dispatch.protocol")
+_log = get_logger("amp_dispatch.protocol")
 
 _NEXT_WORKER = NextWorker.commandName
 _UPDATE = WorkerUpdate.commandName

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Tuple, Union
 
-import structlog
+from .._log import get_logger
 
 try:
     import resource
 except ImportError:  # not on POSIX: no limit to raise
     resource = None  # type: ignore[assignment]
 
-_log = structlog.get_logger("amp_dispatch.limits")
+_log = get_logger("amp_dispatch.limits")
 
 #: File descriptors kept for everything but connections: the listeners,
 #: standard streams, the reactor's own, Twisted's EMFILE reserve, logs.

@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Optional, Set, cast
 from typing import Protocol as TypingProtocol
 
-import structlog
 from attrs import frozen
 from twisted.internet.interfaces import IAddress, IReactorTime, ITCPTransport
 from twisted.internet.protocol import Protocol, ServerFactory
 
+from .._log import get_logger
 from ..protocol._addresses import describe
 from ..protocol._peerlog import Warnings
 
-_log = structlog.get_logger("amp_dispatch.listener")
+_log = get_logger("amp_dispatch.listener")
 
 
 @frozen

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Tuple
 
-import structlog
 from attrs import evolve, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, maybeDeferred
@@ -16,6 +15,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorCore
 from twisted.python.failure import Failure
 
+from .._log import get_logger
 from ..admin import ListenerCounts, Metrics, admin_site
 from ..protocol._addresses import host_port
 from ._config import DEFAULT_CONFIG, NO_ADMIN, DispatcherConfig
@@ -26,7 +26,7 @@ from ._stores import open_store
 
 __all__ = ["DispatcherService", "ListenAddress", "with_backlog"]
 
-_log = structlog.get_logger("amp_dispatch.server")
+_log = get_logger("amp_dispatch.server")
 
 #: Endpoint types whose server strings take a C{backlog} parameter.
 _BACKLOG_TYPES = ("tcp", "tcp6", "ssl", "unix", "mtls")

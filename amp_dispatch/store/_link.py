@@ -29,7 +29,6 @@ from __future__ import annotations
 import random as _random
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
-import structlog
 from amp_dispatch_commands import StoreUnavailable
 from attrs import frozen
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
@@ -41,11 +40,12 @@ from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from .._log import get_logger
 from ._address import Host, StoreAddress, show_host
 from ._redis import RedisProtocol, RedisSubscriber
 from ._resp import ReplyError, Value, make_reader
 
-_log = structlog.get_logger("amp_dispatch.store")
+_log = get_logger("amp_dispatch.store")
 
 #: The Sentinel channel announcing a new primary:
 #: C{"<name> <old-ip> <old-port> <new-ip> <new-port>"}.

@@ -21,7 +21,6 @@ import heapq
 from itertools import count, islice
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
-import structlog
 from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded
 from attrs import define, field
 from sortedcontainers import SortedList
@@ -29,6 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
+from .._log import get_logger
 from .._records import RegisteredWorker, Worker
 from ._deadlines import DeadlineHeap
 from ._interface import (
@@ -41,7 +41,7 @@ from ._interface import (
     WorkerRows,
 )
 
-_log = structlog.get_logger("amp_dispatch.store")
+_log = get_logger("amp_dispatch.store")
 
 #: Added to entering ticks so that never-answered workers sort before answered ones.
 _NEVER_ANSWERED = -(1 << 62)

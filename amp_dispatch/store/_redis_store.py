@@ -25,7 +25,6 @@ import os
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
-import structlog
 from amp_dispatch_commands import DEFAULT_POOL, NoWorkerAvailable, Overloaded, StoreUnavailable
 from attrs import define
 from twisted.internet.defer import Deferred, fail, succeed
@@ -34,6 +33,7 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .._log import get_logger
 from .._records import RegisteredWorker, Worker
 from ._interface import (
     IWorkerStore,
@@ -48,7 +48,7 @@ from ._memory import no_free_slot
 from ._redis_scripts import Script, scripts
 from ._resp import ReplyError, Value, encode_command
 
-_log = structlog.get_logger("amp_dispatch.store")
+_log = get_logger("amp_dispatch.store")
 
 _OUTCOMES = {
     b"accepted": UpdateOutcome.ACCEPTED,

@@ -3,17 +3,22 @@ Argument types of the v1 commands.
 
 Each type is wire-compatible with the stock AMP type it extends (the bytes are
 the same) and adds the range checks of the protocol.  Both directions check:
-a sender learns of a bad value before it leaves, and a receiver refuses one
-with a C{ValueError} whose text says why (the server turns it into
-C{INVALID_ARGUMENT}, naming the field).
+a sender learns of a bad value before anything is sent, from C{callRemote}
+itself, as the declared L{InvalidArgument} naming the field (C{"worker_id:
+must be at most 255 UTF-8 bytes"}), the text the dispatcher would answer;
+a receiver refuses one with a C{ValueError} whose text says why (the server
+turns it into C{INVALID_ARGUMENT}, naming the field).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from typing import Any, Dict
 
 from twisted.protocols import amp
+
+from ._errors import InvalidArgument
 
 MAX_TEXT_BYTES = 255
 
@@ -36,7 +41,26 @@ def _check_text(text: str, *, printable: bool) -> str:
     return text
 
 
-class Identifier(amp.Unicode):
+#: What encoding a value a sender passed raises when the value does not fit:
+#: the checks' C{ValueError} (C{UnicodeError} among them), and what a value of
+#: the wrong type makes the stock encoding raise.
+_REFUSED = (ValueError, TypeError, AttributeError, OverflowError)
+
+
+class _Sent(amp.Argument):
+    """
+    Sending: a value the type refuses raises the declared L{InvalidArgument},
+    naming the field, instead of the bare error of the check.
+    """
+
+    def toBox(self, name: bytes, strings: Any, objects: Dict[str, Any], proto: Any) -> None:
+        try:
+            super().toBox(name, strings, objects, proto)
+        except _REFUSED as e:
+            raise InvalidArgument(f"{name.decode('ascii')}: {e}") from None
+
+
+class Identifier(_Sent, amp.Unicode):
     """
     A worker id or pool name: 1 to 255 UTF-8 bytes, no control characters
     (Unicode category Cc).
@@ -49,7 +73,7 @@ class Identifier(amp.Unicode):
         return _check_text(inObject, printable=True).encode("utf-8")
 
 
-class HostName(amp.Unicode):
+class HostName(_Sent, amp.Unicode):
     """
     A worker's host name or address: 1 to 255 UTF-8 bytes.
     """
@@ -61,7 +85,7 @@ class HostName(amp.Unicode):
         return _check_text(inObject, printable=False).encode("utf-8")
 
 
-class BoundedInteger(amp.Integer):
+class BoundedInteger(_Sent, amp.Integer):
     """
     An integer within C{minimum} and C{maximum} (inclusive).  Its text is at
     most L{MAX_NUMBER_TEXT} bytes.
@@ -92,7 +116,7 @@ class BoundedInteger(amp.Integer):
         return b"%d" % (self._check(inObject),)
 
 
-class Seconds(amp.Float):
+class Seconds(_Sent, amp.Float):
     """
     A duration in seconds: finite, within 0 and C{maximum}.  A sender may give
     an C{int}; it is sent as a float.  Its text is at most
