@@ -190,7 +190,10 @@ def test_reconnecting_shows_error_and_last_figures(dispatcher: MemoryDispatcher)
     dispatcher.clock.advance(1.0)
     frame = result_of(done)
     assert frame.connection.state == RECONNECTING
-    assert frame.connection.error == "no connection to memory:scheduler within 1.0 s"
+    assert frame.connection.error == (
+        "no connection to memory:scheduler within 1.0 s"
+        " (last error: Connection was closed cleanly: Connection done.)"
+    )
     assert frame.connection.figures_age == 1.0
     assert (frame.stats, frame.pools) == (good.stats, good.pools)
 
