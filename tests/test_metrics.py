@@ -11,16 +11,18 @@ from typing import Any, List, Optional, Tuple
 import pytest
 from prometheus_client import generate_latest
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
 from amp_dispatch.admin import ListenerCounts, Metrics, admin_site
-from amp_dispatch.admin._site import ADMIN_IDLE_TIMEOUT, ADMIN_MAX_CONNECTIONS, _AdminRequest
+from amp_dispatch.admin._site import (
+    ADMIN_MAX_CONNECTIONS,
+    ADMIN_MAX_LIFETIME,
+    ADMIN_READS_PER_SECOND,
+    _AdminRequest,
+)
 from amp_dispatch.protocol._hooks import ConnectionInfo
 from amp_dispatch.server._config import OTHER_POOLS, DispatcherConfig
 from amp_dispatch.server._stores import open_memory_store
@@ -265,74 +267,108 @@ def test_process_and_info(clock: Clock, store: MemoryStore) -> None:
 # -- the site -----------------------------------------------------------------
 
 
-class _Exposition(Resource):
+def render(
+    site: Any, path: bytes, method: bytes = b"GET", accept: Optional[bytes] = None
+) -> Tuple[int, bytes, Optional[bytes]]:
     """
-    The exposition, on the test's thread (the real one is on a thread pool).
+    Ask the admin site for C{path}: the status, the body and its type.
     """
-
-    isLeaf = True
-
-    def __init__(self, metrics: Metrics) -> None:
-        super().__init__()
-        self._metrics = metrics
-
-    def render(self, request: Any) -> Any:
-        request.write(generate_latest(self._metrics.registry))
-        request.finish()
-        return NOT_DONE_YET
-
-
-def render(site: Any, path: bytes) -> Tuple[int, bytes]:
     request = DummyRequest(path.strip(b"/").split(b"/"))
+    request.method = method
+    if accept is not None:
+        request.requestHeaders.setRawHeaders(b"accept", [accept])
     resource = site.wrappedFactory.resource
-    for segment in list(request.postpath):
-        resource = resource.getChildWithDefault(segment, request)
+    while request.postpath and not getattr(resource, "isLeaf", False):
+        resource = resource.getChildWithDefault(request.postpath[0], request)
         request.prepath.append(request.postpath.pop(0))
-        if getattr(resource, "isLeaf", False):
-            break
     result = resource.render(request)
     if result is not NOT_DONE_YET:
         request.write(result)
         request.finish()
-    return request.responseCode or 200, b"".join(request.written)
+    content_type = request.responseHeaders.getRawHeaders(b"content-type", [None])[0]
+    return request.responseCode or 200, b"".join(request.written), content_type
+
+
+def site_of(clock: Clock, store: Any, not_ready: Any = lambda: None) -> Any:
+    return admin_site(clock, Metrics(clock, store), not_ready)
 
 
 def test_healthz(clock: Clock, store: MemoryStore) -> None:
     """
     C{/healthz} answers 200 while the process serves.
     """
-    metrics = Metrics(clock, store)
-    site = admin_site(clock, metrics, lambda: "anything", _Exposition(metrics))
-    assert render(site, b"/healthz") == (200, b"ok\n")
+    assert render(site_of(clock, store), b"/healthz")[:2] == (200, b"ok\n")
 
 
 def test_readyz(clock: Clock, store: MemoryStore) -> None:
     """
     C{/readyz} answers 200 when ready, 503 with the reason when not.
     """
-    metrics = Metrics(clock, store)
     reason: List[Optional[str]] = [None]
-    site = admin_site(clock, metrics, lambda: reason[0], _Exposition(metrics))
-    assert render(site, b"/readyz") == (200, b"ready\n")
+    site = site_of(clock, store, lambda: reason[0])
+    assert render(site, b"/readyz")[:2] == (200, b"ready\n")
     reason[0] = "the store does not answer"
-    assert render(site, b"/readyz") == (503, b"not ready: the store does not answer\n")
+    assert render(site, b"/readyz")[:2] == (503, b"not ready: the store does not answer\n")
+
+
+def test_deeper_paths_not_found(clock: Clock, store: MemoryStore) -> None:
+    """
+    A path below an admin resource is not found.
+    """
+    site = site_of(clock, store)
+    assert render(site, b"/readyz/x")[0] == 404
+    assert render(site, b"/metrics/x")[0] == 404
+
+
+def test_head(clock: Clock, store: MemoryStore) -> None:
+    """
+    C{HEAD} is answered as C{GET} is.
+    """
+    assert render(site_of(clock, store), b"/metrics", b"HEAD")[0] == 200
 
 
 def test_metrics_refreshed_before_exposed(clock: Clock, store: MemoryStore) -> None:
     """
-    C{/metrics} reads the figures, then exposes them.
+    C{/metrics} reads the figures, then exposes them in Prometheus's text
+    format.
+    """
+    site = site_of(clock, store)
+    add(store, "a", 5)
+    status, body, content_type = render(site, b"/metrics")
+    assert status == 200
+    assert content_type is not None and content_type.startswith(b"text/plain; version=0.0.4")
+    assert sample(parse_samples(body.decode()), "amp_dispatch_free_slots") == 5
+
+
+def test_metrics_openmetrics(clock: Clock, store: MemoryStore) -> None:
+    """
+    A scraper that accepts OpenMetrics gets it.
+    """
+    _, body, content_type = render(
+        site_of(clock, store), b"/metrics", accept=b"application/openmetrics-text"
+    )
+    assert content_type is not None and content_type.startswith(b"application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+
+
+def test_exposition_made_once_per_reading(clock: Clock, store: MemoryStore) -> None:
+    """
+    Scrapes within a second share one exposition: the same bytes, even if
+    the hook counted meanwhile; the next second's scrape shows the counts.
     """
     metrics = Metrics(clock, store)
-    site = admin_site(clock, metrics, lambda: None, _Exposition(metrics))
-    add(store, "a", 5)
-    status, body = render(site, b"/metrics")
-    assert status == 200
-    assert b"amp_dispatch_free_slots 5.0" in body
+    site = admin_site(clock, metrics, lambda: None)
+    first = render(site, b"/metrics")[1]
+    metrics(b"Stats", "answered", _FRONT, 1)
+    assert render(site, b"/metrics")[1] is first
+    clock.advance(1.0)
+    later = parse_samples(render(site, b"/metrics")[1].decode())
+    assert sample(later, "amp_dispatch_commands_total", command="Stats", outcome="answered") == 1
 
 
 def test_metrics_client_gone(clock: Clock, store: MemoryStore) -> None:
     """
-    A scrape whose client left while the store was read exposes nothing.
+    A scrape whose client left while the store was read writes nothing.
     """
     stats: List[Deferred[Any]] = []
 
@@ -342,51 +378,69 @@ def test_metrics_client_gone(clock: Clock, store: MemoryStore) -> None:
             stats.append(later)
             return later
 
-    metrics = Metrics(clock, Held(store))
-    exposed: List[Any] = []
-
-    class Exposition(Resource):
-        isLeaf = True
-
-        def render(self, request: Any) -> Any:
-            exposed.append(request)
-            return NOT_DONE_YET
-
-    site = admin_site(clock, metrics, lambda: None, Exposition())
+    site = site_of(clock, Held(store))
     request = DummyRequest([b"metrics"])
     resource = site.wrappedFactory.resource.getChildWithDefault(b"metrics", request)
+    request.postpath = []
     assert resource.render(request) is NOT_DONE_YET
     request.processingFailed(Exception("gone"))  # the client left
+    written = list(request.written)
     stats[0].callback(StoreStats(0, 0, 0, 0))
-    assert exposed == []
+    assert request.written == written
+
+
+def connect(factory: Any) -> Tuple[Any, StringTransport]:
+    transport = StringTransport()
+    protocol = factory.buildProtocol(None)
+    protocol.makeConnection(transport)
+    return protocol, transport
 
 
 def test_admin_connections_capped(clock: Clock, store: MemoryStore) -> None:
     """
-    At most L{ADMIN_MAX_CONNECTIONS} admin connections are open at once; a
-    closed one makes room.
+    At most L{ADMIN_MAX_CONNECTIONS} admin connections are open at once: a
+    new one closes the oldest.
     """
-    factory = admin_site(clock, Metrics(clock, store), lambda: None, Resource())
-    opened = []
-    for _ in range(ADMIN_MAX_CONNECTIONS):
-        protocol = factory.buildProtocol(None)
-        protocol.makeConnection(StringTransport())
-        opened.append(protocol)
-    assert factory.buildProtocol(None) is None
-    opened[0].connectionLost(Failure(ConnectionDone()))
-    assert factory.buildProtocol(None) is not None
+    factory = site_of(clock, store)
+    opened = [connect(factory) for _ in range(ADMIN_MAX_CONNECTIONS)]
+    assert not any(transport.disconnecting for _, transport in opened)
+    connect(factory)
+    assert [transport.disconnecting for _, transport in opened] == [True] + [False] * (
+        ADMIN_MAX_CONNECTIONS - 1
+    )
+    connect(factory)  # the oldest of the rest, not the same one again
+    assert opened[1][1].disconnecting
 
 
-def test_admin_idle_closed(clock: Clock, store: MemoryStore) -> None:
+def test_admin_lifetime(clock: Clock, store: MemoryStore) -> None:
     """
-    A silent admin connection is closed after L{ADMIN_IDLE_TIMEOUT} seconds
-    on the reactor given.
+    An admin connection is closed after L{ADMIN_MAX_LIFETIME} seconds, however
+    it trickles bytes, on the reactor given.
     """
-    factory = admin_site(clock, Metrics(clock, store), lambda: None, Resource())
-    transport = StringTransport()
-    factory.buildProtocol(None).makeConnection(transport)
-    clock.advance(ADMIN_IDLE_TIMEOUT)
+    protocol, transport = connect(site_of(clock, store))
+    for _ in range(int(ADMIN_MAX_LIFETIME) - 1):
+        protocol.dataReceived(b"G")
+        clock.advance(1.0)
+    assert not transport.disconnecting
+    clock.advance(1.0)
     assert transport.disconnecting
+
+
+def test_admin_reads_budget(clock: Clock, store: MemoryStore) -> None:
+    """
+    Past L{ADMIN_READS_PER_SECOND} reads in a second, admin connections are
+    not read until the next second.
+    """
+    factory = site_of(clock, store)
+    (one, first), (two, second) = connect(factory), connect(factory)
+    for _ in range(ADMIN_READS_PER_SECOND // 2):
+        one.dataReceived(b"x")
+        two.dataReceived(b"x")
+    assert (first.producerState, second.producerState) == ("producing", "producing")
+    two.dataReceived(b"x")
+    assert second.producerState == "paused"
+    clock.advance(1.0)
+    assert second.producerState == "producing"
 
 
 def test_admin_body_not_kept() -> None:
@@ -399,3 +453,52 @@ def test_admin_body_not_kept() -> None:
     content: Any = request.content
     assert content.tell() == 0
     assert content.read() == b""
+
+
+def test_outcomes_shown_from_the_start(clock: Clock, store: MemoryStore) -> None:
+    """
+    Every outcome of NextWorker, WorkerUpdate and WorkerGone, and every
+    removal reason, shows at 0 before it first happens (a rate over it then
+    sees its first occurrence).
+    """
+    metrics = Metrics(clock, store)
+    metrics.refresh()
+    total = "amp_dispatch_commands_total"
+    assert value(metrics, total, command="NextWorker", outcome="timed_out") == 0
+    assert value(metrics, total, command="WorkerUpdate", outcome="stale") == 0
+    assert value(metrics, total, command="WorkerGone", outcome="unknown") == 0
+    assert value(metrics, "amp_dispatch_workers_removed_total", reason="lease_expired") == 0
+
+
+def test_pool_labels_given_back(clock: Clock, store: MemoryStore) -> None:
+    """
+    A pool that no longer exists gives its label to a new pool.
+    """
+    add(store, "a", 1, pool="p1")
+    add(store, "b", 2, pool="p2")
+    metrics = Metrics(clock, store, max_pool_labels=2)
+    metrics.refresh()
+    store.gone("a")
+    add(store, "c", 4, pool="p3")
+    for _ in range(2):  # the label is freed, then given
+        clock.advance(1.0)
+        metrics.refresh()
+    free = "amp_dispatch_pool_free_slots"
+    assert value(metrics, free, pool="p3") == 4
+    assert value(metrics, free, pool="p2") == 2
+    assert value(metrics, free, pool=OTHER_POOLS) == 0
+
+
+def test_pool_named_as_the_overflow(clock: Clock, store: MemoryStore) -> None:
+    """
+    A pool named as the overflow series is counted in it, never shown twice
+    (its series would repeat, and the scrape would be refused).
+    """
+    add(store, "a", 1, pool=OTHER_POOLS)
+    add(store, "b", 2, pool="p1")
+    metrics = Metrics(clock, store, max_pool_labels=1)
+    metrics.refresh()
+    exposition = generate_latest(metrics.registry).decode()
+    assert exposition.count('amp_dispatch_pool_workers{pool="(other)"}') == 1
+    assert value(metrics, "amp_dispatch_pool_free_slots", pool=OTHER_POOLS) == 1
+    assert value(metrics, "amp_dispatch_pool_free_slots", pool="p1") == 2

@@ -6,9 +6,9 @@ those counts with what the listeners and the store know (connections, pool
 figures, removals), read into a L{Snapshot} on the reactor's thread.
 
 Counting is a dict update per call of the hook, which the fast paths make
-once per read: no lock on the hot path.  The exposition runs on another
-thread (see L{amp_dispatch.admin._site}); it reads only snapshots, made
-here on the reactor's thread before each scrape.
+once per read: no lock on the hot path.  The exposition (see
+L{amp_dispatch.admin._site}) reads only snapshots, made here before each
+scrape, at most one a second.
 """
 
 from __future__ import annotations
@@ -43,11 +43,44 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from .._versions import PROTOCOL_VERSION, __version__, schema_version
-from ..protocol._hooks import ConnectionInfo
+from ..protocol._hooks import (
+    ANSWERED,
+    CANCELLED,
+    INVALID,
+    KNOWN,
+    NO_WORKER,
+    OVERLOADED,
+    STORE_UNAVAILABLE,
+    TIMED_OUT,
+    UNKNOWN,
+    ConnectionInfo,
+)
 from ..server._config import MAX_POOL_LABELS, OTHER_POOLS
-from ..store._interface import IWorkerStore, PoolFigures, StoreStats
+from ..store._interface import (
+    REMOVAL_REASONS,
+    IWorkerStore,
+    PoolFigures,
+    StoreStats,
+    UpdateOutcome,
+)
+
+_UPDATE_OUTCOMES = (UpdateOutcome.ACCEPTED, UpdateOutcome.STALE, UpdateOutcome.DUPLICATE)
 
 __all__ = ["WAIT_BUCKETS", "ListenerCounts", "Metrics", "Snapshot"]
+
+#: The outcomes each command's counter shows from the start (at 0), so
+#: that a rate over them sees their first occurrence.
+_OUTCOMES: Tuple[Tuple[bytes, Tuple[str, ...]], ...] = (
+    (
+        b"NextWorker",
+        (ANSWERED, NO_WORKER, OVERLOADED, TIMED_OUT, CANCELLED, INVALID, STORE_UNAVAILABLE),
+    ),
+    (
+        b"WorkerUpdate",
+        (*(outcome.name for outcome in _UPDATE_OUTCOMES), INVALID, STORE_UNAVAILABLE),
+    ),
+    (b"WorkerGone", (KNOWN, UNKNOWN, INVALID, STORE_UNAVAILABLE)),
+)
 
 #: The waiting-time histogram's buckets, in seconds.
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -122,12 +155,25 @@ class Metrics:
         self._listeners = listeners
         self._max_pool_labels = max_pool_labels
         self._commands: DefaultDict[Tuple[bytes, str], int] = defaultdict(int)
+        for command, outcomes in _OUTCOMES:
+            for outcome in outcomes:
+                self._commands[command, outcome] = 0
         self._rejected: DefaultDict[Tuple[str, str], int] = defaultdict(int)
         # The pools labelled by name, in the order first seen.
         self._labelled: Dict[str, None] = {}
         self._refreshed_at: Optional[float] = None
         self._refreshing: Optional[Deferred[Snapshot]] = None
         self.snapshot = Snapshot()
+        # Read once: the installed versions do not change while running.
+        self._info = InfoMetricFamily("amp_dispatch", "The dispatcher's versions.")
+        self._info.add_metric(
+            [],
+            {
+                "version": __version__,
+                "commands_version": schema_version(),
+                "protocol": str(PROTOCOL_VERSION),
+            },
+        )
         self.registry = CollectorRegistry(auto_describe=True)
         self.waits = Histogram(
             "amp_dispatch_next_worker_wait_seconds",
@@ -183,12 +229,15 @@ class Metrics:
     def _read(self) -> Deferred[Snapshot]:
         store = self._store
         commands, rejected = dict(self._commands), dict(self._rejected)
-        removed = dict(store.removed)
+        removed = {reason: 0 for reason in REMOVAL_REASONS}
+        removed.update(store.removed)
         listeners = tuple(self._listeners())
         if not store.available():
             return succeed(self._keep(Snapshot(commands, rejected, removed, listeners)))
         names = list(self._labelled)
-        room = self._max_pool_labels - len(names)
+        # One more than there is room for: a pool named as the overflow
+        # takes no label.
+        room = self._max_pool_labels - len(names) + 1
 
         def figures(results: List[Any]) -> Snapshot:
             stats, pools = results
@@ -210,13 +259,18 @@ class Metrics:
         stats: StoreStats,
         pools: Sequence[PoolFigures],
     ) -> Snapshot:
-        for figures in pools:
-            if len(self._labelled) >= self._max_pool_labels:
+        # Pools keep their label while they exist; a gone pool's label goes
+        # to a new pool.  A pool named as the overflow is counted in it.
+        present = {figures.pool: figures for figures in pools if figures.pool != OTHER_POOLS}
+        labelled = {pool: None for pool in self._labelled if pool in present}
+        for pool in present:
+            if len(labelled) >= self._max_pool_labels:
                 break
-            self._labelled.setdefault(figures.pool, None)
-        shown = [figures for figures in pools if figures.pool in self._labelled]
+            labelled.setdefault(pool, None)
+        self._labelled = labelled
+        shown = [present[pool] for pool in labelled]
         other = None
-        if len(self._labelled) >= self._max_pool_labels:
+        if len(labelled) >= self._max_pool_labels or OTHER_POOLS in {f.pool for f in pools}:
             other = PoolFigures(
                 OTHER_POOLS,
                 max(0, stats.workers - sum(figures.workers for figures in shown)),
@@ -229,7 +283,7 @@ class Metrics:
         self.snapshot = snapshot
         return snapshot
 
-    # -- the collector, on the exposition's thread ---------------------------
+    # -- the collector ------------------------------------------------------
 
     def describe(self) -> List[Metric]:
         return list(self._families(Snapshot()))
@@ -238,16 +292,7 @@ class Metrics:
         return self._families(self.snapshot)
 
     def _families(self, snapshot: Snapshot) -> Iterator[Metric]:
-        info = InfoMetricFamily("amp_dispatch", "The dispatcher's versions.")
-        info.add_metric(
-            [],
-            {
-                "version": __version__,
-                "commands_version": schema_version(),
-                "protocol": str(PROTOCOL_VERSION),
-            },
-        )
-        yield info
+        yield self._info
         commands = CounterMetricFamily(
             "amp_dispatch_commands",
             "Commands handled, by command and outcome.",

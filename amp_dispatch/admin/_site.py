@@ -1,47 +1,79 @@
 """
-The admin listener's HTTP site: C{/metrics} (Prometheus's text format, by
-C{prometheus_client}'s WSGI application on the reactor's thread pool, as
-its Twisted resource serves it, but on the reactor given here), C{/healthz}
+The admin listener's HTTP site: C{/metrics} (Prometheus's text format, or
+OpenMetrics when asked, by C{prometheus_client}'s encoders), C{/healthz}
 (the process serves) and C{/readyz} (it listens, and its store answers).
 
-What a peer can cost it is bounded: at most L{ADMIN_MAX_CONNECTIONS} open
-at once (within the file descriptors the service keeps in reserve, see
-L{amp_dispatch.server._limits.FD_RESERVE}), request bodies read and thrown
-away, silent connections closed after L{ADMIN_IDLE_TIMEOUT} seconds, and
-Twisted's own bounds on request lines and headers.
+The exposition is made on the reactor's thread, at most once per reading
+of the figures (L{Metrics.refresh}: at most one a second); scrapes in
+between get the same bytes.  C{prometheus_client}'s own Twisted resource
+would run its WSGI application on a thread pool: threads that compete with
+the reactor for the interpreter under a flood of scrapes, and a resource
+bound to the global reactor.
+
+What a peer can cost is bounded: at most L{ADMIN_MAX_CONNECTIONS} open at
+once (within the file descriptors the service keeps in reserve, see
+L{amp_dispatch.server._limits.FD_RESERVE}), the oldest closed to make room
+for a new one; each connection lives at most L{ADMIN_MAX_LIFETIME} seconds
+(a slow peer cannot hold a place); all of them together are read at most
+L{ADMIN_READS_PER_SECOND} times a second (a flood of requests waits, it
+does not take the reactor from the AMP listeners); request bodies are read
+and thrown away; Twisted bounds request lines and headers.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from prometheus_client.exposition import make_wsgi_app
-from twisted.internet.interfaces import IAddress
-from twisted.protocols.policies import WrappingFactory
-from twisted.web.resource import IResource, Resource
+from prometheus_client.exposition import choose_encoder
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.protocol import connectionDone
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from twisted.web.pages import notFound
+from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
-from twisted.web.wsgi import WSGIResource
 
-from ._metrics import Metrics
+from ._metrics import Metrics, Snapshot
 
-__all__ = ["admin_site"]
+__all__ = [
+    "ADMIN_MAX_CONNECTIONS",
+    "ADMIN_MAX_LIFETIME",
+    "ADMIN_READS_PER_SECOND",
+    "admin_site",
+]
 
-#: Seconds an admin connection may stay silent before it is closed.
-ADMIN_IDLE_TIMEOUT = 30.0
-
-#: The most admin connections open at once; more are closed at once.
+#: The most admin connections open at once; a new one closes the oldest.
 ADMIN_MAX_CONNECTIONS = 8
+
+#: Seconds an admin connection lives at most (Prometheus reconnects).
+ADMIN_MAX_LIFETIME = 10.0
+
+#: Reads of all admin connections together per second; past it, they wait
+#: for the next second.
+ADMIN_READS_PER_SECOND = 100
 
 #: Why the dispatcher is not ready (C{None}: it is).
 ReadyCheck = Callable[[], Optional[str]]
 
 
-class _Text(Resource):
+class _Leaf(Resource):
     """
-    A plain-text answer: C{answer()} gives the status and the text.
+    A resource at one path: deeper paths are not found; C{HEAD} answers as
+    C{GET} does, without the body.
     """
 
     isLeaf = True
+
+    def render(self, request: Request) -> Any:
+        if request.postpath and request.postpath != [b""]:
+            return notFound().render(request)
+        return super().render(request)
+
+
+class _Text(_Leaf):
+    """
+    A plain-text answer: C{answer()} gives the status and the text.
+    """
 
     def __init__(self, answer: Callable[[], Tuple[int, str]]) -> None:
         super().__init__()
@@ -55,29 +87,135 @@ class _Text(Resource):
         return text.encode("utf-8") + b"\n"
 
 
-class _Scrape(Resource):
+class _Scrape(_Leaf):
     """
-    C{/metrics}: reads the figures on the reactor's thread (L{Metrics.refresh}),
-    then hands the request to the exposition.
+    C{/metrics}: reads the figures (L{Metrics.refresh}), then answers their
+    exposition in the format the scraper accepts, made once per reading.
     """
 
-    isLeaf = True
-
-    def __init__(self, metrics: Metrics, exposition: IResource) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         super().__init__()
         self._metrics = metrics
-        self._exposition = exposition
+        # The expositions of the last reading, by content type.
+        self._made: Dict[str, bytes] = {}
+        self._made_of: Optional[Snapshot] = None
 
     def render_GET(self, request: Request) -> Any:
         gone: List[object] = []
         request.notifyFinish().addBoth(gone.append)
 
-        def expose(_: object) -> None:
-            if not gone:  # the client left while the store was read
-                self._exposition.render(request)
+        def expose(snapshot: Snapshot) -> None:
+            if gone:
+                return  # the client left while the store was read
+            encode, content_type = choose_encoder(
+                (request.getHeader(b"accept") or b"").decode("latin-1")
+            )
+            if self._made_of is not snapshot:
+                self._made, self._made_of = {}, snapshot
+            body = self._made.get(content_type)
+            if body is None:
+                body = self._made[content_type] = encode(self._metrics.registry)
+            request.setHeader(b"content-type", content_type.encode("ascii"))
+            request.write(body)
+            request.finish()
 
         self._metrics.refresh().addCallback(expose)
         return NOT_DONE_YET
+
+
+class _Budget:
+    """
+    The admin connections' shared budget of reads per second: a
+    connection over it stops being read until the next second.
+    """
+
+    def __init__(self, clock: IReactorTime, reads: int) -> None:
+        self._clock = clock
+        self._reads = reads
+        self._left = reads
+        self._paused: List[Any] = []
+        self._refill: Optional[IDelayedCall] = None
+
+    def spend(self, transport: Any) -> None:
+        """
+        One read of C{transport}'s; past the budget, pause it.
+        """
+        self._left -= 1
+        if self._refill is None:
+            self._refill = self._clock.callLater(1.0, self._next_second)
+        if self._left < 0:
+            transport.pauseProducing()
+            self._paused.append(transport)
+
+    def _next_second(self) -> None:
+        self._refill = None
+        self._left = self._reads
+        paused, self._paused = self._paused, []
+        for transport in paused:
+            if transport.connected:
+                transport.resumeProducing()
+
+    def stop(self) -> None:
+        if self._refill is not None and self._refill.active():
+            self._refill.cancel()
+        self._refill = None
+
+
+class _Guarded(ProtocolWrapper):
+    """
+    One admin connection: closed at the end of its life, read within the
+    shared budget.
+    """
+
+    factory: _Bounded
+
+    def makeConnection(self, transport: Any) -> None:
+        self._end = self.factory.clock.callLater(
+            ADMIN_MAX_LIFETIME, transport.abortConnection
+        )
+        super().makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.factory.budget.spend(self.transport)
+        super().dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._end.active():
+            self._end.cancel()
+        super().connectionLost(reason)
+
+
+class _Bounded(WrappingFactory):
+    """
+    The site within the bounds of the module's docstring.
+    """
+
+    noisy = False
+    protocol = _Guarded
+
+    def __init__(self, site: Site, clock: IReactorTime) -> None:
+        super().__init__(site)
+        self.clock = clock
+        self.budget = _Budget(clock, ADMIN_READS_PER_SECOND)
+        # Connections closed to make room, not yet gone.
+        self._closing: Set[Any] = set()
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> Any:
+        if len(self.protocols) - len(self._closing) >= ADMIN_MAX_CONNECTIONS:
+            # The oldest goes (dicts keep the order connections came in).
+            oldest = next(p for p in self.protocols if p not in self._closing)
+            self._closing.add(oldest)
+            oldest.transport.abortConnection()
+        return super().buildProtocol(addr)
+
+    def unregisterProtocol(self, p: Any) -> None:
+        self._closing.discard(p)
+        super().unregisterProtocol(p)
+
+    def stopFactory(self) -> None:
+        self.budget.stop()
+        super().stopFactory()
 
 
 class _NoBody:
@@ -110,45 +248,21 @@ class _AdminRequest(Request):
         self.content = _NoBody()
 
 
-class _Capped(WrappingFactory):
+def admin_site(reactor: Any, metrics: Metrics, not_ready: ReadyCheck) -> WrappingFactory:
     """
-    The site, at most L{ADMIN_MAX_CONNECTIONS} connections open at once.
+    The admin site's factory over C{metrics}; C{/readyz} answers 503 with
+    the reason C{not_ready} gives, if any.
     """
-
-    noisy = False
-
-    def buildProtocol(self, addr: Optional[IAddress]) -> Any:
-        if len(self.protocols) >= ADMIN_MAX_CONNECTIONS:
-            return None
-        return super().buildProtocol(addr)
-
-
-def admin_site(
-    reactor: Any,
-    metrics: Metrics,
-    not_ready: ReadyCheck,
-    exposition: Optional[IResource] = None,
-) -> WrappingFactory:
-    """
-    The admin site's factory over C{metrics}; C{/readyz} answers 503 with the reason
-    C{not_ready} gives, if any.
-
-    @param exposition: serves the metrics once read (default:
-        C{prometheus_client}'s WSGI application on C{reactor}'s thread pool).
-    """
-    exposed: IResource = exposition or WSGIResource(
-        reactor, reactor.getThreadPool(), make_wsgi_app(metrics.registry)
-    )
 
     def ready() -> Tuple[int, str]:
         reason = not_ready()
         return (200, "ready") if reason is None else (503, f"not ready: {reason}")
 
     root = Resource()
-    root.putChild(b"metrics", _Scrape(metrics, exposed))
+    root.putChild(b"metrics", _Scrape(metrics))
     root.putChild(b"healthz", _Text(lambda: (200, "ok")))
     root.putChild(b"readyz", _Text(ready))
-    site = Site(root, requestFactory=_AdminRequest, timeout=ADMIN_IDLE_TIMEOUT, reactor=reactor)
+    site = Site(root, requestFactory=_AdminRequest, reactor=reactor)
     site.displayTracebacks = False
     site.noisy = False
-    return _Capped(site)
+    return _Bounded(site, reactor)

@@ -113,6 +113,10 @@ class StoreStats:
     dispatched: int
 
 
+#: Why a store removes a worker: C{WorkerGone}, its ttl, its lease.
+REMOVAL_REASONS = ("gone", "ttl expired", "lease expired")
+
+
 @frozen
 class PoolFigures:
     """
@@ -207,8 +211,8 @@ class IWorkerStore(Interface):
 
     removed = Attribute(
         """
-        A C{dict} of how many workers this process removed, by reason
-        (C{"gone"}, C{"ttl expired"}, C{"lease expired"}).
+        A C{dict} of how many workers this process removed, by reason (one
+        of L{REMOVAL_REASONS}).
         """
     )
 
@@ -244,6 +248,7 @@ class IWorkerStore(Interface):
 
 
 __all__ = [
+    "REMOVAL_REASONS",
     "IWorkerStore",
     "Owner",
     "PoolFigures",
