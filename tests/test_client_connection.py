@@ -30,6 +30,7 @@ from amp_dispatch.client import (
     DispatcherUnavailable,
     FrontendClient,
     SchedulerClient,
+    WrongListener,
 )
 from tests._client_helpers import (
     FRONTEND,
@@ -457,7 +458,10 @@ def test_unhandled_command_keeps_connection() -> None:
     pump = network.complete()
     d = scheduler.stats()
     network.flush()
-    failure_of(d, amp.UnhandledCommand)
+    error = failure_of(d, amp.UnhandledCommand).value
+    assert isinstance(error, WrongListener)
+    assert isinstance(error, DispatcherUnavailable)
+    assert str(error).startswith("the listener does not serve Stats: is the endpoint the right")
     assert not pump.clientIO.disconnecting
 
 

@@ -26,6 +26,7 @@ PUBLIC = {
         "StoreUnavailable",
         "Worker",
         "WorkerPage",
+        "WrongListener",
     ],
     "amp_dispatch.testing": ["DispatcherConfig", "MemoryDispatcher"],
 }

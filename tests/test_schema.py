@@ -10,7 +10,7 @@ import inspect
 import subprocess
 import sys
 import textwrap
-from typing import Dict, List, Tuple, Type
+from typing import Dict, List, Optional, Tuple, Type
 
 import amp_dispatch_commands
 import pytest
@@ -33,6 +33,7 @@ from amp_dispatch_commands import (
 from twisted.protocols import amp
 from twisted.test.iosim import connectedServerAndClient
 
+from tests._deferreds import failure_of
 from tests._memory import Connection, RecordingAMP
 
 #: (name, stock AMP type, optional)
@@ -344,6 +345,10 @@ BAD_VALUES = [
     (WorkerGone, {"worker_id": "w\n1"}, "worker_id: must not contain control characters"),
     (NextWorker, {"timeout": float("nan")}, "timeout: must be a finite number"),
     (ListWorkers, {"limit": 0}, "limit: must be within 1..500"),
+    (WorkerUpdate, {**WORKER, "worker_id": 12345}, "worker_id: must be text, not int"),
+    (WorkerUpdate, {**WORKER, "worker_id": None}, "worker_id: required"),
+    (WorkerUpdate, {"worker_id": "w1", "host": "h", "port": 1}, "capacity: required"),
+    (WorkerGone, {"worker_id": "w1", "color": 2}, "color: not an argument of WorkerGone"),
 ]
 
 
@@ -354,16 +359,21 @@ def test_bad_value_raises_invalid_argument(
     command: Type[amp.Command], arguments: Dict[str, object], message: str
 ) -> None:
     """
-    A bad value given to a plain C{callRemote} raises the declared
-    L{InvalidArgument} (a L{DispatchError}), naming the field as the
-    dispatcher would, and nothing is sent.
+    A bad value, a missing or an unknown argument given to a plain
+    C{callRemote} fails with the declared L{InvalidArgument} (a
+    L{DispatchError}), naming the field as the dispatcher would, and nothing
+    is sent (raised, or the call's Deferred fails: AMP does either).
     """
     server = RecordingAMP()
     client, _, pump = connectedServerAndClient(lambda: server, amp.AMP)
-    with pytest.raises(DispatchError) as raised:
-        client.callRemote(command, **arguments)
+    try:
+        calling = client.callRemote(command, **arguments)
+    except DispatchError as e:
+        error: Optional[BaseException] = e
+    else:
+        error = failure_of(calling, DispatchError).value
     pump.flush()
-    assert (type(raised.value), str(raised.value)) == (InvalidArgument, message)
+    assert (type(error), str(error)) == (InvalidArgument, message)
     assert server.received == []
 
 

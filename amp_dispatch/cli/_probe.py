@@ -43,6 +43,7 @@ from ..client import (
     SchedulerClient,
     Worker,
     WorkerPage,
+    WrongListener,
 )
 from ..client._base import DispatcherClient
 from ..client._connection import Endpoint
@@ -227,6 +228,8 @@ def describe_error(error: BaseException, endpoint: str, listener: str) -> str:
     if isinstance(error, DispatchError):
         code = ERROR_CODES.get(type(error), b"ERROR").decode("ascii")
         message = f"{code}: {error}"
+    elif isinstance(error, WrongListener):
+        message = f"UNHANDLED: {error.description} (is {endpoint} the {listener} listener?)"
     elif isinstance(error, amp.UnhandledCommand):
         # Rebuilt at the caller as UnhandledCommand(code, description).
         description = error.args[1] if len(error.args) > 1 else str(error)

@@ -41,7 +41,7 @@ from amp_dispatch_commands import (
 )
 
 from .._records import RegisteredWorker, Worker
-from ._errors import CallTimedOut, ClientError, DispatcherUnavailable
+from ._errors import CallTimedOut, ClientError, DispatcherUnavailable, WrongListener
 from ._frontend import FrontendClient
 from ._records import DispatcherStats, WorkerPage
 from ._scheduler import SchedulerClient
@@ -61,4 +61,5 @@ __all__ = [
     "StoreUnavailable",
     "Worker",
     "WorkerPage",
+    "WrongListener",
 ]

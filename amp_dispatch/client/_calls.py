@@ -36,7 +36,7 @@ from ..protocol._addresses import no_delay
 from ..protocol._framing import Box, BoxReader, FramingError, encode_pair, pack_length
 from ..protocol._peerlog import Warnings
 from ._arguments import Answer
-from ._errors import CallErrors
+from ._errors import CallErrors, wrong_listener
 
 _log = get_logger("amp_dispatch.client")
 
@@ -70,11 +70,14 @@ class FastCommand(Generic[T]):
         """
         The exception an C{_error} box answering this command stands for, as
         C{callRemote} makes it: the command's error class for a code it
-        declares, L{amp.UnhandledCommand} for AMP's C{UNHANDLED}, else
+        declares, L{WrongListener} (an L{amp.UnhandledCommand}) for AMP's
+        C{UNHANDLED}, else
         L{amp.UnknownRemoteError}.
         """
         code = box[amp.ERROR_CODE]
         description = box[amp.ERROR_DESCRIPTION].decode("utf-8", "replace")
+        if code == amp.UNHANDLED_ERROR_CODE:
+            return wrong_listener(self.name, description)
         protocol_error = amp.PROTOCOL_ERRORS.get(code)
         if protocol_error is not None:
             return cast(Exception, protocol_error(code, description))

@@ -51,7 +51,7 @@ from ..protocol._addresses import describe
 from ._arguments import Answer, Arguments, check_arguments
 from ._calls import ClientProtocol, FastCommand, call_remote
 from ._defaults import CLIENT_CALL_TIMEOUT, CLIENT_KEEPALIVE, CLIENT_MAX_BOX_BYTES
-from ._errors import CallErrors, ClientError
+from ._errors import CallErrors, ClientError, wrong_listener
 from ._failover import FailoverEndpoint
 
 _log = get_logger("amp_dispatch.client")
@@ -395,6 +395,8 @@ class DispatcherConnection:
         """
         name = state.command.commandName.decode("ascii")
         value = failure.value
+        if isinstance(value, amp.UnhandledCommand) and not isinstance(value, ClientError):
+            return Failure(wrong_listener(name, str(value.args[-1] if value.args else value)))
         if isinstance(value, (ClientError, amp.RemoteAmpError)):
             return failure
         if isinstance(value, CancelledError):

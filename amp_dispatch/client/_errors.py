@@ -13,6 +13,7 @@ from typing import Optional
 from attrs import frozen
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionClosed
+from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from .._log import get_logger
@@ -46,6 +47,30 @@ class DispatcherUnavailable(ClientError):
     def __init__(self, message: str, connection_error: Optional[BaseException] = None) -> None:
         super().__init__(message)
         self.connection_error = connection_error
+
+
+class WrongListener(DispatcherUnavailable, amp.UnhandledCommand):
+    """
+    The listener called does not serve the command (AMP's C{UNHANDLED}): a
+    front-end client given the scheduler listener's endpoint, or the
+    reverse.  Nothing was done.
+
+    @ivar description: the dispatcher's own words.
+    """
+
+    description = ""
+
+
+def wrong_listener(command: str, description: str) -> WrongListener:
+    """
+    The error of a C{command} the listener called does not serve.
+    """
+    error = WrongListener(
+        f"the listener does not serve {command}: is the endpoint the right listener "
+        f"(front ends call the front-end one, schedulers the scheduler one)? ({description})"
+    )
+    error.description = description
+    return error
 
 
 class CallTimedOut(ClientError):
@@ -142,4 +167,4 @@ class CallErrors:
         return Failure(error)
 
 
-__all__ = ["CallErrors", "CallTimedOut", "ClientError", "DispatcherUnavailable"]
+__all__ = ["CallErrors", "CallTimedOut", "ClientError", "DispatcherUnavailable", "WrongListener"]

@@ -32,6 +32,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _check_text(text: str, *, printable: bool) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"must be text, not {type(text).__name__}")
     if not text:
         raise ValueError("must not be empty")
     if len(text) > MAX_TEXT_BYTES // 4 and len(text.encode("utf-8")) > MAX_TEXT_BYTES:

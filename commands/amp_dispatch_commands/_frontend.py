@@ -7,13 +7,14 @@ from __future__ import annotations
 from twisted.protocols import amp
 
 from ._arguments import Identifier, Seconds
+from ._command import SchemaCommand
 from ._errors import COMMON_ERRORS, NO_WORKER_AVAILABLE, OVERLOADED, NoWorkerAvailable, Overloaded
 
 #: The longest a C{NextWorker} may wait for a free slot, in seconds (an hour).
 MAX_TIMEOUT = 3_600.0
 
 
-class NextWorker(amp.Command):
+class NextWorker(SchemaCommand):
     """
     Which worker takes my next job?
 

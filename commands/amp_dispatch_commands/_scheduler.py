@@ -8,6 +8,7 @@ from __future__ import annotations
 from twisted.protocols import amp
 
 from ._arguments import BoundedInteger, HostName, Identifier, Seconds
+from ._command import SchemaCommand
 from ._errors import COMMON_ERRORS
 
 #: The most free slots a C{WorkerUpdate} may give a worker.
@@ -23,7 +24,7 @@ MAX_PAGE = 500
 DEFAULT_PAGE = 100
 
 
-class WorkerUpdate(amp.Command):
+class WorkerUpdate(SchemaCommand):
     """
     Insert or replace a worker: its address and its free job slots now.
 
@@ -50,7 +51,7 @@ class WorkerUpdate(amp.Command):
     errors = dict(COMMON_ERRORS)
 
 
-class WorkerGone(amp.Command):
+class WorkerGone(SchemaCommand):
     """
     Remove a worker at once.  C{known} is C{False} if it was not registered.
     """
@@ -61,7 +62,7 @@ class WorkerGone(amp.Command):
     errors = dict(COMMON_ERRORS)
 
 
-class ListWorkers(amp.Command):
+class ListWorkers(SchemaCommand):
     """
     One page of the registered workers (of C{pool}, or of all pools), in
     C{worker_id} order after C{after} (text as a worker id is).  C{next_after}

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from twisted.protocols import amp
 
+from ._command import SchemaCommand
 from ._errors import COMMON_ERRORS
 
 #: The protocol version this schema describes; C{Stats} reports it.
 PROTOCOL_VERSION = 1
 
 
-class Stats(amp.Command):
+class Stats(SchemaCommand):
     """
     Counters of the dispatcher as a whole.
 
