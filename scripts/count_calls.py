@@ -13,8 +13,9 @@ instructions per call (for C{nextworker}, building the calls' bytes
 included).  C{nextworker}: argument-less
 calls in reads of 16 (the bench's closed loop), 1,000 workers; C{update}:
 C{WorkerUpdate}s of existing workers in reads of 256 (as the bench registers
-them), after as many new workers.  Run it in a checkout of each build to
-compare them.
+them), after as many new workers.  Calls are counted through L{Metrics},
+as the server counts them.  Run it in a checkout of each build to compare
+them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from amp_bench import wire
 
+from amp_dispatch.admin import Metrics
 from amp_dispatch.cli._logging import configure
 from amp_dispatch.server._listeners import build_listeners
 from amp_dispatch.server._stores import open_memory_store
@@ -53,7 +55,7 @@ def next_workers(calls: int) -> None:
     store = open_memory_store(clock)
     for i in range(1000):
         store.update(WorkerReport(f"w{i}", "10.0.0.1", 9000, 10**9))
-    protocol = _connect(build_listeners(store, clock).frontend.factory)
+    protocol = _connect(build_listeners(store, clock, hook=Metrics(clock, store)).frontend.factory)
     boxes, _ = wire.next_worker_requests()
     chunks: List[bytes] = [
         b"".join(boxes[(start + i) % len(boxes)] for i in range(16))
@@ -67,7 +69,7 @@ def next_workers(calls: int) -> None:
 def updates(calls: int, register_only: bool) -> None:
     clock = Clock()
     store = open_memory_store(clock)
-    protocol = _connect(build_listeners(store, clock).scheduler.factory)
+    protocol = _connect(build_listeners(store, clock, hook=Metrics(clock, store)).scheduler.factory)
     chunks: List[bytes] = [
         b"".join(
             wire.worker_update(wire.amp_tag(n), n, 1_000_000)
