@@ -14,8 +14,9 @@ What a peer can cost is bounded: at most L{ADMIN_MAX_CONNECTIONS} open at
 once (within the file descriptors the service keeps in reserve, see
 L{amp_dispatch.server._limits.FD_RESERVE}), the oldest closed to make room
 for a new one; each connection lives at most L{ADMIN_MAX_LIFETIME} seconds
-(a slow peer cannot hold a place); all of them together are read at most
-L{ADMIN_READS_PER_SECOND} times a second (a flood of requests waits, it
+(a slow peer cannot hold a place); all of them together handle at most
+L{ADMIN_READS_PER_SECOND} reads a second (a read past it is held, its
+connection not read, until the next second: a flood of requests waits, it
 does not take the reactor from the AMP listeners); request bodies are read
 and thrown away; Twisted bounds request lines and headers.
 """
@@ -125,35 +126,36 @@ class _Scrape(_Leaf):
 
 class _Budget:
     """
-    The admin connections' shared budget of reads per second: a
-    connection over it stops being read until the next second.
+    The admin connections' shared budget of reads per second: a read over
+    it waits, its connection not read, until the next second.
     """
 
     def __init__(self, clock: IReactorTime, reads: int) -> None:
         self._clock = clock
         self._reads = reads
         self._left = reads
-        self._paused: List[Any] = []
+        self._waiting: List[_Guarded] = []
         self._refill: Optional[IDelayedCall] = None
 
-    def spend(self, transport: Any) -> None:
+    def spend(self, connection: _Guarded) -> bool:
         """
-        One read of C{transport}'s; past the budget, pause it.
+        Whether C{connection} may handle a read now; if not, it is paused
+        and told to L{_Guarded.resume} in a later second.
         """
-        self._left -= 1
         if self._refill is None:
             self._refill = self._clock.callLater(1.0, self._next_second)
-        if self._left < 0:
-            transport.pauseProducing()
-            self._paused.append(transport)
+        if self._left > 0:
+            self._left -= 1
+            return True
+        self._waiting.append(connection)
+        return False
 
     def _next_second(self) -> None:
         self._refill = None
         self._left = self._reads
-        paused, self._paused = self._paused, []
-        for transport in paused:
-            if transport.connected:
-                transport.resumeProducing()
+        waiting, self._waiting = self._waiting, []
+        for connection in waiting:
+            connection.resume()
 
     def stop(self) -> None:
         if self._refill is not None and self._refill.active():
@@ -175,12 +177,32 @@ class _Guarded(ProtocolWrapper):
         )
         super().makeConnection(transport)
 
+    _held: bytes = b""
+
     def dataReceived(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.factory.budget.spend(self.transport)
-        super().dataReceived(data)
+        if self._held:
+            self._held += data  # came before the pause took hold: bounded by one read
+            return
+        if self.factory.budget.spend(self):
+            super().dataReceived(data)
+            return
+        self._held = data
+        transport: Any = self.transport
+        transport.pauseProducing()
+
+    def resume(self) -> None:
+        """
+        The budget has room again: handle the read held back, and read on.
+        """
+        data, self._held = self._held, b""
+        transport: Any = self.transport
+        if transport is None or not data:
+            return
+        transport.resumeProducing()
+        self.dataReceived(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._held = b""
         if self._end.active():
             self._end.cancel()
         super().connectionLost(reason)
