@@ -448,6 +448,10 @@ def test_keys_end_of_input_stops_reading() -> None:
         (["--interval", "0"], "--interval: must be a finite number > 0, not '0'"),
         (["--interval", "x"], "--interval: must be a number, not 'x'"),
         (["--max-workers", "0"], "--max-workers: must be at least 1, not '0'"),
+        (
+            ["--max-workers", "100001"],
+            "--max-workers: must be at most 100000, not '100001'",
+        ),
         (["--busiest", "x"], "--busiest: "),
         (["--scheduler", "garbage"], "--scheduler: Unknown endpoint type: 'garbage'"),
         (["--scheduler", ","], "--scheduler: give at least one endpoint"),

@@ -57,7 +57,16 @@ PAGE = 500
 RECONNECT_DELAY = 5.0
 
 DEFAULT_MAX_WORKERS = 2000
+#: The most C{--max-workers} allows: 200 pages a refresh.
+MAX_MAX_WORKERS = 100_000
 DEFAULT_BUSIEST = 10
+
+
+def _max_workers(value: str) -> int:
+    number = _positive_int(value)
+    if number > MAX_MAX_WORKERS:
+        raise ValueError(f"must be at most {MAX_MAX_WORKERS}, not {value!r}")
+    return number
 
 
 def _positive_number(value: str) -> float:
@@ -95,8 +104,8 @@ class TopOptions(VersionOption, usage.Options):
                 None,
                 DEFAULT_MAX_WORKERS,
                 "Workers read per refresh for the pools and the busiest (the totals "
-                "always count them all).",
-                _positive_int,
+                f"always count them all; at most {MAX_MAX_WORKERS}).",
+                _max_workers,
             ],
             ["busiest", None, DEFAULT_BUSIEST, "Busiest workers shown.", _positive_int],
             [
