@@ -131,7 +131,7 @@ class Server:
                     if b'"listening"' in line:
                         event = json.loads(line)
                         ports[event["role"]] = int(event["port"])
-            if len(ports) == 2:
+            if {"frontend", "scheduler"} <= ports.keys():
                 self.frontend, self.scheduler = ports["frontend"], ports["scheduler"]
                 self._check_identity()
                 return
