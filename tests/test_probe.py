@@ -49,6 +49,7 @@ from amp_dispatch.client._defaults import (
     CONNECT_FRONTEND,
     CONNECT_SCHEDULER,
 )
+from amp_dispatch.client._errors import wrong_listener
 from amp_dispatch.server._service import DispatcherService
 from amp_dispatch.store._interface import UpdateOutcome, WorkerReport
 from amp_dispatch.store._memory import MemoryStore
@@ -415,7 +416,7 @@ def test_describe_unhandled_command() -> None:
     A command the listener does not serve reads C{UNHANDLED: ...}, asking
     whether the endpoint is the right listener.
     """
-    error = amp.UnhandledCommand(b"UNHANDLED", "Unhandled Command: b'NextWorker'")
+    error = wrong_listener("NextWorker", "Unhandled Command: b'NextWorker'")
     assert describe_error(error, CONNECT_SCHEDULER, "frontend") == (
         "UNHANDLED: Unhandled Command: b'NextWorker' (is tcp:127.0.0.1:8751 the frontend listener?)"
     )

@@ -2,13 +2,13 @@
 The dispatcher's metrics, in Prometheus's data model: L{Metrics} is the
 listeners' L{CommandHook} (it counts commands by outcome, rejected input by
 kind, and how long waiting calls waited) and the collector that exposes
-those counts with what the listeners and the store know (connections, pool
-figures, removals), read into a L{Snapshot} on the reactor's thread.
+those counts with what the listeners and the store know (connections,
+removals, and the store's figures, read into a L{Snapshot} before each
+scrape, at most once a second: the shared store answers later).
 
 Counting is a dict update per call of the hook, which the fast paths make
-once per read: no lock on the hot path.  The exposition (see
-L{amp_dispatch.admin._site}) reads only snapshots, made here before each
-scrape, at most one a second.
+once per read.  Everything runs on the reactor's thread (see
+L{amp_dispatch.admin._site}): nothing needs a lock.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import (
     Tuple,
 )
 
-from attrs import field, frozen
+from attrs import frozen
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -38,7 +38,7 @@ from prometheus_client.core import (
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
@@ -118,18 +118,16 @@ class ListenerCounts:
 @frozen
 class Snapshot:
     """
-    Everything the exposition shows but the histogram and the process,
-    read at once on the reactor's thread.
+    The store's figures, as last read.
+
+    @ivar stats: its totals; C{None} when it did not answer (it shows down).
+    @ivar pools: the labelled pools' figures.
+    @ivar other: the other pools' figures added up, past the label cap.
     """
 
-    commands: Dict[Tuple[bytes, str], int] = field(factory=dict)
-    rejected: Dict[Tuple[str, str], int] = field(factory=dict)
-    removed: Dict[str, int] = field(factory=dict)
-    listeners: Sequence[ListenerCounts] = ()
     stats: Optional[StoreStats] = None
     pools: Sequence[PoolFigures] = ()
     other: Optional[PoolFigures] = None
-    store_up: bool = False
 
 
 class Metrics:
@@ -204,7 +202,7 @@ class Metrics:
 
     def refresh(self) -> Deferred[Snapshot]:
         """
-        Read the store's and listeners' figures into L{snapshot}, unless
+        Read the store's figures into L{snapshot}, unless
         read less than L{MIN_REFRESH} seconds ago (or being read now).
         Never fails: a store that does not answer is shown down, its
         figures left out.
@@ -228,37 +226,26 @@ class Metrics:
 
     def _read(self) -> Deferred[Snapshot]:
         store = self._store
-        commands, rejected = dict(self._commands), dict(self._rejected)
-        removed = {reason: 0 for reason in REMOVAL_REASONS}
-        removed.update(store.removed)
-        listeners = tuple(self._listeners())
         if not store.available():
-            return succeed(self._keep(Snapshot(commands, rejected, removed, listeners)))
+            return succeed(self._keep(Snapshot()))
         names = list(self._labelled)
         # One more than there is room for: a pool named as the overflow
         # takes no label.
         room = self._max_pool_labels - len(names) + 1
 
         def figures(results: List[Any]) -> Snapshot:
-            stats, pools = results
-            snapshot = self._with_pools(commands, rejected, removed, listeners, stats, pools)
-            return self._keep(snapshot)
+            return self._keep(self._with_pools(*results))
 
         def failed(failure: Failure) -> Snapshot:
-            return self._keep(Snapshot(commands, rejected, removed, listeners))
+            return self._keep(Snapshot())
 
-        reads = [_deferred(store.stats()), _deferred(store.pools(names, room))]
+        reads: List[Deferred[Any]] = [
+            maybeDeferred(store.stats),
+            maybeDeferred(store.pools, names, room),
+        ]
         return gatherResults(reads, consumeErrors=True).addCallbacks(figures, failed)
 
-    def _with_pools(
-        self,
-        commands: Dict[Tuple[bytes, str], int],
-        rejected: Dict[Tuple[str, str], int],
-        removed: Dict[str, int],
-        listeners: Sequence[ListenerCounts],
-        stats: StoreStats,
-        pools: Sequence[PoolFigures],
-    ) -> Snapshot:
+    def _with_pools(self, stats: StoreStats, pools: Sequence[PoolFigures]) -> Snapshot:
         # Pools keep their label while they exist; a gone pool's label goes
         # to a new pool.  A pool named as the overflow is counted in it.
         present = {figures.pool: figures for figures in pools if figures.pool != OTHER_POOLS}
@@ -277,7 +264,7 @@ class Metrics:
                 max(0, stats.free_slots - sum(figures.free_slots for figures in shown)),
                 max(0, stats.waiting - sum(figures.waiting for figures in shown)),
             )
-        return Snapshot(commands, rejected, removed, listeners, stats, shown, other, True)
+        return Snapshot(stats, shown, other)
 
     def _keep(self, snapshot: Snapshot) -> Snapshot:
         self.snapshot = snapshot
@@ -286,19 +273,26 @@ class Metrics:
     # -- the collector ------------------------------------------------------
 
     def describe(self) -> List[Metric]:
-        return list(self._families(Snapshot()))
+        # The families without their figures: called while the dispatcher
+        # is being built (its listeners are not there yet).
+        return list(self._families(Snapshot(), (), {}))
 
     def collect(self) -> Iterator[Metric]:
-        return self._families(self.snapshot)
+        return self._families(self.snapshot, tuple(self._listeners()), self._store.removed)
 
-    def _families(self, snapshot: Snapshot) -> Iterator[Metric]:
+    def _families(
+        self,
+        snapshot: Snapshot,
+        listeners: Sequence[ListenerCounts],
+        removals: Dict[str, int],
+    ) -> Iterator[Metric]:
         yield self._info
         commands = CounterMetricFamily(
             "amp_dispatch_commands",
             "Commands handled, by command and outcome.",
             labels=["command", "outcome"],
         )
-        for (command, outcome), count in sorted(snapshot.commands.items()):
+        for (command, outcome), count in sorted(self._commands.items()):
             commands.add_metric([command.decode("ascii"), label(outcome)], count)
         yield commands
         rejected = CounterMetricFamily(
@@ -306,7 +300,7 @@ class Metrics:
             "Inputs rejected (and logged), by listener and kind.",
             labels=["listener", "reason"],
         )
-        for (role, kind), count in sorted(snapshot.rejected.items()):
+        for (role, kind), count in sorted(self._rejected.items()):
             rejected.add_metric([role, label(kind)], count)
         yield rejected
         removed = CounterMetricFamily(
@@ -314,14 +308,14 @@ class Metrics:
             "Workers this process removed, by reason (gone, ttl_expired, lease_expired).",
             labels=["reason"],
         )
-        for reason, count in sorted(snapshot.removed.items()):
-            removed.add_metric([label(reason)], count)
+        for reason in sorted({*REMOVAL_REASONS, *removals}):
+            removed.add_metric([label(reason)], removals.get(reason, 0))
         yield removed
-        yield from self._connections(snapshot.listeners)
+        yield from self._connections(listeners)
         up = GaugeMetricFamily(
             "amp_dispatch_store_up", "Whether the store answers (1) or not (0)."
         )
-        up.add_metric([], 1.0 if snapshot.store_up else 0.0)
+        up.add_metric([], 0.0 if snapshot.stats is None else 1.0)
         yield up
         if snapshot.stats is not None:
             yield from self._totals(snapshot.stats)
@@ -373,6 +367,3 @@ class Metrics:
                 family.add_metric([figures.pool], getattr(figures, attribute))
             yield family
 
-
-def _deferred(result: Any) -> Deferred[Any]:
-    return result if isinstance(result, Deferred) else succeed(result)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from prometheus_client.exposition import choose_encoder
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
@@ -34,6 +34,7 @@ from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from ..protocol._peerlog import LogLimiter
 from ._metrics import Metrics, Snapshot
 
 __all__ = [
@@ -124,45 +125,6 @@ class _Scrape(_Leaf):
         return NOT_DONE_YET
 
 
-class _Budget:
-    """
-    The admin connections' shared budget of reads per second: a read over
-    it waits, its connection not read, until the next second.
-    """
-
-    def __init__(self, clock: IReactorTime, reads: int) -> None:
-        self._clock = clock
-        self._reads = reads
-        self._left = reads
-        self._waiting: List[_Guarded] = []
-        self._refill: Optional[IDelayedCall] = None
-
-    def spend(self, connection: _Guarded) -> bool:
-        """
-        Whether C{connection} may handle a read now; if not, it is paused
-        and told to L{_Guarded.resume} in a later second.
-        """
-        if self._refill is None:
-            self._refill = self._clock.callLater(1.0, self._next_second)
-        if self._left > 0:
-            self._left -= 1
-            return True
-        self._waiting.append(connection)
-        return False
-
-    def _next_second(self) -> None:
-        self._refill = None
-        self._left = self._reads
-        waiting, self._waiting = self._waiting, []
-        for connection in waiting:
-            connection.resume()
-
-    def stop(self) -> None:
-        if self._refill is not None and self._refill.active():
-            self._refill.cancel()
-        self._refill = None
-
-
 class _Guarded(ProtocolWrapper):
     """
     One admin connection: closed at the end of its life, read within the
@@ -170,6 +132,8 @@ class _Guarded(ProtocolWrapper):
     """
 
     factory: _Bounded
+    # A read past the budget, held until the next second.
+    _held: bytes = b""
 
     def makeConnection(self, transport: Any) -> None:
         self._end = self.factory.clock.callLater(
@@ -177,16 +141,15 @@ class _Guarded(ProtocolWrapper):
         )
         super().makeConnection(transport)
 
-    _held: bytes = b""
-
     def dataReceived(self, data: bytes) -> None:
         if self._held:
             self._held += data  # came before the pause took hold: bounded by one read
             return
-        if self.factory.budget.spend(self):
+        if self.factory.budget.allow():
             super().dataReceived(data)
             return
         self._held = data
+        self.factory.held.append(self)
         transport: Any = self.transport
         transport.pauseProducing()
 
@@ -219,9 +182,22 @@ class _Bounded(WrappingFactory):
     def __init__(self, site: Site, clock: IReactorTime) -> None:
         super().__init__(site)
         self.clock = clock
-        self.budget = _Budget(clock, ADMIN_READS_PER_SECOND)
+        # The reads of all connections per second; the limiter's report, at
+        # the end of a second with reads held back, resumes their connections
+        # (when a read starts the next second before the limiter's timer
+        # fires, the reads resumed then are not counted: at most one per
+        # connection).
+        self.budget = LogLimiter(
+            clock, self._resume_held, lines=ADMIN_READS_PER_SECOND, period=1.0
+        )
+        self.held: List[_Guarded] = []
         # Connections closed to make room, not yet gone.
         self._closing: Set[Any] = set()
+
+    def _resume_held(self, count: int) -> None:
+        held, self.held = self.held, []
+        for connection in held:
+            connection.resume()
 
     def buildProtocol(self, addr: Optional[IAddress]) -> Any:
         if len(self.protocols) - len(self._closing) >= ADMIN_MAX_CONNECTIONS:

@@ -230,10 +230,6 @@ def describe_error(error: BaseException, endpoint: str, listener: str) -> str:
         message = f"{code}: {error}"
     elif isinstance(error, WrongListener):
         message = f"UNHANDLED: {error.description} (is {endpoint} the {listener} listener?)"
-    elif isinstance(error, amp.UnhandledCommand):
-        # Rebuilt at the caller as UnhandledCommand(code, description).
-        description = error.args[1] if len(error.args) > 1 else str(error)
-        message = f"UNHANDLED: {description} (is {endpoint} the {listener} listener?)"
     elif isinstance(error, amp.RemoteAmpError):
         code = error.errorCode.decode("ascii", "replace")
         message = f"{code}: {error.description}"

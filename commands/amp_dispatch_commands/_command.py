@@ -7,7 +7,7 @@ own C{InvalidSignature}, which no caller of the schema expects).
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, ClassVar, Dict
 
 from twisted.protocols import amp
 
@@ -16,27 +16,27 @@ from ._errors import InvalidArgument
 
 class SchemaCommand(amp.Command):
     """
-    The base of the schema's commands (see the module).
+    The base of the schema's commands (see the module).  A call is checked
+    where AMP makes it, when the command is made (C{callRemote} makes it
+    first, then encodes its arguments).
     """
 
+    # Each argument's Python name and whether it is optional, by command.
+    _optional: ClassVar[Dict[str, bool]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._optional = {name.decode("ascii"): each.optional for name, each in cls.arguments}
+
     def __init__(self, **arguments: Any) -> None:
-        _check_names(type(self), arguments)
+        optional = self._optional
+        for name in arguments:
+            if name not in optional:
+                raise InvalidArgument(f"{name}: not an argument of {type(self).__name__}")
+        for name, may_be_left_out in optional.items():
+            if not may_be_left_out and arguments.get(name) is None:
+                raise InvalidArgument(f"{name}: required")
         super().__init__(**arguments)
-
-    @classmethod
-    def makeArguments(cls, objects: Dict[str, Any], proto: Any) -> Any:
-        _check_names(cls, objects)
-        return super().makeArguments(objects, proto)
-
-
-def _check_names(command: Any, given: Dict[str, Any]) -> None:
-    names = {name.decode("ascii"): argument for name, argument in command.arguments}
-    for name in given:
-        if name not in names:
-            raise InvalidArgument(f"{name}: not an argument of {command.__name__}")
-    for name, argument in names.items():
-        if not argument.optional and given.get(name) is None:
-            raise InvalidArgument(f"{name}: required")
 
 
 __all__ = ["SchemaCommand"]
